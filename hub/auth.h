@@ -1,0 +1,63 @@
+/*
+ * auth: verifies the bearer tokens of phones and admins.
+ *
+ * Firebase ID tokens: RS256 only, the `kid` must name a key of the configured
+ * certificate file (Google's format: a JSON object kid -> PEM X.509
+ * certificate), aud = project id, iss = https://securetoken.google.com/<project>,
+ * sub non-empty and at most 128 bytes, exp in the future, iat and auth_time in
+ * the past, all with the configured leeway (default 60 s).
+ *
+ * HS256 tokens only when a dev secret is configured; they need sub, iat and
+ * exp. `alg: none` is never accepted, nor a token whose alg is not the one
+ * pinned to the key that verified it (this stops RS256 -> HS256 confusion with
+ * the public key as the secret). The admin role is the claim "admin": true.
+ *
+ * libjwt 1.10 verifies signatures only; every claim is checked here.
+ */
+#ifndef RN_AUTH_H
+#define RN_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#define AUTH_UID_MAX 128
+
+typedef struct auth auth_t;
+
+typedef struct auth_config {
+    const char *firebase_project;    /* NULL: Firebase tokens are refused */
+    const char *firebase_certs_path; /* kid -> PEM certificate JSON file; NULL: none */
+    const char *hs256_secret;        /* NULL or "": HS256 tokens are refused */
+    int leeway_s;                    /* default 60 when 0 */
+} auth_config_t;
+
+typedef struct auth_identity {
+    char uid[AUTH_UID_MAX + 1];
+    bool admin;
+} auth_identity_t;
+
+/* Reads the certificates. NULL with a message in err when they cannot be used. */
+auth_t *auth_new(const auth_config_t *cfg, char *err, size_t errlen);
+void auth_free(auth_t *auth);
+
+/*
+ * Replaces the Firebase keys from a certificate JSON document (the same format
+ * as the file). 0, or -1 with a message in err (the old keys are kept).
+ */
+int auth_set_certs(auth_t *auth, const char *json, size_t len, char *err, size_t errlen);
+
+/*
+ * Verifies token at time now. Returns 0 and fills out, or -1 with *why set to
+ * a short static reason ("expired", "bad_signature", "wrong_audience", ...).
+ */
+int auth_verify(const auth_t *auth, const char *token, time_t now, auth_identity_t *out,
+                const char **why);
+
+/*
+ * Mints an HS256 dev token for uid (claims sub, iat, exp = now + ttl_s, and
+ * admin when asked). Returns a malloc'd string the caller frees, or NULL.
+ */
+char *auth_mint_hs256(const char *secret, const char *uid, bool admin, time_t now, int ttl_s);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * bus: Redis pub/sub between hub processes (hiredis on our libuv loop).
+ *
+ * Two hiredis async contexts: one for SUBSCRIBE, one for PUBLISH. Each has a
+ * connect timeout on a uv timer (hiredis has none) and is rebuilt from a
+ * backoff timer after any disconnect; subscriptions are restored on the new
+ * link. Interest is counted per channel: the first bus_subscribe() sends
+ * SUBSCRIBE, the last bus_unsubscribe() sends UNSUBSCRIBE.
+ *
+ * The link callback fires with up=1 when both contexts are connected and all
+ * channels are subscribed again: messages may have been missed, so callers
+ * resynchronise from PostgreSQL then. It fires with up=0 when the link is lost.
+ */
+#ifndef RN_BUS_H
+#define RN_BUS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct bus bus_t;
+
+/* A message on a subscribed channel. channel and payload are borrowed for the call. */
+typedef void (*bus_message_cb)(void *arg, const char *channel, const char *payload, size_t len);
+/* The link went up (1: resynchronise now) or down (0). */
+typedef void (*bus_link_cb)(void *arg, int up);
+
+typedef struct bus_config {
+    const char *url;        /* redis://IP:PORT[/db] or unix:/path/to/socket; no host names */
+    int connect_timeout_ms; /* default 2000 */
+    int backoff_min_ms;     /* default 100 */
+    int backoff_max_ms;     /* default 5000 */
+    int ping_interval_ms;   /* health check on the publish link, default 1000 */
+} bus_config_t;
+
+/* Starts connecting. NULL on a bad URL (*err says why, if err != NULL). */
+bus_t *bus_new(uv_loop_t *loop, const bus_config_t *cfg, bus_message_cb on_message,
+               bus_link_cb on_link, void *arg, const char **err);
+
+/* Adds one unit of interest in channel. 0, or -1 on allocation failure. */
+int bus_subscribe(bus_t *bus, const char *channel);
+/* Removes one unit of interest; unknown channels are ignored. */
+int bus_unsubscribe(bus_t *bus, const char *channel);
+
+/* Publishes (payload copied). 0 if handed to Redis, -1 if the link is down. */
+int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len);
+
+/* 1 while both links are connected. */
+int bus_is_up(const bus_t *bus);
+/* How many times a lost link has been re-established. */
+unsigned long bus_reconnects(const bus_t *bus);
+
+/* Stops timers, closes both contexts; frees itself once its handles are closed. */
+void bus_close(bus_t *bus);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * pg_pool: a small pool of non-blocking libpq connections driven by one libuv
+ * loop. Nothing here ever blocks: connections are opened with
+ * PQconnectStartParams/PQconnectPoll, queries are sent with PQsendQueryParams
+ * and read with PQconsumeInput/PQisBusy under a uv_poll_t on PQsocket().
+ *
+ * One statement in flight per connection. Work that needs several statements
+ * in one transaction lives in SQL functions (storage/migrations), so every
+ * request is one round trip.
+ *
+ * A lost connection is re-established from a backoff timer. While no
+ * connection is up, pg_pool_query() fails at once (the caller answers 503);
+ * a query whose connection dies under it completes with PG_EUNAVAILABLE.
+ * Nothing hangs: connects have their own timer and statements run under the
+ * server's statement_timeout.
+ */
+#ifndef RN_PG_POOL_H
+#define RN_PG_POOL_H
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+typedef struct pg_pool pg_pool_t;
+
+/* Outcome of one query, as passed to pg_query_cb. */
+enum {
+    PG_OK = 0,           /* res is PGRES_TUPLES_OK or PGRES_COMMAND_OK */
+    PG_EUNAVAILABLE = -1, /* no connection, connection lost, pool closing; res NULL */
+    PG_EQUERY = -2,      /* the server refused the statement; res is the error
+                            result (PQresultErrorField(res, PG_DIAG_SQLSTATE)) */
+};
+
+/*
+ * Called exactly once per accepted query, on the loop thread. `res` is
+ * borrowed for the call: the pool PQclear()s it afterwards. `errmsg` is a
+ * one-line human message when status != PG_OK, else NULL.
+ */
+typedef void (*pg_query_cb)(void *arg, int status, PGresult *res, const char *errmsg);
+
+/* Called after each completed query (for metrics): seconds from send to result. */
+typedef void (*pg_observe_cb)(void *arg, double seconds, int status);
+
+typedef struct pg_pool_config {
+    const char *conninfo;     /* libpq URI or key=value; use hostaddr= or a unix socket */
+    int size;                 /* connections (default 4) */
+    int connect_timeout_ms;   /* default 5000 */
+    int statement_timeout_ms; /* default 10000; sent as the connection's statement_timeout */
+    int max_queued;           /* queued queries beyond which pg_pool_query fails (default 10000) */
+    pg_observe_cb observe;    /* optional */
+    void *observe_arg;
+} pg_pool_config_t;
+
+/* Creates the pool and starts connecting. Returns NULL on bad config. */
+pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg);
+
+/*
+ * Queues one statement with text parameters (copied; the caller may free its
+ * strings on return). A NULL param is SQL NULL. Returns 0 and later calls cb
+ * once; or returns PG_EUNAVAILABLE (no connection up, queue full, closing) and
+ * never calls cb.
+ */
+int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *const *params,
+                  pg_query_cb cb, void *arg);
+
+/* Number of connections currently established (0 means: answer 503). */
+int pg_pool_connected(const pg_pool_t *pool);
+
+/*
+ * Fails every queued and in-flight query with PG_EUNAVAILABLE, closes the
+ * connections and the uv handles. The pool frees itself in the last close
+ * callback; run the loop to let it finish. The pointer is dead on return.
+ */
+void pg_pool_close(pg_pool_t *pool);
+
+#endif
