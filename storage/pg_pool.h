@@ -24,10 +24,10 @@ typedef struct pg_pool pg_pool_t;
 
 /* Outcome of one query, as passed to pg_query_cb. */
 enum {
-    PG_OK = 0,           /* res is PGRES_TUPLES_OK or PGRES_COMMAND_OK */
+    PG_OK = 0,            /* res is PGRES_TUPLES_OK or PGRES_COMMAND_OK */
     PG_EUNAVAILABLE = -1, /* no connection, connection lost, pool closing; res NULL */
-    PG_EQUERY = -2,      /* the server refused the statement; res is the error
-                            result (PQresultErrorField(res, PG_DIAG_SQLSTATE)) */
+    PG_EQUERY = -2,       /* the server refused the statement; res is the error
+                             result (PQresultErrorField(res, PG_DIAG_SQLSTATE)) */
 };
 
 /*
@@ -40,6 +40,15 @@ typedef void (*pg_query_cb)(void *arg, int status, PGresult *res, const char *er
 /* Called after each completed query (for metrics): seconds from send to result. */
 typedef void (*pg_observe_cb)(void *arg, double seconds, int status);
 
+/*
+ * Optional log hook for the rare events an operator wants to see: a bad
+ * conninfo, a connection lost, the pool unable to connect, the pool back up.
+ * level is PG_LOG_INFO or PG_LOG_WARN; msg is one line, borrowed for the
+ * call. Without a hook the pool writes nothing.
+ */
+enum { PG_LOG_INFO = 0, PG_LOG_WARN = 1 };
+typedef void (*pg_log_cb)(void *arg, int level, const char *msg);
+
 typedef struct pg_pool_config {
     const char *conninfo;     /* libpq URI or key=value; use hostaddr= or a unix socket */
     int size;                 /* connections (default 4) */
@@ -48,6 +57,8 @@ typedef struct pg_pool_config {
     int max_queued;           /* queued queries beyond which pg_pool_query fails (default 10000) */
     pg_observe_cb observe;    /* optional */
     void *observe_arg;
+    pg_log_cb log; /* optional */
+    void *log_arg;
 } pg_pool_config_t;
 
 /* Creates the pool and starts connecting. Returns NULL on bad config. */
@@ -56,8 +67,9 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg);
 /*
  * Queues one statement with text parameters (copied; the caller may free its
  * strings on return). A NULL param is SQL NULL. Returns 0 and later calls cb
- * once; or returns PG_EUNAVAILABLE (no connection up, queue full, closing) and
- * never calls cb.
+ * once, never before pg_pool_query() returns; or returns PG_EUNAVAILABLE (no
+ * connection up, queue full, closing) or PG_EQUERY (bad arguments: NULL sql
+ * or cb, nparams outside 0..65535) and never calls cb.
  */
 int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *const *params,
                   pg_query_cb cb, void *arg);
@@ -66,9 +78,11 @@ int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *con
 int pg_pool_connected(const pg_pool_t *pool);
 
 /*
- * Fails every queued and in-flight query with PG_EUNAVAILABLE, closes the
- * connections and the uv handles. The pool frees itself in the last close
- * callback; run the loop to let it finish. The pointer is dead on return.
+ * Fails every queued and in-flight query with PG_EUNAVAILABLE (those
+ * callbacks run before pg_pool_close() returns), closes the connections and
+ * the uv handles. The pool frees itself in the last close callback; run the
+ * loop to let it finish. The pointer is dead on return. May be called from a
+ * pg_query_cb.
  */
 void pg_pool_close(pg_pool_t *pool);
 

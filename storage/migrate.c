@@ -1,0 +1,336 @@
+/*
+ * migrate: applies the embedded SQL migrations at start-up (see migrate.h).
+ *
+ * Blocking libpq on purpose: this runs before the event loop exists.
+ *
+ * The sequence, on one connection:
+ *   1. pg_advisory_lock(MIGRATE_LOCK_KEY): hub processes that start together
+ *      queue up here, so each migration is applied once. The lock is taken
+ *      before CREATE TABLE IF NOT EXISTS, which is not safe against a
+ *      concurrent creator on its own.
+ *   2. schema_migrations is created if missing, the applied versions read.
+ *   3. A database newer than this binary is refused, and so is one that lacks
+ *      a migration older than its newest (the histories have diverged).
+ *   4. Each pending migration runs inside BEGIN/COMMIT with its
+ *      schema_migrations row; on error, ROLLBACK and stop.
+ *   5. Unlock and disconnect (disconnecting would release the lock anyway).
+ *
+ * A migration file is run as one simple-protocol query string, so it may hold
+ * many statements but must not contain BEGIN/COMMIT itself, nor anything
+ * that refuses to run in a transaction (CREATE INDEX CONCURRENTLY, ...).
+ */
+#include "migrate.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+/* "RnMigrat" read as a big-endian bigint: any constant will do, as long as it never changes. */
+#define MIGRATE_LOCK_KEY "5939770073650717044"
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Copies a libpq error message into buf as one line: newlines and runs of
+ * blanks become one space, trailing blanks go.
+ */
+static const char *one_line(const char *msg, char *buf, size_t len)
+{
+    size_t o = 0;
+    int space = 0;
+
+    if (len == 0)
+        return "";
+    for (; msg && *msg && o + 1 < len; msg++) {
+        if (isspace((unsigned char)*msg)) {
+            space = o > 0;
+            continue;
+        }
+        if (space && o + 2 < len)
+            buf[o++] = ' ';
+        space = 0;
+        buf[o++] = *msg;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+int migration_version_of(const char *name)
+{
+    const char *p = name;
+    long v = 0;
+    size_t digits = 0, rest;
+
+    if (!name)
+        return -1;
+    /* At most 9 digits: the version always fits an int. */
+    while (isdigit((unsigned char)*p) && digits < 10) {
+        v = v * 10 + (*p - '0');
+        p++;
+        digits++;
+    }
+    if (digits == 0 || digits > 9 || *p != '_')
+        return -1;
+    p++;
+    /* A non-empty name of [A-Za-z0-9_.-], then ".sql" (same rule as embed_migrations.cmake). */
+    rest = strlen(p);
+    if (rest <= 4 || strcmp(p + rest - 4, ".sql") != 0)
+        return -1;
+    for (size_t i = 0; i < rest - 4; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (!isalnum(c) && c != '_' && c != '.' && c != '-')
+            return -1;
+    }
+    if (v < 1)
+        return -1;
+    return (int)v;
+}
+
+static int cmp_version(const void *a, const void *b)
+{
+    const migration_t *x = a, *y = b;
+
+    return (x->version > y->version) - (x->version < y->version);
+}
+
+int migrations_order(migration_t *m, size_t n, char *err, size_t errlen)
+{
+    if (n > 0 && !m) {
+        set_err(err, errlen, "migrations: NULL array");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].version < 1) {
+            set_err(err, errlen, "migration %s: version %d (must be >= 1)",
+                    m[i].name ? m[i].name : "(unnamed)", m[i].version);
+            return -1;
+        }
+        if (!m[i].name || !m[i].sql) {
+            set_err(err, errlen, "migration version %d: missing name or SQL", m[i].version);
+            return -1;
+        }
+    }
+    if (n > 1)
+        qsort(m, n, sizeof(*m), cmp_version);
+    for (size_t i = 1; i < n; i++) {
+        if (m[i].version == m[i - 1].version) {
+            set_err(err, errlen, "migrations %s and %s have the same version %d", m[i - 1].name,
+                    m[i].name, m[i].version);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Runs one statement that returns no rows or some; 0 or -1 with err set. */
+static int exec_ok(PGconn *pg, const char *sql, const char *what, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(res);
+    char line[512];
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        PQclear(res);
+        return 0;
+    }
+    set_err(err, errlen, "migrate: %s failed: %s", what,
+            one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+    PQclear(res);
+    return -1;
+}
+
+/* Discards NOTICEs ("relation already exists, skipping") instead of printing them. */
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/*
+ * Reads the applied versions, sorted. Returns their count (>= 0) with
+ * *out malloc'ed (NULL when none), or -1 with err set.
+ */
+static int applied_versions(PGconn *pg, int **out, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(pg, "SELECT version FROM schema_migrations ORDER BY version");
+    char line[512];
+    int n, *v = NULL;
+
+    *out = NULL;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        set_err(err, errlen, "migrate: reading schema_migrations failed: %s",
+                one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+        PQclear(res);
+        return -1;
+    }
+    n = PQntuples(res);
+    if (n > 0) {
+        v = malloc((size_t)n * sizeof(*v));
+        if (!v) {
+            set_err(err, errlen, "migrate: out of memory");
+            PQclear(res);
+            return -1;
+        }
+        for (int i = 0; i < n; i++)
+            v[i] = atoi(PQgetvalue(res, i, 0));
+    }
+    PQclear(res);
+    *out = v;
+    return n;
+}
+
+static int is_applied(const int *v, int n, int version)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] == version)
+            return 1;
+    return 0;
+}
+
+/* Applies one migration in its own transaction; 0, or -1 after ROLLBACK. */
+static int apply_one(PGconn *pg, const migration_t *mg, char *err, size_t errlen)
+{
+    char version[16], line[1024];
+    const char *params[2] = {version, mg->name};
+    PGresult *res;
+
+    if (exec_ok(pg, "BEGIN", "BEGIN", err, errlen) < 0)
+        return -1;
+
+    res = PQexec(pg, mg->sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        set_err(err, errlen, "migration %s failed, rolled back: %s", mg->name,
+                one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+        PQclear(res);
+        goto fail;
+    }
+    PQclear(res);
+
+    snprintf(version, sizeof(version), "%d", mg->version);
+    res = PQexecParams(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, NULL,
+                       params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        set_err(err, errlen, "migration %s: recording it failed, rolled back: %s", mg->name,
+                one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+        PQclear(res);
+        goto fail;
+    }
+    PQclear(res);
+
+    /* COMMIT can fail too (deferred constraints): then nothing was applied. */
+    res = PQexec(pg, "COMMIT");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        set_err(err, errlen, "migration %s: COMMIT failed: %s", mg->name,
+                one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+        PQclear(res);
+        goto fail;
+    }
+    PQclear(res);
+    return 0;
+
+fail:
+    /* Best effort: if the connection is gone, the server rolls back anyway. */
+    PQclear(PQexec(pg, "ROLLBACK"));
+    return -1;
+}
+
+int migrate_apply(const char *conninfo, const migration_t *m, size_t n, char *err, size_t errlen)
+{
+    PGconn *pg = NULL;
+    int *applied = NULL, napplied, newest_db, newest_bin, count = 0, locked = 0;
+    char line[512];
+
+    if (!conninfo || (n > 0 && !m)) {
+        set_err(err, errlen, "migrate: bad arguments");
+        return -1;
+    }
+    /* The caller passes them sorted (migrations_order); check rather than trust. */
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].version < 1 || !m[i].name || !m[i].sql ||
+            (i > 0 && m[i].version <= m[i - 1].version)) {
+            set_err(err, errlen, "migrate: migrations not sorted by unique version >= 1 at %s",
+                    m[i].name ? m[i].name : "(unnamed)");
+            return -1;
+        }
+    }
+    newest_bin = n > 0 ? m[n - 1].version : 0;
+
+    pg = PQconnectdb(conninfo);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        set_err(err, errlen, "migrate: cannot connect to PostgreSQL: %s",
+                pg ? one_line(PQerrorMessage(pg), line, sizeof(line)) : "out of memory");
+        goto fail;
+    }
+    PQsetNoticeProcessor(pg, quiet_notice, NULL);
+
+    if (exec_ok(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "taking the migration lock",
+                err, errlen) < 0)
+        goto fail;
+    locked = 1;
+
+    if (exec_ok(pg,
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY,"
+                " name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())",
+                "creating schema_migrations", err, errlen) < 0)
+        goto fail;
+
+    napplied = applied_versions(pg, &applied, err, errlen);
+    if (napplied < 0)
+        goto fail;
+    newest_db = napplied > 0 ? applied[napplied - 1] : 0;
+
+    if (newest_db > newest_bin) {
+        set_err(err, errlen,
+                "migrate: the database schema is at version %d but this binary knows versions "
+                "up to %d only; refusing to run against a newer schema (upgrade the binary)",
+                newest_db, newest_bin);
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].version < newest_db && !is_applied(applied, napplied, m[i].version)) {
+            set_err(err, errlen,
+                    "migrate: migration %s was never applied but the database is already at "
+                    "version %d; refusing to apply it out of order",
+                    m[i].name, newest_db);
+            goto fail;
+        }
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        if (is_applied(applied, napplied, m[i].version))
+            continue;
+        if (apply_one(pg, &m[i], err, errlen) < 0)
+            goto fail;
+        count++;
+    }
+
+    PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
+    free(applied);
+    PQfinish(pg);
+    return count;
+
+fail:
+    if (locked)
+        PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
+    free(applied);
+    PQfinish(pg);
+    return -1;
+}
