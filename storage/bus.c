@@ -1,0 +1,725 @@
+/*
+ * bus: Redis pub/sub between hub processes. See bus.h for the contract.
+ *
+ * Two hiredis async contexts on our own loop adapter (redis_uv.h): `sub`
+ * carries SUBSCRIBE/UNSUBSCRIBE and the messages, `cmd` carries PUBLISH and a
+ * periodic PING. Each link is closed -> connecting -> connected, and becomes
+ * ready after its first round trip (the PONG, or the confirmation of every
+ * channel re-subscribed on it). The bus is up when both links are ready.
+ *
+ * The two links live and die together: the PING on `cmd` is the only health
+ * check, and a Redis that stopped answering it (frozen, or behind a dead
+ * network path that sends no RST) has stopped feeding `sub` as well, with no
+ * error ever showing on that socket. So any failure of either link -- a
+ * connect error, a disconnect, a connect or handshake that misses its
+ * deadline, a PING unanswered for three intervals -- frees both contexts and
+ * builds two new ones from one backoff timer.
+ *
+ * hiredis 0.14 rules this file keeps:
+ *  - A context is never freed from inside its own connect or disconnect
+ *    callback (hiredis frees it after they return, and 0.14 does not mark
+ *    them as "in callback", so redisAsyncFree there would free it twice).
+ *    Failures found there are deferred to the link's timer (link_fail_soon).
+ *  - Before we free a context we clear ac->data; every callback checks it
+ *    first, because hiredis calls pending reply callbacks with a NULL reply,
+ *    and the disconnect callback, while it frees.
+ *  - UNSUBSCRIBE is sent only for a channel SUBSCRIBEd on the current
+ *    context and not unsubscribed since: an unsubscribe reply that arrives
+ *    after hiredis has left subscribed mode trips an assert.
+ *  - User callbacks run only from reply callbacks or timers, never from the
+ *    connect/disconnect callbacks of the context that is being freed, so a
+ *    user may call bus_close() from any of them.
+ */
+#include "bus.h"
+
+#include "redis_uv.h"
+
+#include <arpa/inet.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+enum {
+    BUS_DEFAULT_CONNECT_TIMEOUT_MS = 2000,
+    BUS_DEFAULT_BACKOFF_MIN_MS = 100,
+    BUS_DEFAULT_BACKOFF_MAX_MS = 5000,
+    BUS_DEFAULT_PING_INTERVAL_MS = 1000,
+    BUS_PING_MISSES = 3, /* unanswered intervals before the link counts as lost */
+    BUS_INITIAL_BUCKETS = 64,
+};
+
+typedef enum link_state {
+    LINK_CLOSED,     /* no context */
+    LINK_CONNECTING, /* context made, TCP/unix connect in progress */
+    LINK_CONNECTED,  /* connected; handshake sent (ready says if answered) */
+} link_state_t;
+
+typedef struct bus_link {
+    bus_t *bus;
+    redisAsyncContext *ac; /* NULL unless state != LINK_CLOSED */
+    link_state_t state;
+    int ready;            /* first round trip answered; connect timer stopped */
+    uv_timer_t timer;     /* connect + handshake deadline; also link_fail_soon */
+    size_t resub_pending; /* sub: confirmations still due for the resubscribe */
+    int ping_outstanding; /* cmd: a PING is waiting for its PONG */
+    uint64_t ping_sent;   /* cmd: loop time the outstanding PING was sent */
+} bus_link_t;
+
+/* One channel with interest > 0. Entries with no interest are removed at once. */
+typedef struct bus_chan {
+    struct bus_chan *next;
+    uint32_t hash;
+    unsigned interest;
+    int subscribed; /* SUBSCRIBE sent on the current sub context, no UNSUBSCRIBE since */
+    size_t len;
+    char name[];
+} bus_chan_t;
+
+struct bus {
+    uv_loop_t *loop;
+    bus_message_cb on_message;
+    bus_link_cb on_link;
+    void *arg;
+
+    int connect_timeout_ms;
+    int backoff_min_ms;
+    int backoff_max_ms;
+    int ping_interval_ms;
+    int backoff_ms; /* delay before the next reconnect */
+
+    int is_unix;
+    char host[INET6_ADDRSTRLEN];
+    int port;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+    bus_link_t sub;
+    bus_link_t cmd;
+    uv_timer_t retry_timer;
+    uv_timer_t ping_timer;
+    int open_handles; /* timers still to close after bus_close() */
+
+    bus_chan_t **buckets; /* chained hash table, power-of-two size */
+    size_t nbuckets;
+    size_t nchans;
+
+    int up;
+    int ever_up;
+    int closing;
+    unsigned long reconnects;
+};
+
+static void bus_lost(bus_t *bus);
+static void bus_on_link_timer(uv_timer_t *timer);
+static void bus_on_ping_timer(uv_timer_t *timer);
+
+/* ---- channel table ---- */
+
+static uint32_t bus_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static bus_chan_t *bus_chan_find(const bus_t *bus, const char *name, size_t len)
+{
+    uint32_t h = bus_hash(name, len);
+
+    for (bus_chan_t *c = bus->buckets[h & (bus->nbuckets - 1)]; c != NULL; c = c->next)
+        if (c->hash == h && c->len == len && memcmp(c->name, name, len) == 0)
+            return c;
+    return NULL;
+}
+
+static void bus_chan_grow(bus_t *bus)
+{
+    size_t n = bus->nbuckets * 2;
+    bus_chan_t **b = calloc(n, sizeof(*b));
+
+    if (b == NULL)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < bus->nbuckets; i++) {
+        bus_chan_t *c = bus->buckets[i], *next;
+        for (; c != NULL; c = next) {
+            next = c->next;
+            c->next = b[c->hash & (n - 1)];
+            b[c->hash & (n - 1)] = c;
+        }
+    }
+    free(bus->buckets);
+    bus->buckets = b;
+    bus->nbuckets = n;
+}
+
+static bus_chan_t *bus_chan_add(bus_t *bus, const char *name, size_t len)
+{
+    bus_chan_t *c;
+
+    if (bus->nchans >= bus->nbuckets)
+        bus_chan_grow(bus);
+    if ((c = calloc(1, sizeof(*c) + len + 1)) == NULL)
+        return NULL;
+    c->hash = bus_hash(name, len);
+    c->len = len;
+    memcpy(c->name, name, len);
+    c->next = bus->buckets[c->hash & (bus->nbuckets - 1)];
+    bus->buckets[c->hash & (bus->nbuckets - 1)] = c;
+    bus->nchans++;
+    return c;
+}
+
+static void bus_chan_remove(bus_t *bus, bus_chan_t *chan)
+{
+    bus_chan_t **p = &bus->buckets[chan->hash & (bus->nbuckets - 1)];
+
+    while (*p != chan)
+        p = &(*p)->next;
+    *p = chan->next;
+    bus->nchans--;
+    free(chan);
+}
+
+/* ---- links ---- */
+
+/* Turns a failure found where the context may not be freed into a loss on the next tick. */
+static void bus_link_fail_soon(bus_link_t *link)
+{
+    if (link->state != LINK_CLOSED)
+        uv_timer_start(&link->timer, bus_on_link_timer, 0, 0);
+}
+
+/* Forgets the link's context (freeing it, or leaving it to hiredis if ac was detached). */
+static void bus_link_close(bus_link_t *link)
+{
+    bus_t *bus = link->bus;
+    redisAsyncContext *ac = link->ac;
+
+    uv_timer_stop(&link->timer);
+    link->ac = NULL;
+    link->state = LINK_CLOSED;
+    link->ready = 0;
+    link->resub_pending = 0;
+    link->ping_outstanding = 0;
+    if (link == &bus->sub)
+        for (size_t i = 0; i < bus->nbuckets; i++)
+            for (bus_chan_t *c = bus->buckets[i]; c != NULL; c = c->next)
+                c->subscribed = 0;
+    if (ac != NULL) {
+        ac->data = NULL;
+        redisAsyncFree(ac); /* deferred by hiredis if we are inside one of its reply callbacks */
+    }
+}
+
+static void bus_check_up(bus_t *bus)
+{
+    if (bus->up || bus->closing || !bus->sub.ready || !bus->cmd.ready)
+        return;
+    bus->up = 1;
+    bus->backoff_ms = bus->backoff_min_ms;
+    if (bus->ever_up)
+        bus->reconnects++;
+    bus->ever_up = 1;
+    if (bus->on_link != NULL)
+        bus->on_link(bus->arg, 1);
+}
+
+static void bus_link_ready(bus_link_t *link)
+{
+    link->ready = 1;
+    uv_timer_stop(&link->timer);
+    bus_check_up(link->bus);
+}
+
+static void bus_on_pong(redisAsyncContext *ac, void *r, void *privdata)
+{
+    bus_link_t *link = ac->data;
+    redisReply *reply = r;
+
+    (void)privdata;
+    if (link == NULL || reply == NULL) /* context being freed */
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* NOAUTH, LOADING, ...: this server cannot carry our traffic yet. */
+        bus_link_fail_soon(link);
+        return;
+    }
+    link->ping_outstanding = 0;
+    if (!link->ready)
+        bus_link_ready(link);
+}
+
+static int bus_ping(bus_link_t *link)
+{
+    if (redisAsyncCommand(link->ac, bus_on_pong, NULL, "PING") != REDIS_OK)
+        return -1;
+    link->ping_outstanding = 1;
+    link->ping_sent = uv_now(link->bus->loop);
+    return 0;
+}
+
+/* Every reply on the sub context: subscribe/unsubscribe confirmations and messages. */
+static void bus_on_sub(redisAsyncContext *ac, void *r, void *privdata)
+{
+    bus_link_t *link = ac->data;
+    redisReply *reply = r, *kind, *chan, *payload;
+    bus_t *bus;
+    bus_chan_t *c;
+
+    (void)privdata;
+    if (link == NULL || reply == NULL)
+        return;
+    bus = link->bus;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    kind = reply->element[0];
+    chan = reply->element[1];
+    payload = reply->element[2];
+    if (strcmp(kind->str, "message") == 0) {
+        if (chan->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING)
+            return;
+        /* Interest may have dropped while the UNSUBSCRIBE was in flight. */
+        c = bus_chan_find(bus, chan->str, chan->len);
+        if (c != NULL && c->interest > 0 && bus->on_message != NULL)
+            bus->on_message(bus->arg, chan->str, payload->str, payload->len);
+    } else if (strcmp(kind->str, "subscribe") == 0) {
+        /* The resubscribe went out first, so its confirmations come first. */
+        if (link->resub_pending > 0 && --link->resub_pending == 0)
+            bus_link_ready(link);
+    }
+}
+
+static int bus_send_chan(bus_t *bus, const char *verb, bus_chan_t *c)
+{
+    return redisAsyncCommand(bus->sub.ac, bus_on_sub, NULL, "%s %b", verb, c->name, c->len) ==
+                   REDIS_OK
+               ? 0
+               : -1;
+}
+
+/*
+ * First command on a new sub context: one SUBSCRIBE naming every channel
+ * with interest, or a PING when there is none, so that readiness is always
+ * a round trip. While hiredis is not yet in subscribed mode a PING is an
+ * ordinary command, and its reply precedes any later SUBSCRIBE's.
+ */
+static int bus_resubscribe(bus_t *bus)
+{
+    bus_link_t *link = &bus->sub;
+    const char **argv;
+    size_t *lens, n = 1;
+    int rc;
+
+    if (bus->nchans == 0)
+        return bus_ping(link);
+    argv = malloc((bus->nchans + 1) * sizeof(*argv));
+    lens = malloc((bus->nchans + 1) * sizeof(*lens));
+    if (argv == NULL || lens == NULL)
+        goto fail;
+    argv[0] = "SUBSCRIBE";
+    lens[0] = strlen(argv[0]);
+    for (size_t i = 0; i < bus->nbuckets; i++)
+        for (bus_chan_t *c = bus->buckets[i]; c != NULL; c = c->next) {
+            argv[n] = c->name;
+            lens[n++] = c->len;
+        }
+    rc = redisAsyncCommandArgv(link->ac, bus_on_sub, NULL, (int)n, argv, lens);
+    free(argv);
+    free(lens);
+    if (rc != REDIS_OK)
+        return -1;
+    for (size_t i = 0; i < bus->nbuckets; i++)
+        for (bus_chan_t *c = bus->buckets[i]; c != NULL; c = c->next)
+            c->subscribed = 1;
+    link->resub_pending = n - 1;
+    return 0;
+fail:
+    free(argv);
+    free(lens);
+    return -1;
+}
+
+static void bus_on_connect(const redisAsyncContext *cac, int status)
+{
+    bus_link_t *link = cac->data;
+    bus_t *bus;
+    int rc;
+
+    if (link == NULL)
+        return;
+    bus = link->bus;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context when we return. */
+        link->ac = NULL;
+        bus_lost(bus);
+        return;
+    }
+    link->state = LINK_CONNECTED;
+    if (link == &bus->sub) {
+        rc = bus_resubscribe(bus);
+    } else {
+        rc = bus_ping(link);
+        uv_timer_start(&bus->ping_timer, bus_on_ping_timer, (uint64_t)bus->ping_interval_ms,
+                       (uint64_t)bus->ping_interval_ms);
+    }
+    if (rc != 0)
+        bus_link_fail_soon(link);
+}
+
+static void bus_on_disconnect(const redisAsyncContext *cac, int status)
+{
+    bus_link_t *link = cac->data;
+
+    (void)status;
+    if (link == NULL) /* we freed it ourselves */
+        return;
+    /* hiredis frees the context when we return. */
+    link->ac = NULL;
+    bus_lost(link->bus);
+}
+
+/* Connect timeout, handshake timeout, or a deferred failure. */
+static void bus_on_link_timer(uv_timer_t *timer)
+{
+    bus_link_t *link = timer->data;
+
+    bus_lost(link->bus);
+}
+
+static int bus_link_open(bus_link_t *link)
+{
+    bus_t *bus = link->bus;
+    redisAsyncContext *ac;
+
+    if (bus->is_unix)
+        ac = redisAsyncConnectUnix(bus->path);
+    else
+        ac = redisAsyncConnect(bus->host, bus->port);
+    if (ac == NULL)
+        return -1;
+    if (ac->err != 0 || redis_uv_attach(ac, bus->loop) != 0) {
+        redisAsyncFree(ac);
+        return -1;
+    }
+    ac->data = link;
+    link->ac = ac;
+    link->state = LINK_CONNECTING;
+    /* The connect callback must come after attach: setting it starts the write watch. */
+    redisAsyncSetConnectCallback(ac, bus_on_connect);
+    redisAsyncSetDisconnectCallback(ac, bus_on_disconnect);
+    uv_timer_start(&link->timer, bus_on_link_timer, (uint64_t)bus->connect_timeout_ms, 0);
+    return 0;
+}
+
+static void bus_connect(bus_t *bus)
+{
+    if (bus_link_open(&bus->sub) != 0 || bus_link_open(&bus->cmd) != 0)
+        bus_lost(bus);
+}
+
+static void bus_on_retry(uv_timer_t *timer)
+{
+    bus_connect(timer->data);
+}
+
+/* Drops both links and schedules the next attempt; tells the user if the link was up. */
+static void bus_lost(bus_t *bus)
+{
+    int was_up = bus->up;
+
+    bus_link_close(&bus->sub);
+    bus_link_close(&bus->cmd);
+    uv_timer_stop(&bus->ping_timer);
+    bus->up = 0;
+    if (bus->closing)
+        return;
+    uv_timer_start(&bus->retry_timer, bus_on_retry, (uint64_t)bus->backoff_ms, 0);
+    if (bus->backoff_ms > bus->backoff_max_ms / 2)
+        bus->backoff_ms = bus->backoff_max_ms;
+    else
+        bus->backoff_ms *= 2;
+    if (was_up && bus->on_link != NULL)
+        bus->on_link(bus->arg, 0);
+}
+
+static void bus_on_ping_timer(uv_timer_t *timer)
+{
+    bus_t *bus = timer->data;
+    bus_link_t *link = &bus->cmd;
+
+    if (link->state != LINK_CONNECTED)
+        return;
+    if (link->ping_outstanding) {
+        if (uv_now(bus->loop) - link->ping_sent >=
+            (uint64_t)bus->ping_interval_ms * BUS_PING_MISSES)
+            bus_lost(bus);
+        return;
+    }
+    if (bus_ping(link) != 0)
+        bus_lost(bus);
+}
+
+/* ---- URL ---- */
+
+static int bus_parse_port(const char *s, size_t n, int *port)
+{
+    long v = 0;
+
+    if (n == 0 || n > 5)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+/*
+ * redis://IP[:PORT][/DB] with an IPv4 or [IPv6] literal, or "localhost";
+ * unix:/path or unix:///path. Host names are refused: hiredis would resolve
+ * them with a blocking getaddrinfo() on the loop at every reconnect.
+ */
+static int bus_parse_url(bus_t *bus, const char *url, const char **err)
+{
+    const char *p, *end, *host;
+    size_t hostlen;
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    if (strncmp(url, "unix:", 5) == 0) {
+        p = url + 5;
+        if (strncmp(p, "//", 2) == 0)
+            p += 2;
+        if (p[0] != '/') {
+            *err = "bus: unix socket path must be absolute (unix:/path)";
+            return -1;
+        }
+        if (strlen(p) >= sizeof(bus->path)) {
+            *err = "bus: unix socket path too long";
+            return -1;
+        }
+        bus->is_unix = 1;
+        strcpy(bus->path, p);
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        *err = "bus: URL must be redis://IP:PORT[/db] or unix:/path";
+        return -1;
+    }
+    p = url + 8;
+    if (strpbrk(p, "@?#") != NULL) {
+        *err = "bus: credentials and options in the Redis URL are not supported";
+        return -1;
+    }
+    if (*p == '[') {
+        host = p + 1;
+        if ((end = strchr(host, ']')) == NULL) {
+            *err = "bus: unterminated [IPv6] address in Redis URL";
+            return -1;
+        }
+        hostlen = (size_t)(end - host);
+        p = end + 1;
+    } else {
+        host = p;
+        hostlen = strcspn(p, ":/");
+        p += hostlen;
+    }
+    if (hostlen == 0 || hostlen >= sizeof(bus->host)) {
+        *err = "bus: missing or bad host in Redis URL";
+        return -1;
+    }
+    memcpy(bus->host, host, hostlen);
+    bus->host[hostlen] = '\0';
+    if (strcmp(bus->host, "localhost") == 0)
+        strcpy(bus->host, "127.0.0.1");
+    if (inet_pton(host[-1] == '[' ? AF_INET6 : AF_INET, bus->host, addr) != 1) {
+        *err = host[-1] == '[' ? "bus: bad IPv6 address in Redis URL"
+                               : "bus: Redis host must be an IP address or localhost (a host name "
+                                 "would need a blocking DNS lookup)";
+        return -1;
+    }
+    bus->port = 6379;
+    if (*p == ':') {
+        size_t n = strcspn(++p, "/");
+        if (bus_parse_port(p, n, &bus->port) != 0) {
+            *err = "bus: bad port in Redis URL";
+            return -1;
+        }
+        p += n;
+    }
+    if (*p == '/') {
+        /* Pub/sub ignores the database number: checked, then not used. */
+        p++;
+        if (strspn(p, "0123456789") != strlen(p)) {
+            *err = "bus: bad database number in Redis URL";
+            return -1;
+        }
+    } else if (*p != '\0') {
+        *err = "bus: trailing characters in Redis URL";
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- public ---- */
+
+static int bus_default(int v, int def)
+{
+    return v > 0 ? v : def;
+}
+
+bus_t *bus_new(uv_loop_t *loop, const bus_config_t *cfg, bus_message_cb on_message,
+               bus_link_cb on_link, void *arg, const char **err)
+{
+    const char *dummy;
+    bus_t *bus;
+
+    if (err == NULL)
+        err = &dummy;
+    if (loop == NULL || cfg == NULL || cfg->url == NULL) {
+        *err = "bus: no loop or no URL";
+        return NULL;
+    }
+    if ((bus = calloc(1, sizeof(*bus))) == NULL) {
+        *err = "bus: out of memory";
+        return NULL;
+    }
+    if (bus_parse_url(bus, cfg->url, err) != 0)
+        goto fail;
+    bus->nbuckets = BUS_INITIAL_BUCKETS;
+    if ((bus->buckets = calloc(bus->nbuckets, sizeof(*bus->buckets))) == NULL) {
+        *err = "bus: out of memory";
+        goto fail;
+    }
+    bus->loop = loop;
+    bus->on_message = on_message;
+    bus->on_link = on_link;
+    bus->arg = arg;
+    bus->connect_timeout_ms = bus_default(cfg->connect_timeout_ms, BUS_DEFAULT_CONNECT_TIMEOUT_MS);
+    bus->backoff_min_ms = bus_default(cfg->backoff_min_ms, BUS_DEFAULT_BACKOFF_MIN_MS);
+    bus->backoff_max_ms = bus_default(cfg->backoff_max_ms, BUS_DEFAULT_BACKOFF_MAX_MS);
+    if (bus->backoff_max_ms < bus->backoff_min_ms)
+        bus->backoff_max_ms = bus->backoff_min_ms;
+    bus->ping_interval_ms = bus_default(cfg->ping_interval_ms, BUS_DEFAULT_PING_INTERVAL_MS);
+    bus->backoff_ms = bus->backoff_min_ms;
+    bus->sub.bus = bus;
+    bus->cmd.bus = bus;
+
+    /* uv_timer_init cannot fail on a live loop; from here on, free only via close. */
+    uv_timer_init(loop, &bus->sub.timer);
+    uv_timer_init(loop, &bus->cmd.timer);
+    uv_timer_init(loop, &bus->retry_timer);
+    uv_timer_init(loop, &bus->ping_timer);
+    bus->sub.timer.data = &bus->sub;
+    bus->cmd.timer.data = &bus->cmd;
+    bus->retry_timer.data = bus;
+    bus->ping_timer.data = bus;
+
+    bus_connect(bus);
+    return bus;
+fail:
+    free(bus->buckets);
+    free(bus);
+    return NULL;
+}
+
+int bus_subscribe(bus_t *bus, const char *channel)
+{
+    size_t len = strlen(channel);
+    bus_chan_t *c;
+
+    if (bus->closing)
+        return -1;
+    if ((c = bus_chan_find(bus, channel, len)) == NULL &&
+        (c = bus_chan_add(bus, channel, len)) == NULL)
+        return -1;
+    if (c->interest++ > 0)
+        return 0;
+    /* Before the resubscribe has gone out, it will carry this channel. */
+    if (bus->sub.state == LINK_CONNECTED) {
+        if (bus_send_chan(bus, "SUBSCRIBE", c) == 0)
+            c->subscribed = 1;
+        else
+            bus_link_fail_soon(&bus->sub);
+    }
+    return 0;
+}
+
+int bus_unsubscribe(bus_t *bus, const char *channel)
+{
+    bus_chan_t *c = bus_chan_find(bus, channel, strlen(channel));
+
+    if (c == NULL || bus->closing)
+        return 0;
+    if (--c->interest > 0)
+        return 0;
+    if (c->subscribed && bus_send_chan(bus, "UNSUBSCRIBE", c) != 0)
+        bus_link_fail_soon(&bus->sub);
+    bus_chan_remove(bus, c);
+    return 0;
+}
+
+int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len)
+{
+    if (bus->closing || !bus->cmd.ready)
+        return -1;
+    if (payload == NULL)
+        payload = "";
+    /* No reply callback: a lost or refused PUBLISH shows up as a lost link. */
+    if (redisAsyncCommand(bus->cmd.ac, NULL, NULL, "PUBLISH %b %b", channel, strlen(channel),
+                          payload, len) != REDIS_OK)
+        return -1;
+    return 0;
+}
+
+int bus_is_up(const bus_t *bus)
+{
+    return bus->up;
+}
+
+unsigned long bus_reconnects(const bus_t *bus)
+{
+    return bus->reconnects;
+}
+
+static void bus_on_handle_close(uv_handle_t *handle)
+{
+    bus_t *bus = handle->data;
+
+    if (--bus->open_handles > 0)
+        return;
+    for (size_t i = 0; i < bus->nbuckets; i++) {
+        bus_chan_t *c = bus->buckets[i], *next;
+        for (; c != NULL; c = next) {
+            next = c->next;
+            free(c);
+        }
+    }
+    free(bus->buckets);
+    free(bus);
+}
+
+void bus_close(bus_t *bus)
+{
+    if (bus == NULL || bus->closing)
+        return;
+    bus->closing = 1;
+    bus->up = 0;
+    bus_link_close(&bus->sub);
+    bus_link_close(&bus->cmd);
+    bus->open_handles = 4;
+    bus->sub.timer.data = bus;
+    bus->cmd.timer.data = bus;
+    uv_close((uv_handle_t *)&bus->sub.timer, bus_on_handle_close);
+    uv_close((uv_handle_t *)&bus->cmd.timer, bus_on_handle_close);
+    uv_close((uv_handle_t *)&bus->retry_timer, bus_on_handle_close);
+    uv_close((uv_handle_t *)&bus->ping_timer, bus_on_handle_close);
+}
