@@ -5,7 +5,8 @@
  * Knows nothing of sockets: it turns bytes into a checked message and a JSON
  * value into bytes. Decoding enforces the size cap before anything else, then
  * UTF-8 validity, then a nesting depth cap, then parses with an explicit length
- * and duplicate keys rejected.
+ * and duplicate keys rejected. Strings in a decoded body never hold U+0000
+ * ("\u0000" is bad_json), so each is also a safe C string.
  */
 #ifndef RN_ENVELOPE_H
 #define RN_ENVELOPE_H
@@ -60,11 +61,11 @@ typedef struct envelope {
  * other return leaves out cleared. When the frame had a readable integer "id",
  * out->has_id/out->id are set even on failure, so the error reply can echo it.
  */
-int envelope_decode(const char *buf, size_t len, const envelope_limits_t *limits,
-                    envelope_t *out);
+int envelope_decode(const char *buf, size_t len, const envelope_limits_t *limits, envelope_t *out);
 void envelope_clear(envelope_t *env);
 
-/* Wire code of a decode failure: "too_big", "bad_utf8", "bad_json", ... */
+/* Wire code of a decode failure: "too_big", "bad_utf8", "bad_json", ...;
+ * "ok" for ENV_OK and "bad_request" for anything else. Never NULL. */
 const char *envelope_err_code(int err);
 /* Name of a message type ("subscribe"), or NULL for RN_MSG_UNKNOWN. */
 const char *envelope_type_name(rn_msg_type_t type);
@@ -75,14 +76,16 @@ bool utf8_valid(const char *s, size_t n);
 /*
  * Serialises msg compactly into a fresh malloc'd buffer with `headroom` unused
  * bytes in front (LWS_PRE for the socket layer). On success *buf is the
- * allocation, the JSON starts at *buf + headroom and is *len bytes long.
- * 0, or -1.
+ * allocation, the JSON starts at *buf + headroom and is *len bytes long,
+ * followed by a NUL not counted in *len (for logs). msg must be an object or
+ * an array. 0, or -1 (then *buf is NULL).
  */
 int envelope_encode(const json_t *msg, size_t headroom, char **buf, size_t *len);
 
-/* {"id":id,"type":"ok"} (no id when !has_id). New reference. */
+/* {"id":id,"type":"ok"} (no id when !has_id). New reference, add fields to it. */
 json_t *envelope_ok(bool has_id, int64_t id);
-/* {"id":id,"type":"error","code":code,"message":message}. New reference. */
+/* {"id":id,"type":"error","code":code,"message":message}; no id when !has_id,
+ * no message when message is NULL. New reference, NULL on allocation failure. */
 json_t *envelope_error(bool has_id, int64_t id, const char *code, const char *message);
 
 #endif
