@@ -1,0 +1,183 @@
+/* config: the settings table, its parser and its help (see config.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef RN_SOURCE_DIR
+#define RN_SOURCE_DIR "."
+#endif
+
+typedef enum { OPT_STR, OPT_INT, OPT_BOOL } opt_kind_t;
+
+typedef struct option_spec {
+    const char *flag; /* without the leading "--" */
+    const char *env;
+    opt_kind_t kind;
+    size_t offset;
+    const char *def; /* default as text, NULL for none */
+    const char *help;
+} option_spec_t;
+
+#define O(field) offsetof(hub_config_t, field)
+
+static const option_spec_t options[] = {
+    {"listen", "HUB_LISTEN", OPT_STR, O(listen), "127.0.0.1", "address to listen on"},
+    {"port", "HUB_PORT", OPT_INT, O(port), "8080", "HTTP + WebSocket port"},
+    {"database-url", "DATABASE_URL", OPT_STR, O(database_url), NULL,
+     "PostgreSQL URI (use an IP or a unix socket, not a host name)"},
+    {"redis-url", "REDIS_URL", OPT_STR, O(redis_url), "redis://127.0.0.1:6379",
+     "Redis URL: redis://IP:PORT or unix:/path"},
+    {"pg-pool", "HUB_PG_POOL", OPT_INT, O(pg_pool_size), "4", "PostgreSQL connections"},
+    {"pg-statement-timeout-ms", "HUB_PG_STATEMENT_TIMEOUT_MS", OPT_INT,
+     O(pg_statement_timeout_ms), "10000", "server-side statement timeout"},
+    {"jwt-hs256-secret", "HUB_JWT_HS256_SECRET", OPT_STR, O(jwt_hs256_secret), NULL,
+     "accept HS256 dev tokens signed with this secret (never in production)"},
+    {"firebase-project", "HUB_FIREBASE_PROJECT", OPT_STR, O(firebase_project), NULL,
+     "Firebase project id (aud of ID tokens)"},
+    {"firebase-certs", "HUB_FIREBASE_CERTS", OPT_STR, O(firebase_certs), NULL,
+     "file of Google's kid -> PEM certificate JSON"},
+    {"web-root", "HUB_WEB_ROOT", OPT_STR, O(web_root), RN_SOURCE_DIR "/web-demo",
+     "static files served at /"},
+    {"tls-cert", "HUB_TLS_CERT", OPT_STR, O(tls_cert), NULL, "PEM certificate: serve https/wss"},
+    {"tls-key", "HUB_TLS_KEY", OPT_STR, O(tls_key), NULL, "PEM private key for --tls-cert"},
+    {"workers", "HUB_WORKERS", OPT_INT, O(workers), "1",
+     "processes sharing the port (they talk through Redis)"},
+    {"auth-timeout-ms", "HUB_AUTH_TIMEOUT_MS", OPT_INT, O(auth_timeout_ms), "5000",
+     "close 4001 when a socket has not authenticated by then"},
+    {"drain-timeout-ms", "HUB_DRAIN_TIMEOUT_MS", OPT_INT, O(drain_timeout_ms), "5000",
+     "on SIGTERM, how long sockets get to close before exit"},
+    {"max-frame", "HUB_MAX_FRAME", OPT_INT, O(max_frame), "16384", "largest inbound message (bytes)"},
+    {"max-body", "HUB_MAX_BODY", OPT_INT, O(max_body), "65536", "largest HTTP request body"},
+    {"call-deadline-s", "HUB_CALL_DEADLINE_S", OPT_INT, O(call_deadline_s), "120",
+     "seconds a called player has to unlock"},
+    {"offline-grace-ms", "HUB_OFFLINE_GRACE_MS", OPT_INT, O(offline_grace_ms), "10000",
+     "a cabinet gone longer than this is shown offline"},
+    {"refund-no-show", "HUB_REFUND_NO_SHOW", OPT_BOOL, O(refund_no_show), "0",
+     "refund expired (no-show) reservations"},
+    {"msg-rate", "HUB_MSG_RATE", OPT_INT, O(msg_rate), "50",
+     "inbound messages per second per socket before close 4008"},
+    {"send-queue-max", "HUB_SEND_QUEUE_MAX", OPT_INT, O(send_queue_max), "256",
+     "queued outbound messages per socket before close 4009"},
+    {"debug-routes", "HUB_DEBUG_ROUTES", OPT_BOOL, O(debug_routes), "0",
+     "enable /api/v1/debug/* (tests only)"},
+    {"log-level", "HUB_LOG_LEVEL", OPT_STR, O(log_level), "info", "debug, info, warn or error"},
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static int set_value(hub_config_t *cfg, const option_spec_t *o, const char *value)
+{
+    void *field = (char *)cfg + o->offset;
+    switch (o->kind) {
+    case OPT_STR:
+        *(const char **)field = value;
+        return 0;
+    case OPT_INT: {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < 0 || v > INT_MAX)
+            return -1;
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case OPT_BOOL:
+        if (!strcmp(value, "1") || !strcmp(value, "true") || !strcmp(value, "yes"))
+            *(bool *)field = true;
+        else if (!strcmp(value, "0") || !strcmp(value, "false") || !strcmp(value, "no"))
+            *(bool *)field = false;
+        else
+            return -1;
+        return 0;
+    }
+    return -1;
+}
+
+void config_defaults(hub_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_spec_t *o = &options[i];
+        const char *env = getenv(o->env);
+        if (o->def)
+            set_value(cfg, o, o->def);
+        if (env && *env && set_value(cfg, o, env) != 0)
+            fprintf(stderr, "ignoring %s=%s: not a valid value\n", o->env, env);
+    }
+}
+
+static const option_spec_t *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strlen(options[i].flag) == len && !strncmp(options[i].flag, name, len))
+            return &options[i];
+    return NULL;
+}
+
+int config_parse_args(hub_config_t *cfg, int argc, char **argv, int first)
+{
+    int i = first;
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            config_usage(stdout);
+            return -2;
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            break;
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const option_spec_t *o = find_option(name, len);
+        if (!o) {
+            fprintf(stderr, "unknown option %s (see --help)\n", arg);
+            return -1;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value && o->kind == OPT_BOOL)
+            value = "1";
+        if (!value && i + 1 < argc)
+            value = argv[++i];
+        if (!value || set_value(cfg, o, value) != 0) {
+            fprintf(stderr, "option --%s needs a valid value\n", o->flag);
+            return -1;
+        }
+    }
+    return i;
+}
+
+int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->database_url || !*cfg->database_url) {
+        snprintf(err, errlen, "no database: set DATABASE_URL or --database-url");
+        return -1;
+    }
+    if (cfg->port < 1 || cfg->port > 65535 || cfg->pg_pool_size < 1 || cfg->workers < 1 ||
+        cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1) {
+        snprintf(err, errlen, "a numeric option is out of range (see --help)");
+        return -1;
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+        return -1;
+    }
+    return 0;
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out, "usage: retronova-hub [serve|migrate|token|cabinet-key ARCADE_ID] [options]\n\n"
+                 "  serve        run the hub (default)\n"
+                 "  migrate      apply the database migrations and exit\n"
+                 "  token        print an HS256 dev token: --uid UID [--admin] [--ttl SECONDS]\n"
+                 "  cabinet-key  rotate an arcade's API key and print it (shown once)\n\n"
+                 "options (flag, environment variable, default):\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option_spec_t *o = &options[i];
+        fprintf(out, "  --%-26s %-28s %s%s%s%s\n", o->flag, o->env, o->help,
+                o->def ? " [" : "", o->def ? o->def : "", o->def ? "]" : "");
+    }
+}

@@ -1,0 +1,56 @@
+/*
+ * config: every setting of the hub, from flags or the environment (flags
+ * win). One table in config.c names each setting, its flag, its variable, its
+ * default and its help line, so `--help` can never drift from the parser.
+ */
+#ifndef RN_CONFIG_H
+#define RN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct hub_config {
+    const char *listen;           /* HUB_LISTEN, 127.0.0.1 */
+    int port;                     /* HUB_PORT, 8080 */
+    const char *database_url;     /* DATABASE_URL */
+    const char *redis_url;        /* REDIS_URL */
+    int pg_pool_size;             /* HUB_PG_POOL, 4 */
+    int pg_statement_timeout_ms;  /* HUB_PG_STATEMENT_TIMEOUT_MS, 10000 */
+    const char *jwt_hs256_secret; /* HUB_JWT_HS256_SECRET (dev only) */
+    const char *firebase_project; /* HUB_FIREBASE_PROJECT */
+    const char *firebase_certs;   /* HUB_FIREBASE_CERTS: kid -> PEM JSON file */
+    const char *web_root;         /* HUB_WEB_ROOT, <source>/web-demo */
+    const char *tls_cert;         /* HUB_TLS_CERT */
+    const char *tls_key;          /* HUB_TLS_KEY */
+    int workers;                  /* HUB_WORKERS, 1 */
+    int auth_timeout_ms;          /* HUB_AUTH_TIMEOUT_MS, 5000 */
+    int drain_timeout_ms;         /* HUB_DRAIN_TIMEOUT_MS, 5000 */
+    int max_frame;                /* HUB_MAX_FRAME, 16384 */
+    int max_body;                 /* HUB_MAX_BODY, 65536 */
+    int call_deadline_s;          /* HUB_CALL_DEADLINE_S, 120 */
+    int offline_grace_ms;         /* HUB_OFFLINE_GRACE_MS, 10000 */
+    bool refund_no_show;          /* HUB_REFUND_NO_SHOW, false */
+    int msg_rate;                 /* HUB_MSG_RATE: inbound messages/s per socket, 50 */
+    int send_queue_max;           /* HUB_SEND_QUEUE_MAX: queued messages per socket, 256 */
+    bool debug_routes;            /* HUB_DEBUG_ROUTES */
+    const char *log_level;        /* HUB_LOG_LEVEL, info */
+} hub_config_t;
+
+/* Fills cfg with the defaults, then the environment. */
+void config_defaults(hub_config_t *cfg);
+
+/*
+ * Applies the flags of argv[first..argc) over cfg. Returns the index of the
+ * first argument that is not an option (argc when none), or -1 with a message
+ * on stderr for an unknown or malformed option. "--help" prints usage and
+ * returns -2.
+ */
+int config_parse_args(hub_config_t *cfg, int argc, char **argv, int first);
+
+/* Checks the combination (e.g. a database URL is set). 0, or -1 with err. */
+int config_validate(const hub_config_t *cfg, char *err, size_t errlen);
+
+/* Prints the options table. */
+void config_usage(FILE *out);
+
+#endif

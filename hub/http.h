@@ -1,0 +1,62 @@
+/*
+ * http: the REST side of the one port. The lws "http" protocol callback
+ * gathers a request (method, path, query, headers it needs, a capped body),
+ * checks the route's access rule, and calls the route's handler with an
+ * http_req_t. A handler answers at once or later (from a query callback):
+ * exactly one http_respond_*() per request.
+ *
+ * A request outlives its connection when the client goes away while a query
+ * runs: the request is then detached, and the late respond just frees it.
+ * Paths outside the API are served from the web root.
+ */
+#ifndef RN_HTTP_H
+#define RN_HTTP_H
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stddef.h>
+
+#include "auth.h"
+#include "hub.h"
+#include "router.h"
+
+typedef struct http_req http_req_t;
+
+/* The lws protocol callback and its per-connection size. */
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len);
+size_t http_pss_size(void);
+
+hub_t *http_req_hub(http_req_t *req);
+http_method_t http_req_method(const http_req_t *req);
+/* Path parameter i of the matched route, NUL-terminated, or NULL. */
+const char *http_req_param(const http_req_t *req, int i);
+/* Path parameter i as an id (router_parse_id), or -1. */
+long long http_req_param_id(const http_req_t *req, int i);
+/* URL-decoded query parameter into out; its length or -1 (see router_query_param). */
+int http_req_query(const http_req_t *req, const char *name, char *out, size_t outlen);
+/* The verified caller, or NULL on a public route without a token. */
+const auth_identity_t *http_req_identity(const http_req_t *req);
+/* The Idempotency-Key header, or NULL. */
+const char *http_req_idempotency_key(const http_req_t *req);
+/* The raw body (may be empty, never NULL) and its length. */
+const char *http_req_body(const http_req_t *req, size_t *len);
+/*
+ * The body parsed as a JSON object (borrowed, owned by req), or NULL after
+ * answering 400 itself: the handler just returns.
+ */
+json_t *http_req_json(http_req_t *req);
+
+/* Answers with a JSON body (reference stolen). */
+void http_respond_json(http_req_t *req, int status, json_t *body);
+/* Answers {"error":{"code":code,"message":...}}. */
+void http_respond_error(http_req_t *req, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Answers with text of a content type; takes ownership of the malloc'd text. */
+void http_respond_text(http_req_t *req, int status, const char *content_type, char *text,
+                       size_t len);
+
+/* The route tables of the API modules, joined by http.c. */
+extern const route_table_t api_ops_routes;
+
+#endif

@@ -1,0 +1,246 @@
+/*
+ * hub: one hub process from start-up to a clean exit (see hub.h).
+ */
+#include "hub.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "migrate.h"
+#include "server.h"
+#include "session.h"
+
+struct hub {
+    uv_loop_t loop;
+    const hub_config_t *cfg;
+    auth_t *auth;
+    pg_pool_t *pool;
+    bus_t *bus;
+    server_t *server;
+    sessions_t *sessions;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t drain_timer;
+    uint64_t drain_deadline_ms;
+    bool draining;
+};
+
+uv_loop_t *hub_loop(hub_t *hub)
+{
+    return &hub->loop;
+}
+
+const hub_config_t *hub_config(const hub_t *hub)
+{
+    return hub->cfg;
+}
+
+pg_pool_t *hub_pool(hub_t *hub)
+{
+    return hub->pool;
+}
+
+bus_t *hub_bus(hub_t *hub)
+{
+    return hub->bus;
+}
+
+const auth_t *hub_auth(const hub_t *hub)
+{
+    return hub->auth;
+}
+
+sessions_t *hub_sessions(hub_t *hub)
+{
+    return hub->sessions;
+}
+
+bool hub_draining(const hub_t *hub)
+{
+    return hub->draining;
+}
+
+uint64_t hub_now_ms(hub_t *hub)
+{
+    return uv_now(&hub->loop);
+}
+
+static void on_query_observed(void *arg, double seconds, int status)
+{
+    (void)arg;
+    metrics_query_observe(seconds, status == PG_OK       ? QUERY_OK
+                                   : status == PG_EQUERY ? QUERY_ERROR
+                                                         : QUERY_UNAVAILABLE);
+}
+
+static void on_pool_log(void *arg, int level, const char *msg)
+{
+    (void)arg;
+    log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres", json_pack("{s:s}", "detail", msg));
+}
+
+static void on_bus_message(void *arg, const char *channel, const char *payload, size_t len)
+{
+    (void)arg;
+    (void)payload;
+    log_debug("bus message", json_pack("{s:s, s:i}", "channel", channel, "bytes", (int)len));
+}
+
+static void on_bus_link(void *arg, int up)
+{
+    (void)arg;
+    log_info(up ? "bus up" : "bus down", NULL);
+}
+
+/*
+ * The last step, in DESIGN.md's order: Redis (its reconnect timers with it),
+ * the Postgres pool, then lws, then our own handles. lws's teardown on a
+ * foreign loop is asynchronous: once every handle is closed uv_run() returns
+ * in hub_run(), which finishes it (server_finish) and closes the loop.
+ */
+static void shutdown_now(hub_t *hub)
+{
+    bus_close(hub->bus);
+    hub->bus = NULL;
+    pg_pool_close(hub->pool);
+    hub->pool = NULL;
+    server_destroy(hub->server);
+    sessions_close(hub->sessions);
+    hub->sessions = NULL;
+    uv_close((uv_handle_t *)&hub->drain_timer, NULL);
+    uv_close((uv_handle_t *)&hub->sigint, NULL);
+    uv_close((uv_handle_t *)&hub->sigterm, NULL);
+}
+
+/* While draining: wait for the sockets to close, up to the drain timeout. */
+static void drain_step(uv_timer_t *t)
+{
+    hub_t *hub = t->data;
+    if (sessions_count(hub->sessions) > 0 && hub_now_ms(hub) < hub->drain_deadline_ms) {
+        uv_timer_start(&hub->drain_timer, drain_step, 20, 0);
+        return;
+    }
+    log_info("drained", json_pack("{s:i}", "sockets_left", (int)sessions_count(hub->sessions)));
+    shutdown_now(hub);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    hub_t *hub = sig->data;
+    if (hub->draining)
+        return;
+    hub->draining = true;
+    log_info("draining", json_pack("{s:i, s:i}", "signal", signum, "sockets",
+                                   (int)sessions_count(hub->sessions)));
+    /* the reason tells clients when to come back (PROTOCOL.md, close codes) */
+    sessions_close_all(hub->sessions, CLOSE_DRAINING, "{\"retry_after_ms\":1000}");
+    hub->drain_deadline_ms = hub_now_ms(hub) + (uint64_t)hub->cfg->drain_timeout_ms;
+    uv_timer_start(&hub->drain_timer, drain_step, 20, 0);
+}
+
+/* Blocking start-up work, before the loop runs: migrations and certificates. */
+static int start_up(hub_t *hub)
+{
+    char err[512];
+    size_t n;
+    const migration_t *all = migrations_builtin(&n);
+    int applied = migrate_apply(hub->cfg->database_url, all, n, err, sizeof err);
+    if (applied < 0) {
+        log_error("migrations failed", json_pack("{s:s}", "error", err));
+        return -1;
+    }
+    log_info("migrations", json_pack("{s:i, s:i}", "applied", applied, "known", (int)n));
+
+    auth_config_t ac = {.firebase_project = hub->cfg->firebase_project,
+                        .firebase_certs_path = hub->cfg->firebase_certs,
+                        .hs256_secret = hub->cfg->jwt_hs256_secret};
+    hub->auth = auth_new(&ac, err, sizeof err);
+    if (!hub->auth) {
+        log_error("auth configuration", json_pack("{s:s}", "error", err));
+        return -1;
+    }
+    return 0;
+}
+
+static int start_services(hub_t *hub)
+{
+    const hub_config_t *cfg = hub->cfg;
+    pg_pool_config_t pc = {.conninfo = cfg->database_url,
+                           .size = cfg->pg_pool_size,
+                           .statement_timeout_ms = cfg->pg_statement_timeout_ms,
+                           .observe = on_query_observed,
+                           .log = on_pool_log};
+    hub->pool = pg_pool_new(&hub->loop, &pc);
+    const char *why = NULL;
+    bus_config_t bc = {.url = cfg->redis_url};
+    hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, &why);
+    if (!hub->pool || !hub->bus) {
+        log_error("storage configuration",
+                  json_pack("{s:s}", "error", why ? why : "bad database configuration"));
+        return -1;
+    }
+    hub->sessions = sessions_new(hub);
+    hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
+    return hub->server ? 0 : -1;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int hub_run(const hub_config_t *cfg)
+{
+    hub_t *hub = calloc(1, sizeof *hub);
+    if (!hub)
+        return 1;
+    hub->cfg = cfg;
+    int code = 1;
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&hub->loop);
+    uv_timer_init(&hub->loop, &hub->drain_timer);
+    hub->drain_timer.data = hub;
+    uv_signal_init(&hub->loop, &hub->sigint);
+    uv_signal_init(&hub->loop, &hub->sigterm);
+    hub->sigint.data = hub->sigterm.data = hub;
+
+    if (start_up(hub) != 0 || start_services(hub) != 0)
+        goto fail;
+    uv_signal_start(&hub->sigint, on_signal, SIGINT);
+    uv_signal_start(&hub->sigterm, on_signal, SIGTERM);
+    uv_run(&hub->loop, UV_RUN_DEFAULT);
+    server_finish(hub->server, &hub->loop);
+    hub->server = NULL;
+    code = 0;
+    goto done;
+
+fail:
+    /* Nothing served yet: close whatever started and let the loop run dry. */
+    if (hub->bus)
+        bus_close(hub->bus);
+    if (hub->pool)
+        pg_pool_close(hub->pool);
+    if (hub->server) {
+        server_destroy(hub->server);
+        uv_run(&hub->loop, UV_RUN_DEFAULT);
+        server_finish(hub->server, &hub->loop);
+        hub->server = NULL;
+    }
+    if (hub->sessions)
+        sessions_close(hub->sessions);
+    uv_walk(&hub->loop, close_walk, NULL);
+    uv_run(&hub->loop, UV_RUN_DEFAULT);
+done:
+    if (uv_loop_close(&hub->loop) != 0) {
+        log_error("loop not empty at exit", NULL);
+        code = code ? code : 1;
+    }
+    auth_free(hub->auth);
+    free(hub);
+    log_info("stopped", json_pack("{s:i}", "code", code));
+    return code;
+}

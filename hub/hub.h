@@ -1,0 +1,39 @@
+/*
+ * hub: the process. Owns the libuv loop and everything that runs on it: the
+ * PostgreSQL pool, the Redis bus, the token verifier and the lws server.
+ * Handlers reach those through the accessors below; nothing else is global.
+ *
+ * Start-up (blocking, before the loop runs): migrations, certificates, then
+ * the pool and bus start connecting and lws listens. SIGINT/SIGTERM drain:
+ * every socket is closed with 4000, then the shutdown order of DESIGN.md.
+ */
+#ifndef RN_HUB_H
+#define RN_HUB_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "bus.h"
+#include "config.h"
+#include "pg_pool.h"
+
+typedef struct hub hub_t;
+typedef struct sessions sessions_t;
+
+/* Runs one hub process until it is stopped. Returns the process exit code. */
+int hub_run(const hub_config_t *cfg);
+
+uv_loop_t *hub_loop(hub_t *hub);
+const hub_config_t *hub_config(const hub_t *hub);
+pg_pool_t *hub_pool(hub_t *hub);
+bus_t *hub_bus(hub_t *hub);
+const auth_t *hub_auth(const hub_t *hub);
+sessions_t *hub_sessions(hub_t *hub);
+/* True once a drain has begun: refuse new sockets, fail readiness. */
+bool hub_draining(const hub_t *hub);
+
+/* Milliseconds of the loop's clock (uv_now). */
+uint64_t hub_now_ms(hub_t *hub);
+
+#endif

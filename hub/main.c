@@ -1,0 +1,200 @@
+/*
+ * main: the retronova-hub command line. `serve` (the default) runs the hub,
+ * in --workers processes sharing the port; the other commands are one-shot
+ * operator tools that run without a loop and may block.
+ */
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apikey.h"
+#include "auth.h"
+#include "config.h"
+#include "hub.h"
+#include "log.h"
+#include "migrate.h"
+
+static int cmd_migrate(const hub_config_t *cfg)
+{
+    char err[512];
+    size_t n;
+    const migration_t *all = migrations_builtin(&n);
+    int applied = migrate_apply(cfg->database_url, all, n, err, sizeof err);
+    if (applied < 0) {
+        fprintf(stderr, "migrate: %s\n", err);
+        return 1;
+    }
+    printf("applied %d migration(s); schema at version %d\n", applied, n ? all[n - 1].version : 0);
+    return 0;
+}
+
+/* token --uid UID [--admin] [--ttl SECONDS]: a dev token signed with the HS256 secret. */
+typedef struct token_args {
+    const char *uid;
+    bool admin;
+    int ttl;
+} token_args_t;
+
+/*
+ * Takes token's own flags out of argv (compacting it) so the rest goes to the
+ * shared option parser. Returns the new argc, or -1 on a malformed flag.
+ */
+static int take_token_args(int argc, char **argv, token_args_t *t)
+{
+    int out = 0;
+    *t = (token_args_t){NULL, false, 24 * 3600};
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--uid") && i + 1 < argc)
+            t->uid = argv[++i];
+        else if (!strcmp(argv[i], "--admin"))
+            t->admin = true;
+        else if (!strcmp(argv[i], "--ttl") && i + 1 < argc)
+            t->ttl = atoi(argv[++i]);
+        else
+            argv[out++] = argv[i];
+    }
+    return t->ttl > 0 ? out : -1;
+}
+
+static int cmd_token(const hub_config_t *cfg, const token_args_t *t)
+{
+    if (!t->uid || !cfg->jwt_hs256_secret) {
+        fprintf(stderr, "token: needs --uid and an HS256 secret (HUB_JWT_HS256_SECRET)\n");
+        return 2;
+    }
+    char *token = auth_mint_hs256(cfg->jwt_hs256_secret, t->uid, t->admin, time(NULL), t->ttl);
+    if (!token)
+        return 1;
+    printf("%s\n", token);
+    free(token);
+    return 0;
+}
+
+/* cabinet-key ARCADE_ID: a fresh API key; only its hash is stored. */
+static int cmd_cabinet_key(const hub_config_t *cfg, int argc, char **argv)
+{
+    long id = argc == 1 ? atol(argv[0]) : 0;
+    char key[APIKEY_MAX], hash[APIKEY_HASH_HEX], idtext[24];
+    if (id <= 0) {
+        fprintf(stderr, "cabinet-key: usage: cabinet-key ARCADE_ID\n");
+        return 2;
+    }
+    if (apikey_generate(id, key, sizeof key) != 0)
+        return 1;
+    apikey_hash_hex(key, hash);
+    snprintf(idtext, sizeof idtext, "%ld", id);
+    PGconn *conn = PQconnectdb(cfg->database_url);
+    int code = 1;
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "cabinet-key: %s", PQerrorMessage(conn));
+        goto done;
+    }
+    const char *params[] = {hash, idtext};
+    PGresult *res = PQexecParams(conn,
+                                 "UPDATE arcades SET api_key_hash = $1 "
+                                 "WHERE id = $2 AND deleted_at IS NULL",
+                                 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fprintf(stderr, "cabinet-key: %s", PQresultErrorMessage(res));
+    else if (strcmp(PQcmdTuples(res), "1") != 0)
+        fprintf(stderr, "cabinet-key: no arcade %ld\n", id);
+    else {
+        printf("%s\n", key);
+        code = 0;
+    }
+    PQclear(res);
+done:
+    PQfinish(conn);
+    return code;
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void remember_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/*
+ * --workers N: N hub processes share the port (SO_REUSEPORT) and talk to
+ * each other through Redis exactly as hubs on different machines do. The
+ * parent only forwards SIGINT/SIGTERM and reaps.
+ */
+static int serve_workers(const hub_config_t *cfg)
+{
+    pid_t pids[64];
+    int n = cfg->workers < 64 ? cfg->workers : 64, code = 0;
+    for (int i = 0; i < n; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0)
+            _exit(hub_run(cfg));
+        if (pids[i] < 0) {
+            perror("fork");
+            n = i;
+            break;
+        }
+    }
+    signal(SIGINT, remember_signal);
+    signal(SIGTERM, remember_signal);
+    for (int live = n; live > 0;) {
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0) {
+            if (stop_signal)
+                for (int i = 0; i < n; i++)
+                    kill(pids[i], stop_signal);
+            stop_signal = 0;
+            continue;
+        }
+        live--;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            code = 1;
+    }
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    hub_config_t cfg;
+    config_defaults(&cfg);
+    int first = 1;
+    const char *cmd = "serve";
+    if (argc > 1 && argv[1][0] != '-') {
+        cmd = argv[1];
+        first = 2;
+    }
+    token_args_t targs;
+    if (!strcmp(cmd, "token") && (argc = take_token_args(argc, argv, &targs)) < 0) {
+        fprintf(stderr, "token: bad arguments (see --help)\n");
+        return 2;
+    }
+    int rest = config_parse_args(&cfg, argc, argv, first);
+    if (rest == -2)
+        return 0;
+    if (rest < 0)
+        return 2;
+    int level = log_level_parse(cfg.log_level);
+    log_set_level(level < 0 ? LOG_INFO : (log_level_t)level);
+
+    if (!strcmp(cmd, "token"))
+        return rest == argc ? cmd_token(&cfg, &targs) : 2;
+    char err[256];
+    if (config_validate(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    if (!strcmp(cmd, "migrate"))
+        return cmd_migrate(&cfg);
+    if (!strcmp(cmd, "cabinet-key"))
+        return cmd_cabinet_key(&cfg, argc - rest, argv + rest);
+    if (strcmp(cmd, "serve") != 0 || rest != argc) {
+        fprintf(stderr, "unknown command or argument (see --help)\n");
+        return 2;
+    }
+    return cfg.workers > 1 ? serve_workers(&cfg) : hub_run(&cfg);
+}

@@ -1,0 +1,175 @@
+/* metrics: counters and histograms in Prometheus text (see metrics.h). */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+#define N_BUCKETS (sizeof buckets / sizeof buckets[0])
+
+typedef struct histogram {
+    unsigned long counts[N_BUCKETS]; /* non-cumulative; summed when rendering */
+    unsigned long count;
+    double sum;
+} histogram_t;
+
+static const char *const delivery_kinds[] = {"your_turn", "position", "score", "balance",
+                                             "reservation", "cabinet", "other"};
+#define N_DELIVERY_KINDS (sizeof delivery_kinds / sizeof delivery_kinds[0])
+
+static struct {
+    long conns[CONN_KIND_COUNT];
+    unsigned long ws_in, ws_out;
+    unsigned long http[6]; /* by status class 1xx..5xx; [0] other */
+    unsigned long queries[3];
+    histogram_t query_seconds;
+    histogram_t delivery[N_DELIVERY_KINDS];
+} m;
+
+static const char *const conn_names[] = {"pending", "player", "admin", "cabinet"};
+static const char *const outcome_names[] = {"ok", "error", "unavailable"};
+
+static void histogram_observe(histogram_t *h, double v)
+{
+    size_t i = 0;
+    while (i < N_BUCKETS && v > buckets[i])
+        i++;
+    if (i < N_BUCKETS)
+        h->counts[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+void metrics_conn_add(conn_kind_t kind, int delta)
+{
+    m.conns[kind] += delta;
+}
+
+long metrics_conn_count(conn_kind_t kind)
+{
+    return m.conns[kind];
+}
+
+void metrics_ws_in(void)
+{
+    m.ws_in++;
+}
+
+void metrics_ws_out(unsigned long n)
+{
+    m.ws_out += n;
+}
+
+void metrics_http_response(int status)
+{
+    int cls = status / 100;
+    m.http[cls >= 1 && cls <= 5 ? cls : 0]++;
+}
+
+void metrics_query_observe(double seconds, query_outcome_t outcome)
+{
+    m.queries[outcome]++;
+    histogram_observe(&m.query_seconds, seconds);
+}
+
+void metrics_delivery_observe(const char *kind, double seconds)
+{
+    size_t i = 0;
+    while (i < N_DELIVERY_KINDS - 1 && strcmp(kind, delivery_kinds[i]) != 0)
+        i++;
+    histogram_observe(&m.delivery[i], seconds);
+}
+
+/* A growing text buffer; on allocation failure it stops growing and render fails. */
+typedef struct text {
+    char *buf;
+    size_t len, cap;
+    int failed;
+} text_t;
+
+static void put(text_t *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = t->failed ? -1 : vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        char *grown = realloc(t->buf, t->cap * 2 + (size_t)n);
+        if (!grown) {
+            t->failed = 1;
+            return;
+        }
+        t->buf = grown;
+        t->cap = t->cap * 2 + (size_t)n;
+    }
+}
+
+static void put_histogram(text_t *t, const char *name, const char *labels, const histogram_t *h)
+{
+    unsigned long cumulative = 0;
+    const char *sep = *labels ? "," : "";
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        cumulative += h->counts[i];
+        put(t, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, labels, sep, buckets[i], cumulative);
+    }
+    put(t, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, labels, sep, h->count);
+    put(t, "%s_sum{%s} %.6f\n%s_count{%s} %lu\n", name, labels, h->sum, name, labels, h->count);
+}
+
+char *metrics_render(const metrics_gauges_t *g, size_t *len)
+{
+    text_t t = {malloc(4096), 0, 4096, 0};
+    if (!t.buf)
+        return NULL;
+    put(&t, "# HELP rn_connections Open WebSocket connections by kind.\n"
+            "# TYPE rn_connections gauge\n");
+    for (int k = 0; k < CONN_KIND_COUNT; k++)
+        put(&t, "rn_connections{kind=\"%s\"} %ld\n", conn_names[k], m.conns[k]);
+    put(&t, "# HELP rn_ws_messages_in_total WebSocket messages received.\n"
+            "# TYPE rn_ws_messages_in_total counter\nrn_ws_messages_in_total %lu\n"
+            "# HELP rn_ws_messages_out_total WebSocket messages sent.\n"
+            "# TYPE rn_ws_messages_out_total counter\nrn_ws_messages_out_total %lu\n",
+        m.ws_in, m.ws_out);
+    put(&t, "# HELP rn_http_responses_total HTTP responses by status class.\n"
+            "# TYPE rn_http_responses_total counter\n");
+    for (int c = 1; c <= 5; c++)
+        put(&t, "rn_http_responses_total{code=\"%dxx\"} %lu\n", c, m.http[c]);
+    put(&t, "# HELP rn_pg_queries_total PostgreSQL statements by outcome.\n"
+            "# TYPE rn_pg_queries_total counter\n");
+    for (int o = 0; o < 3; o++)
+        put(&t, "rn_pg_queries_total{status=\"%s\"} %lu\n", outcome_names[o], m.queries[o]);
+    put(&t, "# HELP rn_pg_query_seconds PostgreSQL statement latency.\n"
+            "# TYPE rn_pg_query_seconds histogram\n");
+    put_histogram(&t, "rn_pg_query_seconds", "", &m.query_seconds);
+    put(&t, "# HELP rn_delivery_seconds Commit to device ack, by event kind.\n"
+            "# TYPE rn_delivery_seconds histogram\n");
+    for (size_t k = 0; k < N_DELIVERY_KINDS; k++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "kind=\"%s\"", delivery_kinds[k]);
+        put_histogram(&t, "rn_delivery_seconds", labels, &m.delivery[k]);
+    }
+    put(&t, "# HELP rn_pg_connections Established PostgreSQL connections.\n"
+            "# TYPE rn_pg_connections gauge\nrn_pg_connections %d\n"
+            "# HELP rn_bus_up 1 while the Redis bus is connected.\n"
+            "# TYPE rn_bus_up gauge\nrn_bus_up %d\n"
+            "# HELP rn_bus_reconnects_total Times the Redis bus link was re-established.\n"
+            "# TYPE rn_bus_reconnects_total counter\nrn_bus_reconnects_total %lu\n",
+        g->pg_connections, g->bus_up, g->bus_reconnects);
+    if (t.failed) {
+        free(t.buf);
+        return NULL;
+    }
+    *len = t.len;
+    return t.buf;
+}

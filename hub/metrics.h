@@ -1,0 +1,45 @@
+/*
+ * metrics: the process's counters, gauges and histograms, rendered as
+ * Prometheus text for GET /metrics. One loop thread owns them, so they are
+ * plain integers: no atomics.
+ */
+#ifndef RN_METRICS_H
+#define RN_METRICS_H
+
+#include <stddef.h>
+
+typedef enum conn_kind {
+    CONN_PENDING = 0, /* WebSocket not authenticated yet */
+    CONN_PLAYER,
+    CONN_ADMIN,
+    CONN_CABINET,
+    CONN_KIND_COUNT
+} conn_kind_t;
+
+/* Query outcomes, matching pg_pool's PG_OK / PG_EQUERY / PG_EUNAVAILABLE. */
+typedef enum query_outcome { QUERY_OK = 0, QUERY_ERROR, QUERY_UNAVAILABLE } query_outcome_t;
+
+void metrics_conn_add(conn_kind_t kind, int delta);
+long metrics_conn_count(conn_kind_t kind);
+void metrics_ws_in(void);
+void metrics_ws_out(unsigned long n);
+void metrics_http_response(int status);
+void metrics_query_observe(double seconds, query_outcome_t outcome);
+
+/*
+ * Observes the time from a private event's commit to the device's ack.
+ * kind is the event kind ("your_turn", ...); unknown kinds share "other".
+ */
+void metrics_delivery_observe(const char *kind, double seconds);
+
+/* Gauges owned elsewhere, sampled when rendering. */
+typedef struct metrics_gauges {
+    int pg_connections;
+    int bus_up;
+    unsigned long bus_reconnects;
+} metrics_gauges_t;
+
+/* Renders everything as Prometheus text into a malloc'd string (*len bytes). */
+char *metrics_render(const metrics_gauges_t *gauges, size_t *len);
+
+#endif

@@ -1,0 +1,129 @@
+/* router: route matching and query parsing (see router.h). */
+#include "router.h"
+
+#include <string.h>
+
+/* Matches one pattern against a path; fills params. true on a match. */
+static bool pattern_match(const char *pat, const char *path, size_t len, route_match_t *out)
+{
+    size_t i = 0;
+    int np = 0;
+    while (*pat) {
+        if (*pat == '{') {
+            const char *close = strchr(pat, '}');
+            if (!close || np == ROUTE_MAX_PARAMS)
+                return false;
+            size_t start = i;
+            while (i < len && path[i] != '/')
+                i++;
+            if (i == start)
+                return false;
+            out->params[np].value = path + start;
+            out->params[np].len = i - start;
+            np++;
+            pat = close + 1;
+            continue;
+        }
+        if (i >= len || path[i] != *pat)
+            return false;
+        i++;
+        pat++;
+    }
+    if (i != len)
+        return false;
+    out->nparams = np;
+    return true;
+}
+
+int router_match(const route_table_t *const *tables, size_t ntables, http_method_t method,
+                 const char *path, size_t len, route_match_t *out)
+{
+    int result = ROUTE_NOT_FOUND;
+    route_match_t m;
+    for (size_t t = 0; t < ntables; t++) {
+        for (size_t r = 0; r < tables[t]->count; r++) {
+            const route_t *route = &tables[t]->routes[r];
+            memset(&m, 0, sizeof m);
+            if (!pattern_match(route->pattern, path, len, &m))
+                continue;
+            if (route->method != method && !(method == HTTP_HEAD && route->method == HTTP_GET)) {
+                result = ROUTE_BAD_METHOD;
+                continue;
+            }
+            m.route = route;
+            *out = m;
+            return ROUTE_FOUND;
+        }
+    }
+    return result;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* URL-decodes src[0..n) into out; -1 on a bad escape, NUL or overflow. */
+static int url_decode(const char *src, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)src[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= outlen)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int router_query_param(const char *query, size_t qlen, const char *name, char *out,
+                       size_t outlen)
+{
+    size_t nlen = strlen(name), i = 0;
+    if (!query || outlen == 0)
+        return -1;
+    while (i < qlen) {
+        size_t end = i;
+        while (end < qlen && query[end] != '&')
+            end++;
+        const char *eq = memchr(query + i, '=', end - i);
+        size_t klen = eq ? (size_t)(eq - (query + i)) : end - i;
+        if (klen == nlen && memcmp(query + i, name, nlen) == 0) {
+            const char *v = eq ? eq + 1 : query + end;
+            return url_decode(v, (size_t)(query + end - v), out, outlen);
+        }
+        i = end + 1;
+    }
+    return -1;
+}
+
+long long router_parse_id(const char *s, size_t len)
+{
+    if (len == 0 || len > 16 || s[0] == '0')
+        return -1;
+    long long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v <= (1LL << 53) ? v : -1;
+}

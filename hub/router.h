@@ -1,0 +1,81 @@
+/*
+ * router: matches an HTTP method and path against route tables, and reads
+ * query parameters. Pure functions over bytes: no sockets, so it is fuzzed
+ * (tests/fuzz/fuzz_http.c) and unit-tested directly.
+ *
+ * A pattern is a path whose segments may be "{name}" placeholders, e.g.
+ * "/api/v1/reservations/{id}"; a placeholder matches one non-empty segment.
+ */
+#ifndef RN_ROUTER_H
+#define RN_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum http_method {
+    HTTP_GET = 0,
+    HTTP_POST,
+    HTTP_PUT,
+    HTTP_PATCH,
+    HTTP_DELETE,
+    HTTP_OPTIONS,
+    HTTP_HEAD,
+    HTTP_OTHER
+} http_method_t;
+
+/* Who may call a route; checked before the handler runs (401 / 403). */
+typedef enum route_access {
+    ROUTE_PUBLIC = 0,
+    ROUTE_USER,  /* a valid player or admin token */
+    ROUTE_ADMIN, /* a valid token with the admin claim */
+} route_access_t;
+
+struct http_req;
+typedef void (*route_handler_fn)(struct http_req *req);
+
+typedef struct route {
+    http_method_t method;
+    const char *pattern;
+    route_access_t access;
+    route_handler_fn handler;
+} route_t;
+
+typedef struct route_table {
+    const route_t *routes;
+    size_t count;
+} route_table_t;
+
+#define ROUTE_MAX_PARAMS 4
+
+typedef struct route_param {
+    const char *value; /* points into the matched path; not NUL-terminated */
+    size_t len;
+} route_param_t;
+
+typedef struct route_match {
+    const route_t *route;
+    int nparams;
+    route_param_t params[ROUTE_MAX_PARAMS];
+} route_match_t;
+
+enum { ROUTE_FOUND = 0, ROUTE_NOT_FOUND = -1, ROUTE_BAD_METHOD = -2 };
+
+/*
+ * Finds the route for method + path[0..len) in tables. ROUTE_FOUND fills
+ * out; ROUTE_BAD_METHOD when the path exists for another method (405).
+ */
+int router_match(const route_table_t *const *tables, size_t ntables, http_method_t method,
+                 const char *path, size_t len, route_match_t *out);
+
+/*
+ * Copies the URL-decoded value of query parameter name from query (the part
+ * after '?', "a=1&b=2") into out (NUL-terminated). Returns its length, or -1
+ * when absent, malformed (bad %-escape, embedded NUL) or longer than outlen-1.
+ */
+int router_query_param(const char *query, size_t qlen, const char *name, char *out,
+                       size_t outlen);
+
+/* Parses a positive decimal id (1 .. 2^53) of exactly len bytes. -1 when not one. */
+long long router_parse_id(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,113 @@
+/* server: the lws context, vhost and protocols (see server.h). */
+#include "server.h"
+
+#include <dlfcn.h>
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+#include "session.h"
+
+/*
+ * The per-connection rx buffer lws allocates for every WebSocket. Small on
+ * purpose (memory per idle socket): larger messages arrive in fragments that
+ * session.c reassembles up to --max-frame.
+ */
+#define WS_RX_BUFFER 1024
+
+struct server {
+    struct lws_context *ctx; /* set NULL by lws when teardown completes (pcontext) */
+    uv_loop_t *loop;
+    struct lws_protocols protocols[3];
+};
+
+/* WebSocket keepalive: ping a socket idle for 30 s, drop it if silent 10 s more. */
+static const lws_retry_bo_t keepalive = {
+    .secs_since_valid_ping = 30,
+    .secs_since_valid_hangup = 40,
+};
+
+static void lws_log_to_json(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_event(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws",
+              json_pack("{s:s%}", "detail", line, n));
+}
+
+/*
+ * lws 4.1 loads its libuv support as a plugin and dlclose()s it when the
+ * context is destroyed, while uv close callbacks inside it are still pending
+ * on our loop: the next uv_run() would jump into unmapped code. Holding our
+ * own RTLD_NODELETE reference keeps the plugin mapped for the process's life.
+ */
+static void pin_uv_plugin(void)
+{
+    if (!dlopen("libwebsockets-evlib_uv.so", RTLD_NOW | RTLD_NODELETE))
+        log_warn("cannot pin the lws libuv plugin", json_pack("{s:s}", "error", dlerror()));
+}
+
+server_t *server_new(hub_t *hub, const hub_config_t *cfg)
+{
+    server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return NULL;
+    srv->loop = hub_loop(hub);
+    srv->protocols[0] = (struct lws_protocols){
+        .name = "http", .callback = http_callback, .per_session_data_size = http_pss_size()};
+    srv->protocols[1] = (struct lws_protocols){.name = "retronova.v1",
+                                               .callback = session_callback,
+                                               .per_session_data_size = session_pss_size(),
+                                               .rx_buffer_size = WS_RX_BUFFER};
+
+    pin_uv_plugin();
+    lws_set_log_level(getenv("HUB_LWS_DEBUG") ? 0xfff : LLL_ERR | LLL_WARN, lws_log_to_json);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    void *foreign_loops[] = {srv->loop};
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.foreign_loops = foreign_loops;
+    info.pcontext = &srv->ctx;
+    info.port = cfg->port;
+    info.iface = cfg->listen;
+    info.protocols = srv->protocols;
+    info.vhost_name = "retronova";
+    info.user = hub;
+    info.retry_and_idle_policy = &keepalive;
+    info.timeout_secs = 30;
+    if (cfg->workers > 1)
+        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    if (cfg->tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+        info.alpn = "http/1.1";
+    }
+    srv->ctx = lws_create_context(&info);
+    if (!srv->ctx) {
+        log_error("cannot listen", json_pack("{s:s, s:i}", "listen", cfg->listen, "port", cfg->port));
+        free(srv);
+        return NULL;
+    }
+    log_info("listening", json_pack("{s:s, s:i, s:b}", "listen", cfg->listen, "port", cfg->port,
+                                    "tls", cfg->tls_cert != NULL));
+    return srv;
+}
+
+void server_destroy(server_t *srv)
+{
+    if (srv->ctx)
+        lws_context_destroy(srv->ctx);
+}
+
+void server_finish(server_t *srv, uv_loop_t *loop)
+{
+    if (srv->ctx) /* lws 4.1 completes a foreign-loop teardown on a second call */
+        lws_context_destroy(srv->ctx);
+    uv_run(loop, UV_RUN_DEFAULT);
+    free(srv);
+}

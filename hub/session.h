@@ -1,0 +1,66 @@
+/*
+ * session: one WebSocket connection on /ws (subprotocol retronova.v1).
+ *
+ * A session authenticates first (an Authorization header at the handshake,
+ * or an auth frame before the deadline), then exchanges envelope messages.
+ * Outbound messages are shared msgbufs in a bounded queue written one per
+ * WRITEABLE turn; a reader that lets the queue overflow is closed with 4009.
+ * A session is never freed on its own call stack: session_close() asks lws
+ * for a WRITEABLE turn in which the close happens.
+ *
+ * sessions_t is the registry of one hub: every live session (for drain and
+ * stats) and the FIFO of sessions still waiting to authenticate, whose
+ * deadlines are all "connect time + the same timeout", so one timer serves
+ * them all.
+ */
+#ifndef RN_SESSION_H
+#define RN_SESSION_H
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stddef.h>
+
+#include "hub.h"
+#include "metrics.h"
+#include "msgbuf.h"
+
+typedef struct session session_t;
+
+/* WebSocket close codes of protocol v1. */
+enum {
+    CLOSE_DRAINING = 4000,
+    CLOSE_UNAUTHENTICATED = 4001,
+    CLOSE_FORBIDDEN = 4003,
+    CLOSE_RATE_LIMITED = 4008,
+    CLOSE_SLOW_CONSUMER = 4009,
+};
+
+/* The lws protocol callback and its per-connection size. */
+int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+size_t session_pss_size(void);
+
+sessions_t *sessions_new(hub_t *hub);
+/* Closes the registry's timer; frees it in the close callback. Sessions must be gone. */
+void sessions_close(sessions_t *reg);
+size_t sessions_count(const sessions_t *reg);
+/* Asks every session to close with code and reason. */
+void sessions_close_all(sessions_t *reg, int code, const char *reason);
+
+/* Queues b (takes a reference of its own). Overflow closes the session with 4009. */
+void session_send(session_t *s, msgbuf_t *b);
+/* Encodes and queues msg (reference stolen). */
+void session_send_json(session_t *s, json_t *msg);
+/* Queues an error reply echoing the request id when there was one. */
+void session_send_error(session_t *s, bool has_id, int64_t id, const char *code,
+                        const char *message);
+/* Flushes what is queued, then closes with code; reason must be a static string. */
+void session_close(session_t *s, int code, const char *reason);
+
+conn_kind_t session_kind(const session_t *s);
+/* The player's or admin's uid, or NULL. */
+const char *session_uid(const session_t *s);
+/* The cabinet's arcade id, or 0. */
+long session_arcade_id(const session_t *s);
+
+#endif
