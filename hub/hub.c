@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
+#include "fanout.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -21,6 +23,7 @@ struct hub {
     bus_t *bus;
     server_t *server;
     sessions_t *sessions;
+    fanout_t *fanout;
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
     uint64_t drain_deadline_ms;
@@ -57,6 +60,11 @@ sessions_t *hub_sessions(hub_t *hub)
     return hub->sessions;
 }
 
+fanout_t *hub_fanout(hub_t *hub)
+{
+    return hub->fanout;
+}
+
 bool hub_draining(const hub_t *hub)
 {
     return hub->draining;
@@ -81,34 +89,39 @@ static void on_pool_log(void *arg, int level, const char *msg)
     log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres", json_pack("{s:s}", "detail", msg));
 }
 
+/* Bus messages go where their channel says: private lanes and admins to events. */
 static void on_bus_message(void *arg, const char *channel, const char *payload, size_t len)
 {
-    (void)arg;
-    (void)payload;
-    log_debug("bus message", json_pack("{s:s, s:i}", "channel", channel, "bytes", (int)len));
+    hub_t *hub = arg;
+    if (!strncmp(channel, "rn:user:", 8) || !strncmp(channel, "rn:cabinet:", 11) ||
+        !strcmp(channel, EVENTS_ADMIN_CHANNEL))
+        events_on_bus_message(hub, channel, payload, len);
 }
 
+/* Messages may have been missed while the link was down: catch up from Postgres. */
 static void on_bus_link(void *arg, int up)
 {
-    (void)arg;
+    hub_t *hub = arg;
     log_info(up ? "bus up" : "bus down", NULL);
+    if (up && hub->fanout)
+        events_resync(hub);
 }
 
 /*
  * The last step, in DESIGN.md's order: Redis (its reconnect timers with it),
  * the Postgres pool, then lws, then our own handles. lws's teardown on a
  * foreign loop is asynchronous: once every handle is closed uv_run() returns
- * in hub_run(), which finishes it (server_finish) and closes the loop.
+ * in hub_run(), which finishes it (server_finish), closes the session
+ * registry (lws closed the last sockets during its teardown) and the loop.
  */
 static void shutdown_now(hub_t *hub)
 {
+    fanout_detach_bus(hub->fanout);
     bus_close(hub->bus);
     hub->bus = NULL;
     pg_pool_close(hub->pool);
     hub->pool = NULL;
     server_destroy(hub->server);
-    sessions_close(hub->sessions);
-    hub->sessions = NULL;
     uv_close((uv_handle_t *)&hub->drain_timer, NULL);
     uv_close((uv_handle_t *)&hub->sigint, NULL);
     uv_close((uv_handle_t *)&hub->sigterm, NULL);
@@ -181,7 +194,8 @@ static int start_services(hub_t *hub)
                   json_pack("{s:s}", "error", why ? why : "bad database configuration"));
         return -1;
     }
-    hub->sessions = sessions_new(hub);
+    hub->fanout = hub->bus ? fanout_new(hub->bus) : NULL;
+    hub->sessions = hub->fanout ? sessions_new(hub) : NULL;
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     return hub->server ? 0 : -1;
 }
@@ -215,11 +229,15 @@ int hub_run(const hub_config_t *cfg)
     uv_run(&hub->loop, UV_RUN_DEFAULT);
     server_finish(hub->server, &hub->loop);
     hub->server = NULL;
+    sessions_close(hub->sessions);
+    uv_run(&hub->loop, UV_RUN_DEFAULT);
     code = 0;
     goto done;
 
 fail:
     /* Nothing served yet: close whatever started and let the loop run dry. */
+    if (hub->fanout)
+        fanout_detach_bus(hub->fanout);
     if (hub->bus)
         bus_close(hub->bus);
     if (hub->pool)
@@ -239,6 +257,7 @@ done:
         log_error("loop not empty at exit", NULL);
         code = code ? code : 1;
     }
+    fanout_free(hub->fanout);
     auth_free(hub->auth);
     free(hub);
     log_info("stopped", json_pack("{s:i}", "code", code));

@@ -20,6 +20,7 @@
 
 typedef struct hub hub_t;
 typedef struct sessions sessions_t;
+typedef struct fanout fanout_t;
 
 /* Runs one hub process until it is stopped. Returns the process exit code. */
 int hub_run(const hub_config_t *cfg);
@@ -30,6 +31,7 @@ pg_pool_t *hub_pool(hub_t *hub);
 bus_t *hub_bus(hub_t *hub);
 const auth_t *hub_auth(const hub_t *hub);
 sessions_t *hub_sessions(hub_t *hub);
+fanout_t *hub_fanout(hub_t *hub);
 /* True once a drain has begun: refuse new sockets, fail readiness. */
 bool hub_draining(const hub_t *hub);
 

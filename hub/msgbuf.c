@@ -22,6 +22,7 @@ msgbuf_t *msgbuf_from_json(const json_t *msg)
         return NULL;
     msgbuf_t *b = (msgbuf_t *)mem;
     b->refs = 1;
+    b->event_id = 0;
     b->len = len;
     b->payload = mem + MSGBUF_HEADROOM;
     return b;
@@ -34,6 +35,7 @@ msgbuf_t *msgbuf_from_bytes(const char *data, size_t len)
         return NULL;
     msgbuf_t *b = (msgbuf_t *)mem;
     b->refs = 1;
+    b->event_id = 0;
     b->len = len;
     b->payload = mem + MSGBUF_HEADROOM;
     memcpy(b->payload, data, len);

@@ -11,9 +11,11 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct msgbuf {
     unsigned refs;
+    int64_t event_id; /* a private event's id (ack, resume, dedupe); 0 otherwise */
     size_t len;     /* payload bytes */
     char *payload;  /* points LWS_PRE bytes into the allocation */
 } msgbuf_t;

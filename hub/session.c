@@ -10,6 +10,8 @@
 #include "apikey.h"
 #include "auth.h"
 #include "envelope.h"
+#include "events.h"
+#include "fanout.h"
 #include "log.h"
 
 typedef struct outq_node {
@@ -18,6 +20,11 @@ typedef struct outq_node {
 } outq_node_t;
 
 typedef struct cabinet_auth cabinet_auth_t;
+
+struct session_ref {
+    session_t *session; /* NULL once the session closed */
+    unsigned refs;
+};
 
 /* lws allocates this (zeroed) as the per-connection user memory. */
 struct session {
@@ -32,9 +39,14 @@ struct session {
     const char *close_reason;
     char *uid;
     long arcade_id;
-    cabinet_auth_t *cabinet_auth; /* an API key lookup in flight */
+    session_ref_t *ref;           /* shared with async work; see session_ref() */
+    bool authenticating;          /* an API key lookup in flight */
     outq_node_t *out_head, *out_tail;
     unsigned out_count;
+    struct member *members;      /* channels joined (fanout.c) */
+    int64_t last_event_id;       /* private lane: newest event sent */
+    bool resuming;
+    outq_node_t *held_head, *held_tail; /* private events that arrived during a resume */
     char *rx; /* a message being reassembled from fragments */
     size_t rx_len;
     uint64_t rate_ts_ms;
@@ -49,9 +61,9 @@ struct sessions {
     uv_timer_t auth_timer;
 };
 
-/* An API key lookup outliving its session is detached (session = NULL). */
+/* An API key lookup in flight. */
 struct cabinet_auth {
-    session_t *session;
+    session_ref_t *ref;
     bool has_id;
     int64_t id;
     char key[APIKEY_MAX];
@@ -60,6 +72,39 @@ struct cabinet_auth {
 size_t session_pss_size(void)
 {
     return sizeof(session_t);
+}
+
+session_ref_t *session_ref(session_t *s)
+{
+    if (!s->ref) {
+        if (!(s->ref = calloc(1, sizeof *s->ref)))
+            return NULL;
+        s->ref->session = s;
+        s->ref->refs = 1; /* the session's own */
+    }
+    s->ref->refs++;
+    return s->ref;
+}
+
+session_t *session_ref_get(const session_ref_t *ref)
+{
+    return ref->session;
+}
+
+void session_ref_release(session_ref_t *ref)
+{
+    if (ref && --ref->refs == 0)
+        free(ref);
+}
+
+hub_t *session_hub(const session_t *s)
+{
+    return s->hub;
+}
+
+struct member **session_members(session_t *s)
+{
+    return &s->members;
 }
 
 conn_kind_t session_kind(const session_t *s)
@@ -189,15 +234,35 @@ static void registry_remove(sessions_t *reg, session_t *s)
 
 /* ---- outbound -------------------------------------------------------- */
 
-static void outq_clear(session_t *s)
+static void list_clear(outq_node_t **head, outq_node_t **tail)
 {
-    while (s->out_head) {
-        outq_node_t *n = s->out_head;
-        s->out_head = n->next;
+    while (*head) {
+        outq_node_t *n = *head;
+        *head = n->next;
         msgbuf_unref(n->buf);
         free(n);
     }
-    s->out_tail = NULL;
+    *tail = NULL;
+}
+
+static int list_append(outq_node_t **head, outq_node_t **tail, msgbuf_t *b)
+{
+    outq_node_t *n = malloc(sizeof *n);
+    if (!n)
+        return -1;
+    n->next = NULL;
+    n->buf = msgbuf_ref(b);
+    if (*tail)
+        (*tail)->next = n;
+    else
+        *head = n;
+    *tail = n;
+    return 0;
+}
+
+static void outq_clear(session_t *s)
+{
+    list_clear(&s->out_head, &s->out_tail);
     s->out_count = 0;
 }
 
@@ -222,18 +287,45 @@ void session_send(session_t *s, msgbuf_t *b)
         session_close(s, CLOSE_SLOW_CONSUMER, "send queue overflow");
         return;
     }
-    outq_node_t *n = malloc(sizeof *n);
-    if (!n)
+    if (list_append(&s->out_head, &s->out_tail, b) != 0)
         return;
-    n->next = NULL;
-    n->buf = msgbuf_ref(b);
-    if (s->out_tail)
-        s->out_tail->next = n;
-    else
-        s->out_head = n;
-    s->out_tail = n;
     s->out_count++;
     lws_callback_on_writable(s->wsi);
+}
+
+void session_send_replayed(session_t *s, msgbuf_t *b)
+{
+    if (b->event_id <= s->last_event_id)
+        return;
+    s->last_event_id = b->event_id;
+    session_send(s, b);
+}
+
+void session_send_private(session_t *s, msgbuf_t *b)
+{
+    if (s->resuming)
+        list_append(&s->held_head, &s->held_tail, b);
+    else
+        session_send_replayed(s, b);
+}
+
+void session_resume_begin(session_t *s)
+{
+    s->resuming = true;
+}
+
+void session_resume_end(session_t *s)
+{
+    s->resuming = false;
+    outq_node_t *held = s->held_head;
+    s->held_head = s->held_tail = NULL;
+    while (held) {
+        outq_node_t *n = held;
+        held = n->next;
+        session_send_replayed(s, n->buf);
+        msgbuf_unref(n->buf);
+        free(n);
+    }
 }
 
 void session_send_json(session_t *s, json_t *msg)
@@ -302,12 +394,21 @@ static int on_writeable(session_t *s)
 
 /* ---- authentication --------------------------------------------------- */
 
+/* Authenticated: counted under its kind, and listening to its private channels. */
 static void set_kind(session_t *s, conn_kind_t kind)
 {
+    char channel[EVENTS_CHANNEL_MAX];
     metrics_conn_add(s->kind, -1);
     s->kind = kind;
     metrics_conn_add(kind, 1);
     wait_remove(hub_sessions(s->hub), s);
+    fanout_t *f = hub_fanout(s->hub);
+    if (kind == CONN_CABINET)
+        events_cabinet_channel(s->arcade_id, channel, sizeof channel);
+    else
+        events_user_channel(s->uid, channel, sizeof channel);
+    if (fanout_join(f, s, channel) != 0 || (kind == CONN_ADMIN && fanout_join(f, s, EVENTS_ADMIN_CHANNEL) != 0))
+        session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
 }
 
 /* Accepts a verified player or admin and says so. */
@@ -341,9 +442,9 @@ static void auth_token(session_t *s, const char *token, bool has_id, int64_t id)
 static void on_cabinet_row(void *arg, int status, PGresult *res, const char *errmsg)
 {
     cabinet_auth_t *ca = arg;
-    session_t *s = ca->session;
+    session_t *s = session_ref_get(ca->ref);
     if (s) {
-        s->cabinet_auth = NULL;
+        s->authenticating = false;
         if (status != PG_OK) {
             session_send_error(s, ca->has_id, ca->id, "unavailable", "database unavailable");
             session_close(s, CLOSE_UNAUTHENTICATED, "unavailable");
@@ -360,6 +461,7 @@ static void on_cabinet_row(void *arg, int status, PGresult *res, const char *err
             session_send_json(s, ok);
         }
     }
+    session_ref_release(ca->ref);
     OPENSSL_cleanse(ca->key, sizeof ca->key);
     free(ca);
 }
@@ -368,16 +470,16 @@ static void on_cabinet_row(void *arg, int status, PGresult *res, const char *err
 static void auth_api_key(session_t *s, const char *key, bool has_id, int64_t id)
 {
     long arcade_id;
-    if (s->cabinet_auth || strlen(key) >= APIKEY_MAX || apikey_arcade_id(key, &arcade_id) != 0) {
+    if (s->authenticating || strlen(key) >= APIKEY_MAX || apikey_arcade_id(key, &arcade_id) != 0) {
         reject(s, has_id, id, "malformed API key");
         return;
     }
     cabinet_auth_t *ca = calloc(1, sizeof *ca);
-    if (!ca) {
+    if (!ca || !(ca->ref = session_ref(s))) {
+        free(ca);
         reject(s, has_id, id, "out of memory");
         return;
     }
-    ca->session = s;
     ca->has_id = has_id;
     ca->id = id;
     strcpy(ca->key, key);
@@ -387,19 +489,20 @@ static void auth_api_key(session_t *s, const char *key, bool has_id, int64_t id)
     if (pg_pool_query(hub_pool(s->hub),
                       "SELECT api_key_hash FROM arcades WHERE id = $1 AND deleted_at IS NULL", 1,
                       params, on_cabinet_row, ca) != 0) {
+        session_ref_release(ca->ref);
         free(ca);
         session_send_error(s, has_id, id, "unavailable", "database unavailable");
         session_close(s, CLOSE_UNAUTHENTICATED, "unavailable");
         return;
     }
-    s->cabinet_auth = ca;
+    s->authenticating = true;
 }
 
 static void on_auth_message(session_t *s, const envelope_t *env)
 {
     const char *token = json_string_value(json_object_get(env->body, "token"));
     const char *key = json_string_value(json_object_get(env->body, "api_key"));
-    if (s->kind != CONN_PENDING || s->cabinet_auth)
+    if (s->kind != CONN_PENDING || s->authenticating)
         session_send_error(s, env->has_id, env->id, "bad_request", "already authenticated");
     else if (token)
         auth_token(s, token, env->has_id, env->id);
@@ -475,6 +578,12 @@ static void on_message(session_t *s, const char *data, size_t len)
             session_send_json(s, pong);
             break;
         }
+        case RN_MSG_RESUME:
+            events_on_resume(s, &env);
+            break;
+        case RN_MSG_ACK:
+            events_on_ack(s, &env);
+            break;
         case RN_MSG_UNKNOWN:
             session_send_error(s, env.has_id, env.id, "unknown_type", "unknown message type");
             break;
@@ -545,7 +654,7 @@ static void on_established(struct lws *wsi, session_t *s)
         session_close(s, CLOSE_DRAINING, "draining");
         return;
     }
-    if (!auth_from_header(s) && s->kind == CONN_PENDING && !s->cabinet_auth && !s->closing)
+    if (!auth_from_header(s) && s->kind == CONN_PENDING && !s->authenticating && !s->closing)
         wait_append(hub_sessions(hub), s);
 }
 
@@ -556,10 +665,14 @@ static void on_closed(session_t *s)
     sessions_t *reg = hub_sessions(s->hub);
     wait_remove(reg, s);
     registry_remove(reg, s);
-    if (s->cabinet_auth)
-        s->cabinet_auth->session = NULL;
+    if (s->ref) {
+        s->ref->session = NULL;
+        session_ref_release(s->ref);
+    }
+    fanout_leave_all(hub_fanout(s->hub), s);
     metrics_conn_add(s->kind, -1);
     outq_clear(s);
+    list_clear(&s->held_head, &s->held_tail);
     free(s->rx);
     free(s->uid);
     s->hub = NULL;

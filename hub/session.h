@@ -57,10 +57,37 @@ void session_send_error(session_t *s, bool has_id, int64_t id, const char *code,
 /* Flushes what is queued, then closes with code; reason must be a static string. */
 void session_close(session_t *s, int code, const char *reason);
 
+/*
+ * The private lane: b carries an event_id. Events at or below the last one
+ * sent are dropped (a resume and a live push may overlap); while a resume is
+ * being answered, live events wait and follow the replay in order.
+ */
+void session_send_private(session_t *s, msgbuf_t *b);
+/* A replayed event: deduplicated like a live one, never held. */
+void session_send_replayed(session_t *s, msgbuf_t *b);
+void session_resume_begin(session_t *s);
+/* Sends what waited during the resume. */
+void session_resume_end(session_t *s);
+
+/*
+ * A handle that async work (a query on behalf of a session) holds instead of
+ * the session: when the session closes first, session_ref_get() returns NULL.
+ */
+typedef struct session_ref session_ref_t;
+/* A new reference to s's handle. NULL on allocation failure. */
+session_ref_t *session_ref(session_t *s);
+/* The session, or NULL once it closed. */
+session_t *session_ref_get(const session_ref_t *ref);
+void session_ref_release(session_ref_t *ref);
+
+hub_t *session_hub(const session_t *s);
 conn_kind_t session_kind(const session_t *s);
 /* The player's or admin's uid, or NULL. */
 const char *session_uid(const session_t *s);
 /* The cabinet's arcade id, or 0. */
 long session_arcade_id(const session_t *s);
+/* The session's channel memberships, owned by fanout.c. */
+struct member;
+struct member **session_members(session_t *s);
 
 #endif

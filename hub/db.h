@@ -1,0 +1,39 @@
+/*
+ * db: how a REST handler runs its one SQL function and answers.
+ *
+ * Every state change is one SQL function (storage/migrations) that runs as
+ * one transaction and returns one jsonb value:
+ *
+ *   {"status": 201, "body": {...}, "events": [...]}
+ *
+ * status/body are the HTTP answer (an error is {"status":409,"body":{"error":
+ * {"code":"insufficient_tickets","message":"...", ...}}}, written before any
+ * change so nothing is left behind); events are the private events the
+ * transaction wrote to user_events, delivered after the commit (events.h).
+ * A function that must undo partial work raises instead; that is a 500.
+ */
+#ifndef RN_DB_H
+#define RN_DB_H
+
+#include <jansson.h>
+
+#include "http.h"
+
+/*
+ * Called with the decoded result (borrowed) once the transaction committed
+ * and its events were handed to events_publish(). The callback answers req.
+ */
+typedef void (*db_result_cb)(http_req_t *req, json_t *result, void *arg);
+
+/*
+ * Runs sql, which must return one row of one jsonb column. With cb NULL the
+ * answer is the result's status and body. Database down: 503 db_unavailable;
+ * a raised error: 500 (logged); a malformed result: 500.
+ */
+void db_call(http_req_t *req, const char *sql, int nparams, const char *const *params,
+             db_result_cb cb, void *arg);
+
+/* The uid of the caller as a parameter (routes with ROUTE_USER/ROUTE_ADMIN only). */
+const char *db_caller_uid(const http_req_t *req);
+
+#endif
