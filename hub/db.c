@@ -6,12 +6,21 @@
 
 #include "events.h"
 #include "log.h"
+#include "queue.h"
 
 typedef struct db_call_ctx {
     http_req_t *req;
     db_result_cb cb;
     void *arg;
 } db_call_ctx_t;
+
+void db_publish(hub_t *hub, const json_t *result)
+{
+    events_publish(hub, json_object_get(result, "events"));
+    json_t *snapshot = json_object_get(result, "arcade");
+    if (json_is_object(snapshot))
+        queue_publish(hub, snapshot);
+}
 
 const char *db_caller_uid(const http_req_t *req)
 {
@@ -48,7 +57,7 @@ static void on_result(void *arg, int status, PGresult *res, const char *errmsg)
         http_respond_error(req, 500, "internal", "malformed database answer");
         goto done;
     }
-    events_publish(http_req_hub(req), json_object_get(result, "events"));
+    db_publish(http_req_hub(req), result);
     if (ctx->cb) {
         ctx->cb(req, result, ctx->arg);
     } else {

@@ -57,6 +57,20 @@ static member_t *find_member(const session_t *s, const char *channel)
     return NULL;
 }
 
+size_t fanout_size(const fanout_t *f, const char *channel)
+{
+    channel_t *ch = dict_get(f->channels, channel);
+    return ch ? ch->count : 0;
+}
+
+size_t fanout_count_prefix(const session_t *s, const char *prefix)
+{
+    size_t n = 0, len = strlen(prefix);
+    for (member_t *m = *session_members((session_t *)s); m; m = m->s_next)
+        n += strncmp(m->channel->name, prefix, len) == 0;
+    return n;
+}
+
 int fanout_is_member(const fanout_t *f, const session_t *s, const char *channel)
 {
     (void)f;

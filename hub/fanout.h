@@ -32,6 +32,11 @@ void fanout_leave_all(fanout_t *f, session_t *s);
 /* Is s a member of channel? */
 int fanout_is_member(const fanout_t *f, const session_t *s, const char *channel);
 
+/* How many local sessions are in channel. */
+size_t fanout_size(const fanout_t *f, const char *channel);
+/* How many channels starting with prefix s has joined. */
+size_t fanout_count_prefix(const session_t *s, const char *prefix);
+
 /* Queues b on every member of channel; returns how many. */
 size_t fanout_deliver(fanout_t *f, const char *channel, msgbuf_t *b);
 /* Calls fn for every member of channel. */

@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cabinet.h"
 #include "events.h"
 #include "fanout.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "queue.h"
 #include "server.h"
 #include "session.h"
 
@@ -24,6 +26,8 @@ struct hub {
     server_t *server;
     sessions_t *sessions;
     fanout_t *fanout;
+    queues_t *queues;
+    cabinets_t *cabinets;
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
     uint64_t drain_deadline_ms;
@@ -65,6 +69,16 @@ fanout_t *hub_fanout(hub_t *hub)
     return hub->fanout;
 }
 
+queues_t *hub_queues(hub_t *hub)
+{
+    return hub->queues;
+}
+
+cabinets_t *hub_cabinets(hub_t *hub)
+{
+    return hub->cabinets;
+}
+
 bool hub_draining(const hub_t *hub)
 {
     return hub->draining;
@@ -96,6 +110,8 @@ static void on_bus_message(void *arg, const char *channel, const char *payload, 
     if (!strncmp(channel, "rn:user:", 8) || !strncmp(channel, "rn:cabinet:", 11) ||
         !strcmp(channel, EVENTS_ADMIN_CHANNEL))
         events_on_bus_message(hub, channel, payload, len);
+    else if (!strncmp(channel, "rn:arcade:", 10))
+        queue_on_bus_message(hub, channel, payload, len);
 }
 
 /* Messages may have been missed while the link was down: catch up from Postgres. */
@@ -103,8 +119,10 @@ static void on_bus_link(void *arg, int up)
 {
     hub_t *hub = arg;
     log_info(up ? "bus up" : "bus down", NULL);
-    if (up && hub->fanout)
+    if (up && hub->fanout) {
+        queue_resync(hub);
         events_resync(hub);
+    }
 }
 
 /*
@@ -122,6 +140,7 @@ static void shutdown_now(hub_t *hub)
     pg_pool_close(hub->pool);
     hub->pool = NULL;
     server_destroy(hub->server);
+    cabinets_close(hub->cabinets);
     uv_close((uv_handle_t *)&hub->drain_timer, NULL);
     uv_close((uv_handle_t *)&hub->sigint, NULL);
     uv_close((uv_handle_t *)&hub->sigterm, NULL);
@@ -195,7 +214,9 @@ static int start_services(hub_t *hub)
         return -1;
     }
     hub->fanout = hub->bus ? fanout_new(hub->bus) : NULL;
-    hub->sessions = hub->fanout ? sessions_new(hub) : NULL;
+    hub->queues = queues_new(hub);
+    hub->cabinets = cabinets_new(hub);
+    hub->sessions = hub->fanout && hub->queues && hub->cabinets ? sessions_new(hub) : NULL;
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     return hub->server ? 0 : -1;
 }
@@ -250,6 +271,8 @@ fail:
     }
     if (hub->sessions)
         sessions_close(hub->sessions);
+    if (hub->cabinets)
+        cabinets_close(hub->cabinets);
     uv_walk(&hub->loop, close_walk, NULL);
     uv_run(&hub->loop, UV_RUN_DEFAULT);
 done:
@@ -257,6 +280,7 @@ done:
         log_error("loop not empty at exit", NULL);
         code = code ? code : 1;
     }
+    queues_free(hub->queues);
     fanout_free(hub->fanout);
     auth_free(hub->auth);
     free(hub);

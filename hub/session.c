@@ -9,10 +9,12 @@
 
 #include "apikey.h"
 #include "auth.h"
+#include "cabinet.h"
 #include "envelope.h"
 #include "events.h"
 #include "fanout.h"
 #include "log.h"
+#include "queue.h"
 
 typedef struct outq_node {
     struct outq_node *next;
@@ -20,6 +22,14 @@ typedef struct outq_node {
 } outq_node_t;
 
 typedef struct cabinet_auth cabinet_auth_t;
+
+/* A conflated public view waiting to be written: the newest per key. */
+typedef struct public_slot {
+    long key;
+    msgbuf_t *buf;
+} public_slot_t;
+
+#define PUBLIC_SLOTS_MAX 32
 
 struct session_ref {
     session_t *session; /* NULL once the session closed */
@@ -47,6 +57,8 @@ struct session {
     int64_t last_event_id;       /* private lane: newest event sent */
     bool resuming;
     outq_node_t *held_head, *held_tail; /* private events that arrived during a resume */
+    public_slot_t *pub;                 /* allocated while views wait; npub of them */
+    unsigned char npub;
     char *rx; /* a message being reassembled from fragments */
     size_t rx_len;
     uint64_t rate_ts_ms;
@@ -293,6 +305,52 @@ void session_send(session_t *s, msgbuf_t *b)
     lws_callback_on_writable(s->wsi);
 }
 
+void session_send_public(session_t *s, long key, msgbuf_t *b)
+{
+    if (!b || s->closing)
+        return;
+    if (!s->out_head && !s->npub) {
+        session_send(s, b);
+        return;
+    }
+    for (unsigned i = 0; i < s->npub; i++) {
+        if (s->pub[i].key == key) {
+            msgbuf_unref(s->pub[i].buf);
+            s->pub[i].buf = msgbuf_ref(b);
+            return;
+        }
+    }
+    if (s->npub == PUBLIC_SLOTS_MAX)
+        return; /* more keys than a session may subscribe to: cannot happen */
+    if (!s->pub && !(s->pub = calloc(PUBLIC_SLOTS_MAX, sizeof *s->pub)))
+        return;
+    s->pub[s->npub++] = (public_slot_t){key, msgbuf_ref(b)};
+    lws_callback_on_writable(s->wsi);
+}
+
+static void public_clear(session_t *s)
+{
+    for (unsigned i = 0; i < s->npub; i++)
+        msgbuf_unref(s->pub[i].buf);
+    free(s->pub);
+    s->pub = NULL;
+    s->npub = 0;
+}
+
+/* Moves the oldest waiting view to the write queue (the private lane goes first). */
+static void public_take(session_t *s)
+{
+    msgbuf_t *b = s->pub[0].buf;
+    memmove(&s->pub[0], &s->pub[1], (size_t)(s->npub - 1) * sizeof s->pub[0]);
+    if (--s->npub == 0) {
+        free(s->pub);
+        s->pub = NULL;
+    }
+    list_append(&s->out_head, &s->out_tail, b);
+    s->out_count++;
+    msgbuf_unref(b);
+}
+
 void session_send_replayed(session_t *s, msgbuf_t *b)
 {
     if (b->event_id <= s->last_event_id)
@@ -371,6 +429,8 @@ static int send_close_frame(session_t *s)
 /* One WRITEABLE turn: one message, or the close once the queue is empty. */
 static int on_writeable(session_t *s)
 {
+    if (!s->out_head && s->npub && !s->closing)
+        public_take(s);
     outq_node_t *n = s->out_head;
     if (n) {
         s->out_head = n->next;
@@ -383,7 +443,7 @@ static int on_writeable(session_t *s)
         if (w < 0)
             return -1;
         metrics_ws_out(1);
-        if (s->out_head || s->closing)
+        if (s->out_head || s->npub || s->closing)
             lws_callback_on_writable(s->wsi);
         return 0;
     }
@@ -459,6 +519,7 @@ static void on_cabinet_row(void *arg, int status, PGresult *res, const char *err
             json_object_set_new(ok, "role", json_string("cabinet"));
             json_object_set_new(ok, "arcade_id", json_integer(s->arcade_id));
             session_send_json(s, ok);
+            cabinet_on_authenticated(s);
         }
     }
     session_ref_release(ca->ref);
@@ -578,6 +639,21 @@ static void on_message(session_t *s, const char *data, size_t len)
             session_send_json(s, pong);
             break;
         }
+        case RN_MSG_SUBSCRIBE:
+            queue_on_subscribe(s, &env);
+            break;
+        case RN_MSG_UNSUBSCRIBE:
+            queue_on_unsubscribe(s, &env);
+            break;
+        case RN_MSG_UNLOCK:
+        case RN_MSG_GAME_STARTED:
+        case RN_MSG_GAME_OVER:
+        case RN_MSG_STATUS:
+            if (s->kind == CONN_CABINET)
+                cabinet_on_message(s, &env);
+            else
+                session_send_error(s, env.has_id, env.id, "forbidden", "cabinet messages only");
+            break;
         case RN_MSG_RESUME:
             events_on_resume(s, &env);
             break;
@@ -586,10 +662,6 @@ static void on_message(session_t *s, const char *data, size_t len)
             break;
         case RN_MSG_UNKNOWN:
             session_send_error(s, env.has_id, env.id, "unknown_type", "unknown message type");
-            break;
-        default:
-            session_send_error(s, env.has_id, env.id, "unsupported",
-                               "this message type is not served by this hub version");
             break;
         }
     }
@@ -669,10 +741,13 @@ static void on_closed(session_t *s)
         s->ref->session = NULL;
         session_ref_release(s->ref);
     }
+    if (s->kind == CONN_CABINET)
+        cabinet_on_closed(s);
     fanout_leave_all(hub_fanout(s->hub), s);
     metrics_conn_add(s->kind, -1);
     outq_clear(s);
     list_clear(&s->held_head, &s->held_tail);
+    public_clear(s);
     free(s->rx);
     free(s->uid);
     s->hub = NULL;

@@ -80,6 +80,13 @@ session_ref_t *session_ref(session_t *s);
 session_t *session_ref_get(const session_ref_t *ref);
 void session_ref_release(session_ref_t *ref);
 
+/*
+ * The public lane: b is the newest view of key (an arcade id). If the socket
+ * is keeping up it goes out now; otherwise it replaces any older view still
+ * waiting for that key, so a slow reader never builds a backlog.
+ */
+void session_send_public(session_t *s, long key, msgbuf_t *b);
+
 hub_t *session_hub(const session_t *s);
 conn_kind_t session_kind(const session_t *s);
 /* The player's or admin's uid, or NULL. */

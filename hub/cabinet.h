@@ -1,0 +1,33 @@
+/*
+ * cabinet: the hub side of a cabinet's socket. The process that holds a
+ * cabinet's socket drives its arcade: it reports the cabinet online (and,
+ * after the grace window, offline), runs the called reservation's deadline
+ * timer, and turns the cabinet's messages (unlock, game_started, game_over,
+ * status) into SQL transitions. Transitions are conditional in SQL, so a
+ * second process trying the same one changes nothing.
+ */
+#ifndef RN_CABINET_H
+#define RN_CABINET_H
+
+#include <jansson.h>
+
+#include "envelope.h"
+#include "hub.h"
+#include "session.h"
+
+typedef struct cabinets cabinets_t;
+
+cabinets_t *cabinets_new(hub_t *hub);
+/* Stops every timer; frees itself once they are closed. */
+void cabinets_close(cabinets_t *c);
+
+/* A cabinet session authenticated. */
+void cabinet_on_authenticated(session_t *s);
+/* unlock, game_started, game_over, status from a cabinet session. */
+void cabinet_on_message(session_t *s, const envelope_t *env);
+/* A cabinet session closed: the grace window starts. */
+void cabinet_on_closed(session_t *s);
+/* A snapshot of an arcade whose cabinet is here arrived: (re)arm its deadline timer. */
+void cabinet_on_snapshot(hub_t *hub, long arcade_id, const json_t *snapshot);
+
+#endif
