@@ -28,9 +28,8 @@ static void get_readyz(http_req_t *req)
 static void get_metrics(http_req_t *req)
 {
     hub_t *hub = http_req_hub(req);
-    metrics_gauges_t g = {.pg_connections = pg_pool_connected(hub_pool(hub)),
-                          .bus_up = bus_is_up(hub_bus(hub)),
-                          .bus_reconnects = bus_reconnects(hub_bus(hub))};
+    metrics_gauges_t g;
+    hub_gauges(hub, &g);
     size_t len;
     char *text = metrics_render(&g, &len);
     if (!text) {

@@ -4,6 +4,7 @@
 #include "hub.h"
 
 #include <signal.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 #include "fanout.h"
 #include "log.h"
 #include "metrics.h"
+#include "msgbuf.h"
 #include "migrate.h"
 #include "queue.h"
 #include "server.h"
@@ -30,6 +32,7 @@ struct hub {
     cabinets_t *cabinets;
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
+    uv_timer_t stats_timer;
     uint64_t drain_deadline_ms;
     bool draining;
 };
@@ -89,6 +92,30 @@ uint64_t hub_now_ms(hub_t *hub)
     return uv_now(&hub->loop);
 }
 
+void hub_gauges(hub_t *hub, metrics_gauges_t *g)
+{
+    g->pg_connections = hub->pool ? pg_pool_connected(hub->pool) : 0;
+    g->bus_up = hub->bus ? bus_is_up(hub->bus) : 0;
+    g->bus_reconnects = hub->bus ? bus_reconnects(hub->bus) : 0;
+}
+
+/* Once a second, this process's live stats to its admin dashboards. */
+static void on_stats_tick(uv_timer_t *t)
+{
+    hub_t *hub = t->data;
+    if (fanout_size(hub->fanout, EVENTS_ADMIN_CHANNEL) == 0)
+        return;
+    metrics_gauges_t g;
+    hub_gauges(hub, &g);
+    json_t *stats = metrics_stats_json(&g);
+    json_object_set_new(stats, "pid", json_integer(getpid()));
+    msgbuf_t *b = msgbuf_from_json(stats);
+    json_decref(stats);
+    if (b)
+        fanout_deliver(hub->fanout, EVENTS_ADMIN_CHANNEL, b);
+    msgbuf_unref(b);
+}
+
 static void on_query_observed(void *arg, double seconds, int status)
 {
     (void)arg;
@@ -142,6 +169,7 @@ static void shutdown_now(hub_t *hub)
     server_destroy(hub->server);
     cabinets_close(hub->cabinets);
     uv_close((uv_handle_t *)&hub->drain_timer, NULL);
+    uv_close((uv_handle_t *)&hub->stats_timer, NULL);
     uv_close((uv_handle_t *)&hub->sigint, NULL);
     uv_close((uv_handle_t *)&hub->sigterm, NULL);
 }
@@ -238,7 +266,8 @@ int hub_run(const hub_config_t *cfg)
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&hub->loop);
     uv_timer_init(&hub->loop, &hub->drain_timer);
-    hub->drain_timer.data = hub;
+    uv_timer_init(&hub->loop, &hub->stats_timer);
+    hub->drain_timer.data = hub->stats_timer.data = hub;
     uv_signal_init(&hub->loop, &hub->sigint);
     uv_signal_init(&hub->loop, &hub->sigterm);
     hub->sigint.data = hub->sigterm.data = hub;
@@ -247,6 +276,7 @@ int hub_run(const hub_config_t *cfg)
         goto fail;
     uv_signal_start(&hub->sigint, on_signal, SIGINT);
     uv_signal_start(&hub->sigterm, on_signal, SIGTERM);
+    uv_timer_start(&hub->stats_timer, on_stats_tick, 1000, 1000);
     uv_run(&hub->loop, UV_RUN_DEFAULT);
     server_finish(hub->server, &hub->loop);
     hub->server = NULL;

@@ -39,6 +39,10 @@ cabinets_t *hub_cabinets(hub_t *hub);
 /* True once a drain has begun: refuse new sockets, fail readiness. */
 bool hub_draining(const hub_t *hub);
 
+/* Samples the gauges owned by the pool and the bus (for metrics and stats). */
+struct metrics_gauges;
+void hub_gauges(hub_t *hub, struct metrics_gauges *out);
+
 /* Milliseconds of the loop's clock (uv_now). */
 uint64_t hub_now_ms(hub_t *hub);
 

@@ -78,9 +78,43 @@ void metrics_query_observe(double seconds, query_outcome_t outcome)
 void metrics_delivery_observe(const char *kind, double seconds)
 {
     size_t i = 0;
+    if (strncmp(kind, "cabinet", 7) == 0 || strcmp(kind, "unlock_result") == 0)
+        kind = "cabinet"; /* every command to a cabinet counts as one kind */
     while (i < N_DELIVERY_KINDS - 1 && strcmp(kind, delivery_kinds[i]) != 0)
         i++;
     histogram_observe(&m.delivery[i], seconds);
+}
+
+/* Upper bound of the bucket holding quantile q: an estimate, as Prometheus does. */
+static double histogram_quantile(const histogram_t *h, double q)
+{
+    unsigned long rank = (unsigned long)(q * (double)h->count), seen = 0;
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        seen += h->counts[i];
+        if (seen > rank)
+            return buckets[i];
+    }
+    return buckets[N_BUCKETS - 1];
+}
+
+json_t *metrics_stats_json(const metrics_gauges_t *g)
+{
+    json_t *conns = json_object(), *delivery = json_object();
+    for (int k = 0; k < CONN_KIND_COUNT; k++)
+        json_object_set_new(conns, conn_names[k], json_integer(m.conns[k]));
+    for (size_t k = 0; k < N_DELIVERY_KINDS; k++) {
+        const histogram_t *h = &m.delivery[k];
+        if (!h->count)
+            continue;
+        json_object_set_new(delivery, delivery_kinds[k],
+                            json_pack("{s:I, s:f, s:f}", "count", (json_int_t)h->count, "mean_ms",
+                                      1000.0 * h->sum / (double)h->count, "p99_ms",
+                                      1000.0 * histogram_quantile(h, 0.99)));
+    }
+    return json_pack("{s:s, s:o, s:I, s:I, s:o, s:i, s:b}", "type", "stats", "connections", conns,
+                     "messages_in", (json_int_t)m.ws_in, "messages_out", (json_int_t)m.ws_out,
+                     "delivery", delivery, "pg_connections", g->pg_connections, "bus_up",
+                     g->bus_up);
 }
 
 /* A growing text buffer; on allocation failure it stops growing and render fails. */

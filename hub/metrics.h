@@ -6,6 +6,7 @@
 #ifndef RN_METRICS_H
 #define RN_METRICS_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 typedef enum conn_kind {
@@ -33,11 +34,18 @@ void metrics_query_observe(double seconds, query_outcome_t outcome);
 void metrics_delivery_observe(const char *kind, double seconds);
 
 /* Gauges owned elsewhere, sampled when rendering. */
-typedef struct metrics_gauges {
+typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;
     int bus_up;
     unsigned long bus_reconnects;
 } metrics_gauges_t;
+
+/*
+ * The admin dashboard's live stats: {"type":"stats","connections":{...},
+ * "messages_in":N,"messages_out":N,"delivery":{"your_turn":{"count":N,
+ * "mean_ms":x,"p99_ms":y},...}}. New reference.
+ */
+json_t *metrics_stats_json(const metrics_gauges_t *gauges);
 
 /* Renders everything as Prometheus text into a malloc'd string (*len bytes). */
 char *metrics_render(const metrics_gauges_t *gauges, size_t *len);
