@@ -18,14 +18,22 @@
 typedef struct cabinets cabinets_t;
 
 cabinets_t *cabinets_new(hub_t *hub);
-/* Stops every timer; frees itself once they are closed. */
+/*
+ * Stops every timer; frees itself once they are closed. Call it after the
+ * pool is closed (nothing queued would run), then never call into it again.
+ */
 void cabinets_close(cabinets_t *c);
 
-/* A cabinet session authenticated. */
+/*
+ * A cabinet session authenticated: it joins its arcade's public channel, a
+ * grace window of that arcade ends, its unacked inbox is replayed, and
+ * rn_cabinet_online registers it (a fresh cabinet_queue follows). If the
+ * registration fails the session is closed (1011): it must reconnect.
+ */
 void cabinet_on_authenticated(session_t *s);
 /* unlock, game_started, game_over, status from a cabinet session. */
 void cabinet_on_message(session_t *s, const envelope_t *env);
-/* A cabinet session closed: the grace window starts. */
+/* A cabinet session closed: the last one of its arcade here starts the grace window. */
 void cabinet_on_closed(session_t *s);
 /* A snapshot of an arcade whose cabinet is here arrived: (re)arm its deadline timer. */
 void cabinet_on_snapshot(hub_t *hub, long arcade_id, const json_t *snapshot);

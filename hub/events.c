@@ -181,6 +181,11 @@ void events_on_resume(session_t *s, const envelope_t *env)
     replay(s, since ? json_integer_value(since) : 0, true, env->has_id, env->id);
 }
 
+void events_replay(session_t *s, int64_t since)
+{
+    replay(s, since, false, false, 0);
+}
+
 static void resync_session(session_t *s, void *arg)
 {
     (void)arg;

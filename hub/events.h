@@ -45,6 +45,12 @@ void events_resync(hub_t *hub);
 
 /* {"type":"resume","since":N}: ok, then every unacked event after N in order, then live. */
 void events_on_resume(session_t *s, const envelope_t *env);
+/*
+ * Like a resume without a request: pushes s's unacked events after since, in
+ * order, holding live ones until they are sent (a cabinet, on connect).
+ */
+void events_replay(session_t *s, int64_t since);
+
 /* {"type":"ack","event_id":N}: marks it delivered; observes commit -> ack latency. */
 void events_on_ack(session_t *s, const envelope_t *env);
 

@@ -27,7 +27,11 @@ static struct {
     unsigned long queries[3];
     histogram_t query_seconds;
     histogram_t delivery[N_DELIVERY_KINDS];
+    unsigned long cabinet[CAB_EV_COUNT];
 } m;
+
+static const char *const cabinet_event_names[] = {
+    "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over"};
 
 static const char *const conn_names[] = {"pending", "player", "admin", "cabinet"};
 static const char *const outcome_names[] = {"ok", "error", "unavailable"};
@@ -73,6 +77,11 @@ void metrics_query_observe(double seconds, query_outcome_t outcome)
 {
     m.queries[outcome]++;
     histogram_observe(&m.query_seconds, seconds);
+}
+
+void metrics_cabinet(cabinet_event_t ev)
+{
+    m.cabinet[ev]++;
 }
 
 void metrics_delivery_observe(const char *kind, double seconds)
@@ -193,6 +202,10 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
         snprintf(labels, sizeof labels, "kind=\"%s\"", delivery_kinds[k]);
         put_histogram(&t, "rn_delivery_seconds", labels, &m.delivery[k]);
     }
+    put(&t, "# HELP rn_cabinet_events_total What the cabinets' side of the queue did.\n"
+            "# TYPE rn_cabinet_events_total counter\n");
+    for (int e = 0; e < CAB_EV_COUNT; e++)
+        put(&t, "rn_cabinet_events_total{event=\"%s\"} %lu\n", cabinet_event_names[e], m.cabinet[e]);
     put(&t, "# HELP rn_pg_connections Established PostgreSQL connections.\n"
             "# TYPE rn_pg_connections gauge\nrn_pg_connections %d\n"
             "# HELP rn_bus_up 1 while the Redis bus is connected.\n"

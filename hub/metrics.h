@@ -33,6 +33,19 @@ void metrics_query_observe(double seconds, query_outcome_t outcome);
  */
 void metrics_delivery_observe(const char *kind, double seconds);
 
+/* What the cabinets' side of the queue did (cabinet*.c). */
+typedef enum cabinet_event {
+    CAB_EV_ONLINE = 0,    /* a cabinet registered (rn_cabinet_online) */
+    CAB_EV_OFFLINE,       /* shown offline after the grace window */
+    CAB_EV_NO_SHOW,       /* a called reservation expired at its deadline */
+    CAB_EV_UNLOCK_OK,     /* a right code */
+    CAB_EV_UNLOCK_BAD,    /* a wrong code (counted towards the lock) */
+    CAB_EV_UNLOCK_LOCKED, /* refused: unlock locked */
+    CAB_EV_GAME_OVER,     /* scores recorded */
+    CAB_EV_COUNT
+} cabinet_event_t;
+void metrics_cabinet(cabinet_event_t ev);
+
 /* Gauges owned elsewhere, sampled when rendering. */
 typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;

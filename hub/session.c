@@ -54,7 +54,8 @@ struct session {
     outq_node_t *out_head, *out_tail;
     unsigned out_count;
     struct member *members;      /* channels joined (fanout.c) */
-    int64_t last_event_id;       /* private lane: newest event sent */
+    int64_t *recent;             /* private lane: ids sent lately, a ring (see send_event) */
+    unsigned char recent_next;
     bool resuming;
     outq_node_t *held_head, *held_tail; /* private events that arrived during a resume */
     public_slot_t *pub;                 /* allocated while views wait; npub of them */
@@ -165,6 +166,7 @@ static void wait_remove(sessions_t *reg, session_t *s)
 {
     if (!s->waiting)
         return;
+    bool was_head = reg->wait_head == s;
     s->waiting = false;
     if (s->wait_prev)
         s->wait_prev->wait_next = s->wait_next;
@@ -175,6 +177,8 @@ static void wait_remove(sessions_t *reg, session_t *s)
     else
         reg->wait_tail = s->wait_prev;
     s->wait_prev = s->wait_next = NULL;
+    if (was_head) /* the timer was set for this deadline: follow the new head, or stop */
+        auth_timer_arm(reg);
 }
 
 /* Deadlines are connect time + one timeout, so appending keeps the FIFO sorted. */
@@ -289,11 +293,16 @@ void session_close(session_t *s, int code, const char *reason)
     lws_callback_on_writable(s->wsi);
 }
 
-void session_send(session_t *s, msgbuf_t *b)
+/*
+ * Queues b. capped: live traffic, which closes a reader that falls
+ * send_queue_max messages behind (4009). Replayed private events are not
+ * capped: a resume is bounded by its batch, and they must never be dropped.
+ */
+static void enqueue(session_t *s, msgbuf_t *b, bool capped)
 {
     if (!b || s->closing)
         return; /* a closing session takes nothing new */
-    if (s->out_count >= (unsigned)hub_config(s->hub)->send_queue_max) {
+    if (capped && s->out_count >= (unsigned)hub_config(s->hub)->send_queue_max) {
         outq_clear(s);
         s->closing = false; /* a slow-consumer close overrides a gentler one */
         session_close(s, CLOSE_SLOW_CONSUMER, "send queue overflow");
@@ -303,6 +312,11 @@ void session_send(session_t *s, msgbuf_t *b)
         return;
     s->out_count++;
     lws_callback_on_writable(s->wsi);
+}
+
+void session_send(session_t *s, msgbuf_t *b)
+{
+    enqueue(s, b, true);
 }
 
 void session_send_public(session_t *s, long key, msgbuf_t *b)
@@ -351,12 +365,31 @@ static void public_take(session_t *s)
     msgbuf_unref(b);
 }
 
+/*
+ * The private lane sends an event at most once per session, whichever way it
+ * comes (live, a resume, a resynchronisation). Ids, not a high-water mark: an
+ * event that went live before the device resumed must not hide older unacked
+ * ones from that resume. The ring is allocated on the first private event,
+ * so idle sockets pay nothing; an overlap wider than the ring is still
+ * harmless, devices drop repeated event ids.
+ */
+#define RECENT_EVENTS 32
+
+static void send_event(session_t *s, msgbuf_t *b, bool capped)
+{
+    if (!s->recent && !(s->recent = calloc(RECENT_EVENTS, sizeof *s->recent)))
+        return;
+    for (unsigned i = 0; i < RECENT_EVENTS; i++)
+        if (s->recent[i] == b->event_id)
+            return;
+    s->recent[s->recent_next] = b->event_id;
+    s->recent_next = (unsigned char)((s->recent_next + 1) % RECENT_EVENTS);
+    enqueue(s, b, capped);
+}
+
 void session_send_replayed(session_t *s, msgbuf_t *b)
 {
-    if (b->event_id <= s->last_event_id)
-        return;
-    s->last_event_id = b->event_id;
-    session_send(s, b);
+    send_event(s, b, false);
 }
 
 void session_send_private(session_t *s, msgbuf_t *b)
@@ -364,7 +397,7 @@ void session_send_private(session_t *s, msgbuf_t *b)
     if (s->resuming)
         list_append(&s->held_head, &s->held_tail, b);
     else
-        session_send_replayed(s, b);
+        send_event(s, b, true);
 }
 
 void session_resume_begin(session_t *s)
@@ -380,7 +413,7 @@ void session_resume_end(session_t *s)
     while (held) {
         outq_node_t *n = held;
         held = n->next;
-        session_send_replayed(s, n->buf);
+        send_event(s, n->buf, false); /* already ours: held, not dropped */
         msgbuf_unref(n->buf);
         free(n);
     }
@@ -748,6 +781,7 @@ static void on_closed(session_t *s)
     outq_clear(s);
     list_clear(&s->held_head, &s->held_tail);
     public_clear(s);
+    free(s->recent);
     free(s->rx);
     free(s->uid);
     s->hub = NULL;
@@ -778,6 +812,9 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         return on_receive(s, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return on_writeable(s);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* the peer is answering our close frame: no second one (browsers see 1006) */
+        return s->close_sent ? -1 : 0;
     case LWS_CALLBACK_CLOSED:
         on_closed(s);
         return 0;

@@ -58,9 +58,9 @@ void session_send_error(session_t *s, bool has_id, int64_t id, const char *code,
 void session_close(session_t *s, int code, const char *reason);
 
 /*
- * The private lane: b carries an event_id. Events at or below the last one
- * sent are dropped (a resume and a live push may overlap); while a resume is
- * being answered, live events wait and follow the replay in order.
+ * The private lane: b carries an event_id. An event already sent on this
+ * session is dropped (a resume and a live push may overlap); while a resume
+ * is being answered, live events wait and follow the replay in order.
  */
 void session_send_private(session_t *s, msgbuf_t *b);
 /* A replayed event: deduplicated like a live one, never held. */
