@@ -62,6 +62,12 @@ static const option_spec_t options[] = {
      "inbound messages per second per socket before close 4008"},
     {"send-queue-max", "HUB_SEND_QUEUE_MAX", OPT_INT, O(send_queue_max), "256",
      "queued outbound messages per socket before close 4009"},
+    {"payment-provider", "HUB_PAYMENT_PROVIDER", OPT_STR, O(payment_provider), "sandbox",
+     "payment provider for ticket purchases"},
+    {"payment-timeout-ms", "HUB_PAYMENT_TIMEOUT_MS", OPT_INT, O(payment_timeout_ms), "5000",
+     "a charge the provider has not answered by then fails (402 payment_timeout)"},
+    {"payment-webhook-secret", "HUB_PAYMENT_WEBHOOK_SECRET", OPT_STR, O(payment_webhook_secret),
+     NULL, "HMAC secret of signed payment webhooks (none: the webhook route answers 503)"},
     {"debug-routes", "HUB_DEBUG_ROUTES", OPT_BOOL, O(debug_routes), "0",
      "enable /api/v1/debug/* (tests only)"},
     {"log-level", "HUB_LOG_LEVEL", OPT_STR, O(log_level), "info", "debug, info, warn or error"},
@@ -156,7 +162,8 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         return -1;
     }
     if (cfg->port < 1 || cfg->port > 65535 || cfg->pg_pool_size < 1 || cfg->workers < 1 ||
-        cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1) {
+        cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
+        cfg->payment_timeout_ms < 1) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
         return -1;
     }
@@ -169,9 +176,11 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
 
 void config_usage(FILE *out)
 {
-    fprintf(out, "usage: retronova-hub [serve|migrate|token|cabinet-key ARCADE_ID] [options]\n\n"
+    fprintf(out, "usage: retronova-hub [serve|migrate|audit|token|cabinet-key ARCADE_ID] "
+                 "[options]\n\n"
                  "  serve        run the hub (default)\n"
                  "  migrate      apply the database migrations and exit\n"
+                 "  audit        check the ticket books (exit 1 and name each discrepancy)\n"
                  "  token        print an HS256 dev token: --uid UID [--admin] [--ttl SECONDS]\n"
                  "  cabinet-key  rotate an arcade's API key and print it (shown once)\n\n"
                  "options (flag, environment variable, default):\n");

@@ -32,8 +32,12 @@ typedef struct hub_config {
     bool refund_no_show;          /* HUB_REFUND_NO_SHOW, false */
     int msg_rate;                 /* HUB_MSG_RATE: inbound messages/s per socket, 50 */
     int send_queue_max;           /* HUB_SEND_QUEUE_MAX: queued messages per socket, 256 */
+    const char *payment_provider; /* HUB_PAYMENT_PROVIDER, sandbox */
+    int payment_timeout_ms;       /* HUB_PAYMENT_TIMEOUT_MS, 5000 */
     bool debug_routes;            /* HUB_DEBUG_ROUTES */
     const char *log_level;        /* HUB_LOG_LEVEL, info */
+    /* HUB_PAYMENT_WEBHOOK_SECRET; without one the webhook route answers 503 */
+    const char *payment_webhook_secret;
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

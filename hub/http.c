@@ -11,18 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "envelope.h"
 #include "log.h"
 #include "metrics.h"
 
 /* Every API module's routes, matched in order. */
-static const route_table_t *const route_tables[] = {&api_ops_routes};
+static const route_table_t *const route_tables[] = {&api_ops_routes, &api_queue_routes,
+                                                    &api_tickets_routes, &api_admin_routes};
 #define N_TABLES (sizeof route_tables / sizeof route_tables[0])
 
 #define PATH_MAX_LEN 512
 #define QUERY_MAX_LEN 1024
 #define TOKEN_MAX_LEN 8192
-#define IDEM_KEY_MAX 128
+#define IDEM_KEY_MAX 256 /* the schema's limit is 255 */
 
 typedef enum resp_state { RESP_NONE = 0, RESP_HEADERS, RESP_BODY } resp_state_t;
 
@@ -108,6 +111,43 @@ const char *http_req_body(const http_req_t *req, size_t *len)
 {
     *len = req->body_len;
     return req->body ? req->body : "";
+}
+
+int http_req_header(const http_req_t *req, const char *name, char *out, size_t outlen)
+{
+    int namelen = (int)strlen(name);
+    if (!req->wsi || outlen == 0)
+        return -1;
+    int n = lws_hdr_custom_length(req->wsi, name, namelen);
+    if (n < 0 || (size_t)n >= outlen ||
+        lws_hdr_custom_copy(req->wsi, out, (int)outlen, name, namelen) < 0)
+        return -1;
+    out[n] = '\0';
+    return n;
+}
+
+void http_req_hash(const http_req_t *req, char out[65])
+{
+    static const char *const names[] = {"GET",    "POST",    "PUT",  "PATCH",
+                                        "DELETE", "OPTIONS", "HEAD", "OTHER"};
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    const char *method = names[req->method];
+    /* NUL-separated, so that no two (method, path, body) give the same bytes */
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, method, strlen(method) + 1) != 1 ||
+        EVP_DigestUpdate(ctx, req->path, strlen(req->path) + 1) != 1 ||
+        EVP_DigestUpdate(ctx, req->body ? req->body : "", req->body_len) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != sizeof md)
+        memset(md, 0, sizeof md);
+    EVP_MD_CTX_free(ctx);
+    for (size_t i = 0; i < sizeof md; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
 }
 
 json_t *http_req_json(http_req_t *req)
@@ -250,13 +290,18 @@ static int read_identity(http_req_t *req, const char **why)
     return rc;
 }
 
-static void read_idempotency_key(http_req_t *req)
+/* Reads the Idempotency-Key header: 0 (absent or read), -1 when too long. */
+static int read_idempotency_key(http_req_t *req)
 {
     static const char name[] = "idempotency-key:";
     int n = lws_hdr_custom_length(req->wsi, name, sizeof name - 1);
-    if (n > 0 && n < IDEM_KEY_MAX &&
-        lws_hdr_custom_copy(req->wsi, req->idem_key, IDEM_KEY_MAX, name, sizeof name - 1) > 0)
-        req->has_idem_key = true;
+    if (n <= 0)
+        return 0;
+    if (n >= IDEM_KEY_MAX ||
+        lws_hdr_custom_copy(req->wsi, req->idem_key, IDEM_KEY_MAX, name, sizeof name - 1) <= 0)
+        return -1;
+    req->has_idem_key = true;
+    return 0;
 }
 
 /* Runs the matched route's handler once the request (and its body) is complete. */
@@ -363,7 +408,10 @@ static int on_request(struct lws *wsi, http_conn_t *conn)
         http_respond_error(req, 403, "forbidden", "admin only");
         return 0;
     }
-    read_idempotency_key(req);
+    if (read_idempotency_key(req) != 0) {
+        http_respond_error(req, 400, "bad_request", "Idempotency-Key is limited to 255 bytes");
+        return 0;
+    }
 
     char cl[24];
     if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {

@@ -42,6 +42,18 @@ const char *http_req_idempotency_key(const http_req_t *req);
 /* The raw body (may be empty, never NULL) and its length. */
 const char *http_req_body(const http_req_t *req, size_t *len);
 /*
+ * Copies the value of request header name (lower case, with its colon, e.g.
+ * "retronova-signature:") into out. Its length, or -1 when absent, longer
+ * than outlen-1, or the connection is gone.
+ */
+int http_req_header(const http_req_t *req, const char *name, char *out, size_t outlen);
+/*
+ * The request's fingerprint for Idempotency-Key replays: lower-case hex
+ * SHA-256 of method, path and raw body (a key reused for another request of
+ * the same user is refused).
+ */
+void http_req_hash(const http_req_t *req, char out[65]);
+/*
  * The body parsed as a JSON object (borrowed, owned by req), or NULL after
  * answering 400 itself: the handler just returns.
  */
@@ -58,5 +70,8 @@ void http_respond_text(http_req_t *req, int status, const char *content_type, ch
 
 /* The route tables of the API modules, joined by http.c. */
 extern const route_table_t api_ops_routes;
+extern const route_table_t api_tickets_routes;
+extern const route_table_t api_admin_routes;
+extern const route_table_t api_queue_routes;
 
 #endif

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "msgbuf.h"
 #include "migrate.h"
+#include "payments.h"
 #include "queue.h"
 #include "server.h"
 #include "session.h"
@@ -30,6 +31,7 @@ struct hub {
     fanout_t *fanout;
     queues_t *queues;
     cabinets_t *cabinets;
+    payments_t *payments;
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
     uv_timer_t stats_timer;
@@ -80,6 +82,11 @@ queues_t *hub_queues(hub_t *hub)
 cabinets_t *hub_cabinets(hub_t *hub)
 {
     return hub->cabinets;
+}
+
+payments_t *hub_payments(hub_t *hub)
+{
+    return hub->payments;
 }
 
 bool hub_draining(const hub_t *hub)
@@ -164,10 +171,13 @@ static void shutdown_now(hub_t *hub)
     fanout_detach_bus(hub->fanout);
     bus_close(hub->bus);
     hub->bus = NULL;
+    payments_close(hub->payments); /* its open charges answer before the pool goes */
+    hub->payments = NULL;
     pg_pool_close(hub->pool);
     hub->pool = NULL;
     server_destroy(hub->server);
     cabinets_close(hub->cabinets);
+    hub->cabinets = NULL; /* sockets lws closes from now on find no cabinets */
     uv_close((uv_handle_t *)&hub->drain_timer, NULL);
     uv_close((uv_handle_t *)&hub->stats_timer, NULL);
     uv_close((uv_handle_t *)&hub->sigint, NULL);
@@ -244,7 +254,9 @@ static int start_services(hub_t *hub)
     hub->fanout = hub->bus ? fanout_new(hub->bus) : NULL;
     hub->queues = queues_new(hub);
     hub->cabinets = cabinets_new(hub);
-    hub->sessions = hub->fanout && hub->queues && hub->cabinets ? sessions_new(hub) : NULL;
+    hub->payments = hub->pool ? payments_new(hub) : NULL;
+    hub->sessions =
+        hub->fanout && hub->queues && hub->cabinets && hub->payments ? sessions_new(hub) : NULL;
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     return hub->server ? 0 : -1;
 }
@@ -291,6 +303,7 @@ fail:
         fanout_detach_bus(hub->fanout);
     if (hub->bus)
         bus_close(hub->bus);
+    payments_close(hub->payments);
     if (hub->pool)
         pg_pool_close(hub->pool);
     if (hub->server) {
@@ -303,6 +316,7 @@ fail:
         sessions_close(hub->sessions);
     if (hub->cabinets)
         cabinets_close(hub->cabinets);
+    hub->cabinets = NULL;
     uv_walk(&hub->loop, close_walk, NULL);
     uv_run(&hub->loop, UV_RUN_DEFAULT);
 done:

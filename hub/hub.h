@@ -23,6 +23,7 @@ typedef struct sessions sessions_t;
 typedef struct fanout fanout_t;
 typedef struct queues queues_t;
 typedef struct cabinets cabinets_t;
+typedef struct payments payments_t;
 
 /* Runs one hub process until it is stopped. Returns the process exit code. */
 int hub_run(const hub_config_t *cfg);
@@ -36,6 +37,7 @@ sessions_t *hub_sessions(hub_t *hub);
 fanout_t *hub_fanout(hub_t *hub);
 queues_t *hub_queues(hub_t *hub);
 cabinets_t *hub_cabinets(hub_t *hub);
+payments_t *hub_payments(hub_t *hub);
 /* True once a drain has begun: refuse new sockets, fail readiness. */
 bool hub_draining(const hub_t *hub);
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "apikey.h"
+#include "audit.h"
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
@@ -168,7 +169,7 @@ int main(int argc, char **argv)
         cmd = argv[1];
         first = 2;
     }
-    token_args_t targs;
+    token_args_t targs = {NULL, false, 0};
     if (!strcmp(cmd, "token") && (argc = take_token_args(argc, argv, &targs)) < 0) {
         fprintf(stderr, "token: bad arguments (see --help)\n");
         return 2;
@@ -190,6 +191,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "migrate"))
         return cmd_migrate(&cfg);
+    if (!strcmp(cmd, "audit"))
+        return rest == argc ? audit_run(cfg.database_url, stdout, stderr) : 2;
     if (!strcmp(cmd, "cabinet-key"))
         return cmd_cabinet_key(&cfg, argc - rest, argv + rest);
     if (strcmp(cmd, "serve") != 0 || rest != argc) {
