@@ -16,32 +16,12 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "hex.h"
+
 #define APIKEY_PREFIX "rn_"
 #define APIKEY_SECRET_BYTES 32
 #define APIKEY_SECRET_HEX (APIKEY_SECRET_BYTES * 2)
 #define APIKEY_DIGEST_BYTES 32 /* SHA-256 */
-
-static const char hexdigits[] = "0123456789abcdef";
-
-static void to_hex(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexdigits[in[i] >> 4];
-        out[2 * i + 1] = hexdigits[in[i] & 0xf];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int apikey_generate(long arcade_id, char *out, size_t outlen)
 {
@@ -53,7 +33,7 @@ int apikey_generate(long arcade_id, char *out, size_t outlen)
         return -1;
     if (RAND_bytes(secret, sizeof(secret)) != 1)
         return -1;
-    to_hex(secret, sizeof(secret), hex);
+    hex_encode(secret, sizeof(secret), hex);
     n = snprintf(out, outlen, APIKEY_PREFIX "%ld_%s", arcade_id, hex);
     OPENSSL_cleanse(secret, sizeof(secret));
     OPENSSL_cleanse(hex, sizeof(hex));
@@ -122,7 +102,7 @@ void apikey_hash_hex(const char *key, char out[APIKEY_HASH_HEX])
     out[0] = '\0';
     if (key == NULL || key_digest(key, md) != 0)
         return;
-    to_hex(md, sizeof(md), out);
+    hex_encode(md, sizeof(md), out);
 }
 
 /*
@@ -140,14 +120,8 @@ bool apikey_matches(const char *key, const char *stored_hash_hex)
         return false;
     if (strnlen(stored_hash_hex, APIKEY_HASH_HEX) != APIKEY_HASH_HEX - 1)
         return false;
-    for (size_t i = 0; i < APIKEY_DIGEST_BYTES; i++) {
-        int hi = hex_val((unsigned char)stored_hash_hex[2 * i]);
-        int lo = hex_val((unsigned char)stored_hash_hex[2 * i + 1]);
-
-        if (hi < 0 || lo < 0)
-            return false;
-        stored[i] = (unsigned char)(hi << 4 | lo);
-    }
+    if (hex_decode(stored_hash_hex, APIKEY_DIGEST_BYTES, stored) != 0)
+        return false;
     if (key_digest(key, md) != 0)
         return false;
     ok = CRYPTO_memcmp(md, stored, sizeof(md)) == 0;

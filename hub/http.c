@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "envelope.h"
+#include "hex.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -130,7 +131,6 @@ void http_req_hash(const http_req_t *req, char out[65])
 {
     static const char *const names[] = {"GET",    "POST",    "PUT",  "PATCH",
                                         "DELETE", "OPTIONS", "HEAD", "OTHER"};
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[32];
     unsigned int mdlen = 0;
     const char *method = names[req->method];
@@ -143,11 +143,7 @@ void http_req_hash(const http_req_t *req, char out[65])
         EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != sizeof md)
         memset(md, 0, sizeof md);
     EVP_MD_CTX_free(ctx);
-    for (size_t i = 0; i < sizeof md; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    hex_encode(md, sizeof md, out);
 }
 
 json_t *http_req_json(http_req_t *req)

@@ -16,6 +16,8 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "hex.h"
+
 #include "log.h"
 
 #define SWEEP_FIRST_MS (10 * 1000)
@@ -348,31 +350,6 @@ static int webhook_mac(const char *secret, const char *t, size_t tlen, const cha
     return rc;
 }
 
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes exactly 2 * SIG_BYTES hex digits. 0, or -1. */
-static int hex_decode(const char *s, size_t len, unsigned char out[SIG_BYTES])
-{
-    if (len != 2 * SIG_BYTES)
-        return -1;
-    for (size_t i = 0; i < SIG_BYTES; i++) {
-        int hi = hex_nibble(s[2 * i]), lo = hex_nibble(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 int payments_webhook_verify(const char *secret, const char *header, const char *body, size_t len,
                             long long now, const char **why)
 {
@@ -423,7 +400,7 @@ int payments_webhook_verify(const char *secret, const char *header, const char *
         size_t n = (size_t)(end - p);
         while (n && p[n - 1] == ' ')
             n--;
-        if (n > 3 && !strncmp(p, "v1=", 3) && hex_decode(p + 3, n - 3, got) == 0) {
+        if (n > 3 && !strncmp(p, "v1=", 3) && n - 3 == 2 * SIG_BYTES && hex_decode(p + 3, SIG_BYTES, got) == 0) {
             nsigs++;
             matched |= CRYPTO_memcmp(got, want, SIG_BYTES) == 0;
         }
@@ -450,7 +427,7 @@ void payments_webhook_sign(const char *secret, long long t, const char *body, si
         out[0] = '\0';
     if (n <= 0 || webhook_mac(secret, ts, (size_t)n, body, len, mac) != 0)
         return;
-    int used = snprintf(out, outlen, "t=%s,v1=", ts);
-    for (size_t i = 0; used >= 0 && i < SIG_BYTES && (size_t)used + 2 < outlen; i++)
-        used += snprintf(out + used, outlen - (size_t)used, "%02x", mac[i]);
+    char hex[2 * SIG_BYTES + 1];
+    hex_encode(mac, SIG_BYTES, hex);
+    snprintf(out, outlen, "t=%s,v1=%s", ts, hex);
 }

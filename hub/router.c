@@ -1,6 +1,8 @@
 /* router: route matching and query parsing (see router.h). */
 #include "router.h"
 
+#include "hex.h"
+
 #include <string.h>
 
 /* Matches one pattern against a path; fills params. true on a match. */
@@ -58,17 +60,6 @@ int router_match(const route_table_t *const *tables, size_t ntables, http_method
     return result;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* URL-decodes src[0..n) into out; -1 on a bad escape, NUL or overflow. */
 static int url_decode(const char *src, size_t n, char *out, size_t outlen)
 {
@@ -80,7 +71,7 @@ static int url_decode(const char *src, size_t n, char *out, size_t outlen)
         } else if (c == '%') {
             if (i + 2 >= n)
                 return -1;
-            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
+            int hi = hex_digit(src[i + 1]), lo = hex_digit(src[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = hi * 16 + lo;

@@ -21,6 +21,8 @@
  */
 #include "migrate.h"
 
+#include "pg_pool.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,31 +46,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-/*
- * Copies a libpq error message into buf as one line: newlines and runs of
- * blanks become one space, trailing blanks go.
- */
-static const char *one_line(const char *msg, char *buf, size_t len)
-{
-    size_t o = 0;
-    int space = 0;
-
-    if (len == 0)
-        return "";
-    for (; msg && *msg && o + 1 < len; msg++) {
-        if (isspace((unsigned char)*msg)) {
-            space = o > 0;
-            continue;
-        }
-        if (space && o + 2 < len)
-            buf[o++] = ' ';
-        space = 0;
-        buf[o++] = *msg;
-    }
-    buf[o] = '\0';
-    return buf;
 }
 
 int migration_version_of(const char *name)
@@ -150,7 +127,7 @@ static int exec_ok(PGconn *pg, const char *sql, const char *what, char *err, siz
         return 0;
     }
     set_err(err, errlen, "migrate: %s failed: %s", what,
-            one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+            pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
     PQclear(res);
     return -1;
 }
@@ -175,7 +152,7 @@ static int applied_versions(PGconn *pg, int **out, char *err, size_t errlen)
     *out = NULL;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         set_err(err, errlen, "migrate: reading schema_migrations failed: %s",
-                one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+                pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
         PQclear(res);
         return -1;
     }
@@ -216,7 +193,7 @@ static int apply_one(PGconn *pg, const migration_t *mg, char *err, size_t errlen
     res = PQexec(pg, mg->sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
         set_err(err, errlen, "migration %s failed, rolled back: %s", mg->name,
-                one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+                pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
         PQclear(res);
         goto fail;
     }
@@ -227,7 +204,7 @@ static int apply_one(PGconn *pg, const migration_t *mg, char *err, size_t errlen
                        params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         set_err(err, errlen, "migration %s: recording it failed, rolled back: %s", mg->name,
-                one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+                pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
         PQclear(res);
         goto fail;
     }
@@ -237,7 +214,7 @@ static int apply_one(PGconn *pg, const migration_t *mg, char *err, size_t errlen
     res = PQexec(pg, "COMMIT");
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         set_err(err, errlen, "migration %s: COMMIT failed: %s", mg->name,
-                one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
+                pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
         PQclear(res);
         goto fail;
     }
@@ -274,7 +251,7 @@ int migrate_apply(const char *conninfo, const migration_t *m, size_t n, char *er
     pg = PQconnectdb(conninfo);
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         set_err(err, errlen, "migrate: cannot connect to PostgreSQL: %s",
-                pg ? one_line(PQerrorMessage(pg), line, sizeof(line)) : "out of memory");
+                pg ? pg_one_line(PQerrorMessage(pg), line, sizeof(line)) : "out of memory");
         goto fail;
     }
     PQsetNoticeProcessor(pg, quiet_notice, NULL);

@@ -113,15 +113,13 @@ static void on_timer(uv_timer_t *t);
 
 /* ---- small helpers ---- */
 
-/*
- * Copies a libpq message into buf as one line: newlines and runs of blanks
- * become one space; leading and trailing blanks go.
- */
-static const char *one_line(const char *msg, char *buf, size_t len)
+const char *pg_one_line(const char *msg, char *buf, size_t len)
 {
     size_t o = 0;
     int space = 0;
 
+    if (len == 0)
+        return "";
     for (; msg && *msg && o + 1 < len; msg++) {
         if (isspace((unsigned char)*msg)) {
             space = o > 0;
@@ -390,7 +388,7 @@ static void conn_connected(pg_conn_t *c)
     uv_timer_stop(&c->timer);
     if (PQsetnonblocking(c->pg, 1) != 0) {
         char line[256];
-        conn_lost(c, one_line(PQerrorMessage(c->pg), line, sizeof(line)));
+        conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
     if (conn_watch(c, UV_READABLE, 0) < 0) {
@@ -426,7 +424,7 @@ static void conn_connect_step(pg_conn_t *c, PostgresPollingStatusType st)
             conn_lost(c, "cannot watch the socket");
         return;
     default:
-        conn_lost(c, one_line(PQerrorMessage(c->pg), line, sizeof(line)));
+        conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
 }
@@ -444,7 +442,7 @@ static void conn_connect(pg_conn_t *c)
     }
     c->state = CONN_CONNECTING;
     if (PQstatus(c->pg) == CONNECTION_BAD) {
-        conn_lost(c, one_line(PQerrorMessage(c->pg), line, sizeof(line)));
+        conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
     PQsetNoticeProcessor(c->pg, quiet_notice, NULL);
@@ -481,12 +479,12 @@ static void conn_dispatch(pg_conn_t *c)
     c->state = CONN_BUSY;
     q->sent_ns = uv_hrtime();
     if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
-        conn_lost(c, one_line(PQerrorMessage(c->pg), line, sizeof(line)));
+        conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
     r = PQflush(c->pg);
     if (r < 0) {
-        conn_lost(c, one_line(PQerrorMessage(c->pg), line, sizeof(line)));
+        conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
     c->flushing = r == 1;
@@ -539,7 +537,7 @@ static void conn_complete(pg_conn_t *c)
 
     if (PQstatus(c->pg) == CONNECTION_BAD || (res && is_connection_error(res))) {
         const char *why = res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg);
-        one_line(why, line, sizeof(line));
+        pg_one_line(why, line, sizeof(line));
         PQclear(res);
         conn_lost(c, line);
         return;
@@ -552,10 +550,10 @@ static void conn_complete(pg_conn_t *c)
         line[0] = '\0';
     } else if (res) {
         status = PG_EQUERY;
-        one_line(PQresultErrorMessage(res), line, sizeof(line));
+        pg_one_line(PQresultErrorMessage(res), line, sizeof(line));
     } else {
         status = PG_EQUERY;
-        one_line(PQerrorMessage(c->pg), line, sizeof(line));
+        pg_one_line(PQerrorMessage(c->pg), line, sizeof(line));
     }
     query_finish(pool, q, status, res, status == PG_OK ? NULL : line);
     if (pool->closing)
@@ -570,7 +568,7 @@ static void conn_io(pg_conn_t *c, int events)
     char line[512];
 
     if ((events & UV_READABLE) && !PQconsumeInput(c->pg)) {
-        conn_lost(c, one_line(PQerrorMessage(c->pg), line, sizeof(line)));
+        conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
     while ((n = PQnotifies(c->pg)) != NULL)
@@ -580,7 +578,7 @@ static void conn_io(pg_conn_t *c, int events)
         int r = PQflush(c->pg);
 
         if (r < 0) {
-            conn_lost(c, one_line(PQerrorMessage(c->pg), line, sizeof(line)));
+            conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
             return;
         }
         if (r == 0) {
@@ -595,7 +593,7 @@ static void conn_io(pg_conn_t *c, int events)
     if (c->state == CONN_READY) {
         /* Idle: only an EOF or a server notice can arrive; nothing to deliver. */
         if (PQstatus(c->pg) == CONNECTION_BAD)
-            conn_lost(c, one_line(PQerrorMessage(c->pg), line, sizeof(line)));
+            conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
 
@@ -651,7 +649,7 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     if (status < 0) {
         /* POLLERR on an open connection: libpq's read error names the real cause. */
         if (c->pg && (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD))
-            one_line(PQerrorMessage(c->pg), line, sizeof(line));
+            pg_one_line(PQerrorMessage(c->pg), line, sizeof(line));
         else
             snprintf(line, sizeof(line), "socket error: %s", uv_strerror(status));
         conn_lost(c, line);
@@ -685,7 +683,7 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg)
     if (!opts) {
         char line[256];
         pool_log(cfg->log, cfg->log_arg, PG_LOG_WARN, "pg_pool: bad conninfo: %s",
-                 errmsg ? one_line(errmsg, line, sizeof(line)) : "out of memory");
+                 errmsg ? pg_one_line(errmsg, line, sizeof(line)) : "out of memory");
         PQfreemem(errmsg);
         return NULL;
     }

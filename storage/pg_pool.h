@@ -74,6 +74,13 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg);
 int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *const *params,
                   pg_query_cb cb, void *arg);
 
+/*
+ * Copies a libpq message (PQerrorMessage, PQresultErrorMessage) into buf as
+ * one line: newlines and runs of blanks become one space, the ends are
+ * trimmed. Returns buf ("" when len is 0).
+ */
+const char *pg_one_line(const char *msg, char *buf, size_t len);
+
 /* Number of connections currently established (0 means: answer 503). */
 int pg_pool_connected(const pg_pool_t *pool);
 

@@ -8,17 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static int passed, failed;
+#include "check.h"
 
-#define CHECK(cond, what)                                                                          \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);                         \
-        }                                                                                          \
-    } while (0)
 
 /* Does key have exactly the documented shape for arcade id? */
 static int has_format(const char *key, long id)
@@ -158,10 +149,10 @@ static void test_malformed(void)
     for (size_t i = 0; i < sizeof(bad_fixed) / sizeof(bad_fixed[0]); i++) {
         id = 99;
         if (apikey_arcade_id(bad_fixed[i], &id) != -1 || id != 99) {
-            failed++;
+            check_failed++;
             fprintf(stderr, "FAIL malformed key accepted: \"%s\"\n", bad_fixed[i]);
         } else {
-            passed++;
+            check_passed++;
         }
     }
     CHECK(apikey_arcade_id("rn_5_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
@@ -191,6 +182,5 @@ int main(void)
     test_generate();
     test_hash();
     test_malformed();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_report();
 }

@@ -18,22 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
+
 #define PROJECT "retronova-test"
 #define ISSUER "https://securetoken.google.com/" PROJECT
 #define DEV_SECRET "dev-secret-0123456789abcdef-0123456789"
 #define NOW ((time_t)1700000000)
 
-static int passed, failed;
-
-#define CHECK(cond, what)                                                                          \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);                         \
-        }                                                                                          \
-    } while (0)
 
 static void die(const char *what)
 {
@@ -277,10 +268,10 @@ static void expect_ok(const auth_t *a, const char *tok, time_t now, const char *
     memset(&id, 0x55, sizeof(id));
     rc = auth_verify(a, tok, now, &id, &why);
     if (rc == 0 && strcmp(id.uid, uid) == 0 && id.admin == admin) {
-        passed++;
+        check_passed++;
         return;
     }
-    failed++;
+    check_failed++;
     fprintf(stderr, "FAIL %s: rc=%d why=%s uid=%.*s admin=%d\n", what, rc, why ? why : "(null)",
             rc == 0 ? AUTH_UID_MAX : 0, id.uid, rc == 0 ? id.admin : -1);
 }
@@ -293,10 +284,10 @@ static void expect_fail(const auth_t *a, const char *tok, time_t now, const char
     int rc = auth_verify(a, tok, now, &id, &why);
 
     if (rc == -1 && why != NULL && (reason == NULL || strcmp(why, reason) == 0)) {
-        passed++;
+        check_passed++;
         return;
     }
-    failed++;
+    check_failed++;
     fprintf(stderr, "FAIL %s: rc=%d why=%s (want %s)\n", what, rc, why ? why : "(null)",
             reason ? reason : "any reason");
 }
@@ -748,9 +739,9 @@ static void test_certs(void)
             err[0] = '\0';
             if (auth_set_certs(fb, bad[i], strlen(bad[i]), err, sizeof(err)) == -1 &&
                 err[0] != '\0') {
-                passed++;
+                check_passed++;
             } else {
-                failed++;
+                check_failed++;
                 fprintf(stderr, "FAIL bad certificate document %zu accepted\n", i);
             }
         }
@@ -979,9 +970,9 @@ static void test_garbage(void)
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
         why = NULL;
         if (auth_verify(both, junk[i], NOW, &id, &why) == -1 && why != NULL) {
-            passed++;
+            check_passed++;
         } else {
-            failed++;
+            check_failed++;
             fprintf(stderr, "FAIL junk token %zu accepted\n", i);
         }
     }
@@ -1048,6 +1039,5 @@ int main(void)
     EVP_PKEY_free(key2);
     EVP_PKEY_free(key1);
 
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_report();
 }
