@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "apikey.h"
+#include "cabinet.h"
 #include "db.h"
 #include "events.h"
 #include "http.h"
@@ -24,18 +25,6 @@
 #define PAGE_DEFAULT 20
 #define PAGE_MAX 100
 
-/* db_result_cb: publishes the answer's admin_event (after the commit), then answers. */
-static void respond_answer(http_req_t *req, json_t *result, void *arg)
-{
-    (void)arg;
-    json_t *admin = json_object_get(result, "admin_event");
-    if (json_is_object(admin))
-        events_publish_admin(http_req_hub(req), admin);
-    json_t *body = json_object_get(result, "body");
-    http_respond_json(req, (int)json_integer_value(json_object_get(result, "status")),
-                      body ? json_incref(body) : json_object());
-}
-
 /* Runs fn(body jsonb) with the request's raw body, once it parsed as an object. */
 static void call_with_body(http_req_t *req, const char *sql)
 {
@@ -43,7 +32,7 @@ static void call_with_body(http_req_t *req, const char *sql)
     if (!http_req_json(req))
         return;
     const char *params[] = {http_req_body(req, &len)};
-    db_call(req, sql, 1, params, respond_answer, NULL);
+    db_call(req, sql, 1, params, NULL, NULL);
 }
 
 /* ---- promo codes ------------------------------------------------------- */
@@ -109,7 +98,7 @@ static void put_user_tickets(http_req_t *req)
                             delta_text,
                             reason};
     db_call(req, "SELECT rn_admin_adjust_tickets($1, $2, $3, $4, $5::integer, $6)", 6, params,
-            respond_answer, NULL);
+            NULL, NULL);
 }
 
 /* ---- catalogue ---------------------------------------------------------- */
@@ -151,6 +140,7 @@ static void post_arcade_game(http_req_t *req)
 /* One key-making request: the key lives here, and is wiped when it is answered. */
 typedef struct key_call {
     http_req_t *req;
+    long revoke_arcade; /* a rotation: the cabinets still on the old key go */
     char key[APIKEY_MAX];
     char hash[APIKEY_HASH_HEX];
 } key_call_t;
@@ -179,7 +169,10 @@ static void on_key_answer(void *arg, int status, PGresult *res, const char *errm
     } else {
         if (code < 300)
             json_object_set_new(body, "api_key", json_string(kc->key));
-        respond_answer(req, result, NULL);
+        db_publish(http_req_hub(req), result);
+        if (code < 300 && kc->revoke_arcade)
+            cabinet_revoke(http_req_hub(req), kc->revoke_arcade);
+        db_respond(req, result);
     }
     json_decref(result);
     key_call_free(kc);
@@ -248,6 +241,7 @@ static void post_rotate_key(http_req_t *req)
         return;
     }
     kc->req = req;
+    kc->revoke_arcade = (long)id;
     apikey_hash_hex(kc->key, kc->hash);
     char idtext[ID_TEXT];
     snprintf(idtext, sizeof idtext, "%lld", id);

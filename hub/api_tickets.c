@@ -37,18 +37,6 @@
 
 /* ---- shared helpers (api_admin.c has its own copies of the two small ones) */
 
-/* db_result_cb: publishes the answer's admin_event (after the commit), then answers. */
-static void respond_answer(http_req_t *req, json_t *result, void *arg)
-{
-    (void)arg;
-    json_t *admin = json_object_get(result, "admin_event");
-    if (json_is_object(admin))
-        events_publish_admin(http_req_hub(req), admin);
-    json_t *body = json_object_get(result, "body");
-    http_respond_json(req, (int)json_integer_value(json_object_get(result, "status")),
-                      body ? json_incref(body) : json_object());
-}
-
 /*
  * ?limit=1..100&cursor=<id>: limit_text always set, cursor NULL when absent.
  * -1 after answering 400.
@@ -168,7 +156,7 @@ static void settle(http_req_t *req, long long purchase_id, const payment_result_
     const char *params[] = {id, ok ? "true" : "false", ok ? r->provider_ref : NULL,
                             codes[r->status], message};
     db_call(req, "SELECT rn_purchase_settle($1::bigint, $2::boolean, $3, $4, $5)", 5, params,
-            respond_answer, NULL);
+            NULL, NULL);
 }
 
 typedef struct charge_call {
@@ -199,7 +187,7 @@ static void on_purchase_begun(http_req_t *req, json_t *result, void *arg)
     (void)arg;
     json_t *charge = json_object_get(result, "charge");
     if (!json_is_object(charge)) {
-        respond_answer(req, result, NULL);
+        db_respond(req, result);
         return;
     }
     long long purchase_id = json_integer_value(json_object_get(charge, "purchase_id"));
@@ -323,7 +311,7 @@ static void post_payment_webhook(http_req_t *req)
                             payments_provider_name(hub_payments(http_req_hub(req))),
                             raw};
     db_call(req, "SELECT rn_payment_webhook($1, $2, $3::bigint, $4, $5, $6::jsonb)", 6, params,
-            respond_answer, NULL);
+            NULL, NULL);
 }
 
 static const route_t routes[] = {

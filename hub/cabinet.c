@@ -287,3 +287,35 @@ void cabinets_close(cabinets_t *c)
     if (c->live == 0)
         cabinets_free(c);
 }
+
+/* ---- key rotation ------------------------------------------------------ */
+
+static void close_revoked(session_t *s, void *arg)
+{
+    (void)arg;
+    session_close(s, CLOSE_UNAUTHENTICATED, "api key rotated");
+}
+
+static void close_local_cabinets(hub_t *hub, long arcade_id)
+{
+    char channel[EVENTS_CHANNEL_MAX];
+    events_cabinet_channel(arcade_id, channel, sizeof channel);
+    fanout_each(hub_fanout(hub), channel, close_revoked, NULL);
+}
+
+void cabinet_revoke(hub_t *hub, long arcade_id)
+{
+    char msg[64];
+    int n = snprintf(msg, sizeof msg, "{\"revoke_cabinet\":%ld}", arcade_id);
+    bus_publish(hub_bus(hub), CABINET_CONTROL_CHANNEL, msg, (size_t)n);
+    close_local_cabinets(hub, arcade_id); /* now, and again (a no-op) on our echo */
+}
+
+void cabinet_on_control(hub_t *hub, const char *payload, size_t len)
+{
+    json_t *msg = json_loadb(payload, len, 0, NULL);
+    json_int_t id = json_integer_value(json_object_get(msg, "revoke_cabinet"));
+    if (id > 0)
+        close_local_cabinets(hub, (long)id);
+    json_decref(msg);
+}

@@ -17,6 +17,9 @@
 
 typedef struct cabinets cabinets_t;
 
+/* Control messages between hub processes (key rotations). */
+#define CABINET_CONTROL_CHANNEL "rn:control"
+
 cabinets_t *cabinets_new(hub_t *hub);
 /*
  * Stops every timer; frees itself once they are closed. Call it after the
@@ -37,5 +40,13 @@ void cabinet_on_message(session_t *s, const envelope_t *env);
 void cabinet_on_closed(session_t *s);
 /* A snapshot of an arcade whose cabinet is here arrived: (re)arm its deadline timer. */
 void cabinet_on_snapshot(hub_t *hub, long arcade_id, const json_t *snapshot);
+
+/*
+ * The arcade's API key was rotated: every socket of that cabinet, in every
+ * hub process, closes with 4001 (told through the bus channel rn:control).
+ */
+void cabinet_revoke(hub_t *hub, long arcade_id);
+/* A message on rn:control from another process (or our own echo). */
+void cabinet_on_control(hub_t *hub, const char *payload, size_t len);
 
 #endif

@@ -20,6 +20,16 @@ void db_publish(hub_t *hub, const json_t *result)
     json_t *snapshot = json_object_get(result, "arcade");
     if (json_is_object(snapshot))
         queue_publish(hub, snapshot);
+    json_t *admin = json_object_get(result, "admin_event");
+    if (json_is_object(admin))
+        events_publish_admin(hub, admin);
+}
+
+void db_respond(http_req_t *req, const json_t *result)
+{
+    json_t *body = json_object_get(result, "body");
+    http_respond_json(req, (int)json_integer_value(json_object_get(result, "status")),
+                      body ? json_incref(body) : json_object());
 }
 
 const char *db_caller_uid(const http_req_t *req)
@@ -58,12 +68,10 @@ static void on_result(void *arg, int status, PGresult *res, const char *errmsg)
         goto done;
     }
     db_publish(http_req_hub(req), result);
-    if (ctx->cb) {
+    if (ctx->cb)
         ctx->cb(req, result, ctx->arg);
-    } else {
-        json_t *body = json_object_get(result, "body");
-        http_respond_json(req, (int)code, body ? json_incref(body) : json_object());
-    }
+    else
+        db_respond(req, result);
 done:
     json_decref(result);
     free(ctx);

@@ -11,7 +11,8 @@
  * change so nothing is left behind); events are the private events the
  * transaction wrote to user_events, delivered after the commit (events.h).
  * A function that changed an arcade's queue also returns its new snapshot as
- * "arcade", published on the public lane (queue.h).
+ * "arcade", published on the public lane (queue.h); one that admins should
+ * see live returns "admin_event" (events_publish_admin).
  * A function that must undo partial work raises instead; that is a 500.
  */
 #ifndef RN_DB_H
@@ -35,8 +36,10 @@ typedef void (*db_result_cb)(http_req_t *req, json_t *result, void *arg);
 void db_call(http_req_t *req, const char *sql, int nparams, const char *const *params,
              db_result_cb cb, void *arg);
 
-/* Publishes what a committed result carries: its events and its arcade snapshot. */
+/* Publishes what a committed result carries: events, arcade snapshot, admin event. */
 void db_publish(hub_t *hub, const json_t *result);
+/* Answers req with the result's status and body (what db_call does without a callback). */
+void db_respond(http_req_t *req, const json_t *result);
 
 /* The uid of the caller as a parameter (routes with ROUTE_USER/ROUTE_ADMIN only). */
 const char *db_caller_uid(const http_req_t *req);

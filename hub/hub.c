@@ -146,6 +146,8 @@ static void on_bus_message(void *arg, const char *channel, const char *payload, 
         events_on_bus_message(hub, channel, payload, len);
     else if (!strncmp(channel, "rn:arcade:", 10))
         queue_on_bus_message(hub, channel, payload, len);
+    else if (!strcmp(channel, CABINET_CONTROL_CHANNEL))
+        cabinet_on_control(hub, payload, len);
 }
 
 /* Messages may have been missed while the link was down: catch up from Postgres. */
@@ -252,6 +254,8 @@ static int start_services(hub_t *hub)
         return -1;
     }
     hub->fanout = hub->bus ? fanout_new(hub->bus) : NULL;
+    if (hub->bus)
+        bus_subscribe(hub->bus, CABINET_CONTROL_CHANNEL); /* for the process's whole life */
     hub->queues = queues_new(hub);
     hub->cabinets = cabinets_new(hub);
     hub->payments = hub->pool ? payments_new(hub) : NULL;

@@ -305,10 +305,12 @@ test('admin arcade: the key is shown once and authenticates the cabinet; rotate-
   assert.equal(ok.type, 'ok', JSON.stringify(ok));
   assert.equal(ok.role, 'cabinet');
   assert.equal(ok.arcade_id, arcade.id);
-  cab.close();
 
+  // the cabinet connected with the old key is closed by the rotation
   const rotated = await api(hub, 'POST', `/admin/arcades/${arcade.id}/rotate-key`, ADMIN);
   assert.equal(rotated.status, 200, rotated.text);
+  const revoked = await cab.closed(5000);
+  assert.equal(revoked.code, 4001, JSON.stringify(revoked));
   const newKey = rotated.json.api_key;
   assert.notEqual(newKey, key);
   const old = await connectWs(hub);
