@@ -288,6 +288,27 @@ void cabinets_close(cabinets_t *c)
         cabinets_free(c);
 }
 
+typedef struct held_ctx {
+    void (*fn)(long arcade_id, void *arg);
+    void *arg;
+} held_ctx_t;
+
+static void call_held(const char *key, void *value, void *arg)
+{
+    (void)key;
+    held_ctx_t *ctx = arg;
+    cab_entry_t *e = value;
+    if (!e->closing)
+        ctx->fn(e->arcade_id, ctx->arg);
+}
+
+void cabinets_each_held(cabinets_t *c, void (*fn)(long arcade_id, void *arg), void *arg)
+{
+    held_ctx_t ctx = {fn, arg};
+    if (c && !c->closed)
+        dict_each(c->entries, call_held, &ctx);
+}
+
 /* ---- key rotation ------------------------------------------------------ */
 
 static void close_revoked(session_t *s, void *arg)

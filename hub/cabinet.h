@@ -41,6 +41,9 @@ void cabinet_on_closed(session_t *s);
 /* A snapshot of an arcade whose cabinet is here arrived: (re)arm its deadline timer. */
 void cabinet_on_snapshot(hub_t *hub, long arcade_id, const json_t *snapshot);
 
+/* Calls fn for every arcade whose cabinet this process holds (or is in its grace window). */
+void cabinets_each_held(cabinets_t *c, void (*fn)(long arcade_id, void *arg), void *arg);
+
 /*
  * The arcade's API key was rotated: every socket of that cabinet, in every
  * hub process, closes with 4001 (told through the bus channel rn:control).

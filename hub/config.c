@@ -56,6 +56,8 @@ static const option_spec_t options[] = {
      "seconds a called player has to unlock"},
     {"offline-grace-ms", "HUB_OFFLINE_GRACE_MS", OPT_INT, O(offline_grace_ms), "10000",
      "a cabinet gone longer than this is shown offline"},
+    {"cabinet-lease-ms", "HUB_CABINET_LEASE_MS", OPT_INT, O(cabinet_lease_ms), "15000",
+     "a cabinet whose hub stopped renewing its lease this long is shown offline"},
     {"refund-no-show", "HUB_REFUND_NO_SHOW", OPT_BOOL, O(refund_no_show), "0",
      "refund expired (no-show) reservations"},
     {"msg-rate", "HUB_MSG_RATE", OPT_INT, O(msg_rate), "50",
@@ -163,7 +165,7 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     }
     if (cfg->port < 1 || cfg->port > 65535 || cfg->pg_pool_size < 1 || cfg->workers < 1 ||
         cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
-        cfg->payment_timeout_ms < 1) {
+        cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
         return -1;
     }

@@ -29,6 +29,7 @@ typedef struct hub_config {
     int max_body;                 /* HUB_MAX_BODY, 65536 */
     int call_deadline_s;          /* HUB_CALL_DEADLINE_S, 120 */
     int offline_grace_ms;         /* HUB_OFFLINE_GRACE_MS, 10000 */
+    int cabinet_lease_ms;         /* HUB_CABINET_LEASE_MS, 15000 */
     bool refund_no_show;          /* HUB_REFUND_NO_SHOW, false */
     int msg_rate;                 /* HUB_MSG_RATE: inbound messages/s per socket, 50 */
     int send_queue_max;           /* HUB_SEND_QUEUE_MAX: queued messages per socket, 256 */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cabinet.h"
+#include "cabinet_lease.h"
 #include "events.h"
 #include "fanout.h"
 #include "log.h"
@@ -31,6 +32,7 @@ struct hub {
     fanout_t *fanout;
     queues_t *queues;
     cabinets_t *cabinets;
+    cabinet_lease_t *lease;
     payments_t *payments;
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
@@ -173,6 +175,8 @@ static void shutdown_now(hub_t *hub)
     fanout_detach_bus(hub->fanout);
     bus_close(hub->bus);
     hub->bus = NULL;
+    cabinet_lease_close(hub->lease);
+    hub->lease = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
     hub->payments = NULL;
     pg_pool_close(hub->pool);
@@ -259,8 +263,11 @@ static int start_services(hub_t *hub)
     hub->queues = queues_new(hub);
     hub->cabinets = cabinets_new(hub);
     hub->payments = hub->pool ? payments_new(hub) : NULL;
+    hub->lease = hub->cabinets ? cabinet_lease_new(hub) : NULL;
     hub->sessions =
-        hub->fanout && hub->queues && hub->cabinets && hub->payments ? sessions_new(hub) : NULL;
+        hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
+            ? sessions_new(hub)
+            : NULL;
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     return hub->server ? 0 : -1;
 }
@@ -308,6 +315,7 @@ fail:
     if (hub->bus)
         bus_close(hub->bus);
     payments_close(hub->payments);
+    cabinet_lease_close(hub->lease);
     if (hub->pool)
         pg_pool_close(hub->pool);
     if (hub->server) {

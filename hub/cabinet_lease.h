@@ -1,0 +1,20 @@
+/*
+ * cabinet_lease: this process renews the leases of the cabinets it holds
+ * (every --cabinet-lease-ms / 3) and sweeps, in every process, the arcades
+ * whose lease ran out to offline (storage/migrations/0007_cabinet_lease.sql).
+ * That is how an arcade stops showing online when the hub holding its
+ * cabinet dies without a goodbye.
+ */
+#ifndef RN_CABINET_LEASE_H
+#define RN_CABINET_LEASE_H
+
+#include "hub.h"
+
+typedef struct cabinet_lease cabinet_lease_t;
+
+/* Starts the timer. NULL on allocation failure. */
+cabinet_lease_t *cabinet_lease_new(hub_t *hub);
+/* Stops it; frees itself in the close callback. */
+void cabinet_lease_close(cabinet_lease_t *l);
+
+#endif
