@@ -1,6 +1,7 @@
 /*
- * api_ops: the operations routes: liveness, readiness, metrics, and the
- * debug routes the tests use (only with --debug-routes).
+ * api_ops: the operations routes: liveness, readiness, metrics, the REST
+ * description (/openapi.json), and the debug routes the tests use (only with
+ * --debug-routes).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,35 @@ static void get_metrics(http_req_t *req)
         return;
     }
     http_respond_text(req, 200, "text/plain; version=0.0.4", text, len);
+}
+
+#define OPENAPI_MAX (1024 * 1024)
+
+/*
+ * GET /openapi.json: protocol/openapi.json, the sibling of the web root in
+ * the source tree. Read on each request: a small local file, and an edit
+ * shows without a restart.
+ */
+static void get_openapi(http_req_t *req)
+{
+    char file[4096];
+    snprintf(file, sizeof file, "%s/../protocol/openapi.json",
+             hub_config(http_req_hub(req))->web_root);
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        http_respond_error(req, 404, "not_found", "openapi.json is not installed");
+        return;
+    }
+    char *text = malloc(OPENAPI_MAX);
+    size_t len = text ? fread(text, 1, OPENAPI_MAX, f) : 0;
+    bool whole = text && !ferror(f) && feof(f);
+    fclose(f);
+    if (!whole) {
+        free(text);
+        http_respond_error(req, 500, "internal", "cannot read openapi.json");
+        return;
+    }
+    http_respond_text(req, 200, "application/json", text, len);
 }
 
 typedef struct sleep_call {
@@ -91,6 +121,7 @@ static const route_t routes[] = {
     {HTTP_GET, "/healthz", ROUTE_PUBLIC, get_healthz},
     {HTTP_GET, "/readyz", ROUTE_PUBLIC, get_readyz},
     {HTTP_GET, "/metrics", ROUTE_PUBLIC, get_metrics},
+    {HTTP_GET, "/openapi.json", ROUTE_PUBLIC, get_openapi},
     {HTTP_GET, "/api/v1/debug/sleep", ROUTE_PUBLIC, get_debug_sleep},
 };
 

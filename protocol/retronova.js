@@ -3,8 +3,8 @@
  * (protocol/PROTOCOL.md). ES module, no dependencies.
  *
  *   import { connect } from '/retronova.js';
- *   const rn = connect('wss://hub.example/ws', { token, persistKey: 'rn:demo-alice' });
- *   rn.on('your_turn', (ev) => showCode(ev.unlock_code));
+ *   const rn = connect('wss://hub.example/ws', { token });
+ *   rn.on('your_turn', (ev) => showCode(ev.code));
  *   rn.on('queue', (q) => render(q));
  *   await rn.subscribe('arcade:3');
  *   await rn.request('ping');                     // resolves with {"id":..,"type":"pong"}
@@ -12,15 +12,18 @@
  * What it does for you:
  * - opens the socket with the subprotocol, authenticates in the first frame
  *   (browsers cannot set an Authorization header), then sends
- *   {"type":"resume","since":<last event_id handled>} and re-subscribes its channels;
+ *   {"type":"resume","since":0} (every event not acked yet: it acks all it hands
+ *   out, so that is exactly what it has not seen) and re-subscribes its channels;
  * - request(type, body) sends {"id":n,"type":type,...body} and resolves with the
  *   reply carrying the same id, or rejects with a RetronovaError (error reply,
  *   timeout, disconnect);
  * - private events (any push with "event_id") are handed to on() handlers once,
- *   in order, then acknowledged with {"type":"ack","event_id":N}; a repeat
- *   (event_id <= the last handled) is acked again but not handed out;
- * - public snapshots ("ch" + "v") older than or equal to the last applied one
- *   on their channel are dropped;
+ *   then acknowledged with {"type":"ack","event_id":N}; a repeat (an id handled
+ *   lately: a replay may overlap a live push) is acked again but not handed
+ *   out. Ids, not a high-water mark: an older unacked event may arrive after a
+ *   newer live one and must still be shown;
+ * - queue snapshots ("arcade_id" + "v") not newer than the last applied one for
+ *   their arcade are dropped;
  * - reconnects with backoff 0.5 s doubling to 10 s (with jitter); after close
  *   4000 (draining) it waits for the hint {"retry_after_ms":N} in the close
  *   reason, or 0.5-2 s; it stops on 4003, and on 4001 unless getToken() can
@@ -35,6 +38,7 @@ export const SUBPROTOCOL = 'retronova.v1';
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 const STABLE_MS = 5000; // a socket up this long resets the backoff
+const HANDLED_IDS_MAX = 1024; // private event ids remembered to drop repeats
 
 /** An error reply from the hub, or a local failure ('timeout', 'disconnected', 'closed'). */
 export class RetronovaError extends Error {
@@ -48,8 +52,7 @@ export class RetronovaError extends Error {
 
 /**
  * options: { token } or { api_key } or { getToken: async () => token };
- * lastEventId (default 0, or what persistKey holds); persistKey (localStorage key
- * for the last event_id); autoAck (default true); timeoutMs per request
+ * autoAck (default true); timeoutMs per request
  * (default 10000); WebSocket (an implementation, for non-browser use).
  */
 export function connect(url, options = {}) {
@@ -60,13 +63,14 @@ export class RetronovaClient {
   constructor(url, options = {}) {
     this.url = url;
     this.opts = options;
-    this.lastEventId = options.lastEventId ?? loadEventId(options.persistKey);
+    this.handledIds = new Set(); // private event ids handed out lately (HANDLED_IDS_MAX)
     this.identity = null; // the auth reply: {uid, role} or {role:'cabinet', arcade_id}
     this.channels = new Set();
-    this.lastV = new Map(); // channel -> last applied snapshot version
+    this.lastV = new Map(); // 'arcade:<id>' -> last applied snapshot version
     this.handlers = new Map();
     this.pending = new Map(); // request id -> {resolve, reject, timer}
     this.outbox = []; // frames of requests made while not authenticated
+    this.restoring = null; // channels the handshake in progress will subscribe again
     this.nextId = 1;
     this.ready = false;
     this.closed = false;
@@ -91,11 +95,13 @@ export class RetronovaClient {
   /** Subscribes now and again after every reconnect. */
   subscribe(ch) {
     this.channels.add(ch);
+    this.restoring?.delete(ch); // this request subscribes it: the handshake must not again
     return this.request('subscribe', { ch });
   }
 
   unsubscribe(ch) {
     this.channels.delete(ch);
+    this.restoring?.delete(ch);
     this.lastV.delete(ch);
     return this.request('unsubscribe', { ch });
   }
@@ -128,6 +134,9 @@ export class RetronovaClient {
   }
 
   async handshake(ws) {
+    // The channels to subscribe again once resumed; a subscribe() made meanwhile takes its
+    // channel out (its own frame subscribes it: one subscribe per channel, not two).
+    const restoring = (this.restoring = new Set(this.channels));
     const cred = this.opts.getToken ? { token: await this.opts.getToken() }
       : this.opts.api_key ? { api_key: this.opts.api_key } : { token: this.opts.token };
     if (ws !== this.ws) return;
@@ -136,8 +145,13 @@ export class RetronovaClient {
     this.readySince = Date.now();
     this.emit('connect', this.identity);
     // Replayed events follow the resume's ok; they pass through onMessage like live ones.
-    await this.call('resume', { since: this.lastEventId }, true);
-    for (const ch of this.channels) {
+    // A failed resume (database down) must not stall the socket: live events still come,
+    // and the next connection resumes again.
+    await this.call('resume', { since: 0 }, true).catch((err) => this.emit('error', err.reply));
+    if (this.restoring === restoring) this.restoring = null;
+    const waiting = new Set(this.outbox.filter((f) => f.type === 'subscribe').map((f) => f.ch));
+    for (const ch of restoring) {
+      if (waiting.has(ch)) continue; // its own subscribe() waits in the outbox, sent just below
       this.call('subscribe', { ch }, true).catch((err) => this.emit('error', err.reply));
     }
     const queued = this.outbox;
@@ -188,17 +202,20 @@ export class RetronovaClient {
       return;
     }
     if (typeof msg.event_id === 'number') {
-      if (msg.event_id > this.lastEventId) {
+      if (!this.handledIds.has(msg.event_id)) {
+        this.handledIds.add(msg.event_id);
+        if (this.handledIds.size > HANDLED_IDS_MAX) {
+          this.handledIds.delete(this.handledIds.values().next().value); // the oldest
+        }
         this.emit(msg.type, msg);
-        this.lastEventId = msg.event_id;
-        saveEventId(this.opts.persistKey, msg.event_id);
       }
       if (this.opts.autoAck !== false) this.ack(msg.event_id);
       return;
     }
-    if (typeof msg.ch === 'string' && typeof msg.v === 'number') {
-      if (msg.v <= (this.lastV.get(msg.ch) ?? -Infinity)) return; // stale snapshot
-      this.lastV.set(msg.ch, msg.v);
+    if (msg.type === 'queue' && typeof msg.arcade_id === 'number' && typeof msg.v === 'number') {
+      const ch = `arcade:${msg.arcade_id}`;
+      if (msg.v <= (this.lastV.get(ch) ?? -Infinity)) return; // stale snapshot
+      this.lastV.set(ch, msg.v);
     }
     this.emit(msg.type, msg);
   }
@@ -247,18 +264,4 @@ export class RetronovaClient {
     this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
     this.retryTimer = setTimeout(() => this.open(), delay);
   }
-}
-
-function loadEventId(key) {
-  try {
-    return (key && Number(globalThis.localStorage?.getItem(key))) || 0;
-  } catch {
-    return 0;
-  }
-}
-
-function saveEventId(key, id) {
-  try {
-    if (key) globalThis.localStorage?.setItem(key, String(id));
-  } catch { /* storage full or disabled: resume from memory only */ }
 }

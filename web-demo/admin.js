@@ -1,7 +1,7 @@
 /*
- * admin.js: the dashboard. Live stats (a snapshot once a second on
- * admin:stats), the live admin_event stream (no subscription needed), and the
- * arcades over REST.
+ * admin.js: the dashboard. Live stats (pushed once a second to admin sockets),
+ * the live admin_event stream (neither needs a subscription), and the arcades
+ * over REST.
  */
 import { connect } from '/retronova.js';
 import {
@@ -79,12 +79,6 @@ function openSocket() {
   });
   rn.on('stats', renderStats);
   rn.on('admin_event', onAdminEvent);
-  // retronova.js reports a failed re-subscribe as an 'error' event; admin:stats is the only channel.
-  const subscribeFailed = (err) => {
-    if (!state.lastStatsAt) showError($('#stats-error'), err, 'subscribe admin:stats');
-  };
-  rn.on('error', subscribeFailed);
-  rn.subscribe('admin:stats').catch(subscribeFailed);
 }
 
 /* ---- stats ----------------------------------------------------------------------- */

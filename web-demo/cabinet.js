@@ -36,7 +36,7 @@ function start(key) {
   const setConn = connectionPill($('#conn'));
   setConn('connecting');
   const arcade = /^rn_(\d+)_/.exec(key)?.[1] || 'unknown';
-  const rn = connect(wsUrl(), { api_key: key, persistKey: `rn:cabinet-events:${arcade}` });
+  const rn = connect(wsUrl(), { api_key: key });
   state.rn = rn;
   rn.on('connect', (who) => {
     state.arcadeId = who.arcade_id;

@@ -80,7 +80,7 @@ function openSocket() {
   const setConn = connectionPill($('#conn'));
   setConn('connecting');
   const uid = jwtClaims(state.token).sub || 'anonymous';
-  const rn = connect(wsUrl(), { token: state.token, persistKey: `rn:phone-events:${uid}` });
+  const rn = connect(wsUrl(), { token: state.token });
   state.rn = rn;
   rn.on('connect', (who) => {
     setConn('online');
