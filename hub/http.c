@@ -20,7 +20,8 @@
 
 /* Every API module's routes, matched in order. */
 static const route_table_t *const route_tables[] = {&api_ops_routes, &api_queue_routes,
-                                                    &api_tickets_routes, &api_admin_routes};
+                                                    &api_tickets_routes, &api_admin_routes,
+                                                    &api_social_routes};
 #define N_TABLES (sizeof route_tables / sizeof route_tables[0])
 
 #define PATH_MAX_LEN 512

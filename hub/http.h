@@ -73,5 +73,6 @@ extern const route_table_t api_ops_routes;
 extern const route_table_t api_tickets_routes;
 extern const route_table_t api_admin_routes;
 extern const route_table_t api_queue_routes;
+extern const route_table_t api_social_routes;
 
 #endif
