@@ -37,7 +37,8 @@ struct http_req {
     http_method_t method;
     route_match_t match;
     char path[PATH_MAX_LEN];
-    char query[QUERY_MAX_LEN];
+    char query[QUERY_MAX_LEN]; /* decoded "name=value" fragments, NUL-separated */
+    size_t query_len;
     char idem_key[IDEM_KEY_MAX];
     bool has_idem_key, has_identity, dispatched;
     auth_identity_t identity;
@@ -96,7 +97,7 @@ long long http_req_param_id(const http_req_t *req, int i)
 
 int http_req_query(const http_req_t *req, const char *name, char *out, size_t outlen)
 {
-    return router_query_param(req->query, strlen(req->query), name, out, outlen);
+    return router_query_param(req->query, req->query_len, name, out, outlen);
 }
 
 const auth_identity_t *http_req_identity(const http_req_t *req)
@@ -245,19 +246,23 @@ static http_method_t method_of(int lws_method)
     }
 }
 
-/* Joins lws's URI argument fragments ("a=1", "b=2") back into "a=1&b=2". */
-static void read_query(struct lws *wsi, char *out, size_t outlen)
+/*
+ * Keeps lws's URI argument fragments ("a=1", "b=x&y" once decoded) as they
+ * are, NUL-separated: joined with '&' again they could not be told apart.
+ */
+static size_t read_query(struct lws *wsi, char *out, size_t outlen)
 {
     size_t used = 0;
-    out[0] = '\0';
-    char frag[QUERY_MAX_LEN];
-    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
-         i++) {
-        int n = snprintf(out + used, outlen - used, "%s%s", used ? "&" : "", frag);
-        if (n < 0 || (size_t)n >= outlen - used)
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, out + used, (int)(outlen - used),
+                                      WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
             break;
-        used += (size_t)n;
+        used += (size_t)n + 1; /* keep its NUL as the separator */
+        if (used >= outlen)
+            break;
     }
+    return used < outlen ? used : outlen;
 }
 
 /* Verifies "Authorization: Bearer <token>" if present. -1 when present but invalid. */
@@ -364,7 +369,7 @@ static int on_request(struct lws *wsi, http_conn_t *conn)
         return 0;
     }
     memcpy(req->path, uri, (size_t)urilen);
-    read_query(wsi, req->query, sizeof req->query);
+    req->query_len = read_query(wsi, req->query, sizeof req->query);
 
     int found = router_match(route_tables, N_TABLES, req->method, req->path, (size_t)urilen,
                              &req->match);

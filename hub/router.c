@@ -1,8 +1,6 @@
 /* router: route matching and query parsing (see router.h). */
 #include "router.h"
 
-#include "hex.h"
-
 #include <string.h>
 
 /* Matches one pattern against a path; fills params. true on a match. */
@@ -60,31 +58,6 @@ int router_match(const route_table_t *const *tables, size_t ntables, http_method
     return result;
 }
 
-/* URL-decodes src[0..n) into out; -1 on a bad escape, NUL or overflow. */
-static int url_decode(const char *src, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)src[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            if (i + 2 >= n)
-                return -1;
-            int hi = hex_digit(src[i + 1]), lo = hex_digit(src[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= outlen)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
 int router_query_param(const char *query, size_t qlen, const char *name, char *out,
                        size_t outlen)
 {
@@ -92,16 +65,21 @@ int router_query_param(const char *query, size_t qlen, const char *name, char *o
     if (!query || outlen == 0)
         return -1;
     while (i < qlen) {
-        size_t end = i;
-        while (end < qlen && query[end] != '&')
-            end++;
-        const char *eq = memchr(query + i, '=', end - i);
-        size_t klen = eq ? (size_t)(eq - (query + i)) : end - i;
-        if (klen == nlen && memcmp(query + i, name, nlen) == 0) {
-            const char *v = eq ? eq + 1 : query + end;
-            return url_decode(v, (size_t)(query + end - v), out, outlen);
+        const char *frag = query + i;
+        const char *nul = memchr(frag, '\0', qlen - i);
+        size_t flen = nul ? (size_t)(nul - frag) : qlen - i;
+        const char *eq = memchr(frag, '=', flen);
+        size_t klen = eq ? (size_t)(eq - frag) : flen;
+        if (klen == nlen && memcmp(frag, name, nlen) == 0) {
+            const char *v = eq ? eq + 1 : frag + flen;
+            size_t vlen = (size_t)(frag + flen - v);
+            if (vlen + 1 > outlen)
+                return -1;
+            memcpy(out, v, vlen);
+            out[vlen] = '\0';
+            return (int)vlen;
         }
-        i = end + 1;
+        i += flen + 1;
     }
     return -1;
 }

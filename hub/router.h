@@ -68,9 +68,10 @@ int router_match(const route_table_t *const *tables, size_t ntables, http_method
                  const char *path, size_t len, route_match_t *out);
 
 /*
- * Copies the URL-decoded value of query parameter name from query (the part
- * after '?', "a=1&b=2") into out (NUL-terminated). Returns its length, or -1
- * when absent, malformed (bad %-escape, embedded NUL) or longer than outlen-1.
+ * Copies the value of query parameter name into out (NUL-terminated). query
+ * is qlen bytes of "name=value" fragments separated by NUL bytes, already
+ * URL-decoded (lws decodes them; decoding again would turn "%2531" into "1").
+ * Returns the value's length, or -1 when absent or longer than outlen-1.
  */
 int router_query_param(const char *query, size_t qlen, const char *name, char *out,
                        size_t outlen);

@@ -2,7 +2,8 @@
  * fuzz_http: the hub's own HTTP-side parsing — route matching over the real
  * route tables, query parameters and ids. lws parses the HTTP framing; what
  * it hands us (path, query, headers) is arbitrary bytes, and this target
- * feeds exactly that. Input layout: 1 byte method, then "path?query".
+ * feeds exactly that. Input layout: 1 byte method, then "path?query", the
+ * query as http.c keeps it (decoded fragments, NUL-separated).
  */
 #include <stdint.h>
 #include <stdlib.h>
