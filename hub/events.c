@@ -192,16 +192,20 @@ static void resync_session(session_t *s, void *arg)
     replay(s, 0, false, false, 0); /* dedupe by event id drops what it already has */
 }
 
-static void resync_channel(const char *channel, void *arg)
+void events_resync_channel(hub_t *hub, const char *channel)
 {
-    hub_t *hub = arg;
     if (!strncmp(channel, "rn:user:", 8) || !strncmp(channel, "rn:cabinet:", 11))
         fanout_each(hub_fanout(hub), channel, resync_session, NULL);
 }
 
+static void resync_each(const char *channel, void *arg)
+{
+    events_resync_channel(arg, channel);
+}
+
 void events_resync(hub_t *hub)
 {
-    fanout_each_channel(hub_fanout(hub), resync_channel, hub);
+    fanout_each_channel(hub_fanout(hub), resync_each, hub);
 }
 
 /* ---- ack --------------------------------------------------------------- */

@@ -42,6 +42,8 @@ void events_cabinet_channel(long arcade_id, char *out, size_t outlen);
 void events_on_bus_message(hub_t *hub, const char *channel, const char *payload, size_t len);
 /* The bus came back: re-push every unacked event to the devices connected here. */
 void events_resync(hub_t *hub);
+/* channel's subscription was just confirmed: re-push its members' unacked events. */
+void events_resync_channel(hub_t *hub, const char *channel);
 
 /* {"type":"resume","since":N}: ok, then every unacked event after N in order, then live. */
 void events_on_resume(session_t *s, const envelope_t *env);

@@ -152,6 +152,18 @@ static void on_bus_message(void *arg, const char *channel, const char *payload, 
         cabinet_on_control(hub, payload, len);
 }
 
+/*
+ * A channel joined while the link was up is live from its confirmation on;
+ * what was published before it is caught up from PostgreSQL (a phone's
+ * first private events, an arcade's first snapshot).
+ */
+static void on_bus_subscribed(void *arg, const char *channel)
+{
+    hub_t *hub = arg;
+    events_resync_channel(hub, channel);
+    queue_resync_channel(hub, channel);
+}
+
 /* Messages may have been missed while the link was down: catch up from Postgres. */
 static void on_bus_link(void *arg, int up)
 {
@@ -257,6 +269,8 @@ static int start_services(hub_t *hub)
                   json_pack("{s:s}", "error", why ? why : "bad database configuration"));
         return -1;
     }
+    if (hub->bus)
+        bus_set_subscribed_cb(hub->bus, on_bus_subscribed);
     hub->fanout = hub->bus ? fanout_new(hub->bus) : NULL;
     if (hub->bus)
         bus_subscribe(hub->bus, CABINET_CONTROL_CHANNEL); /* for the process's whole life */

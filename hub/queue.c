@@ -219,16 +219,21 @@ static int load(hub_t *hub, long arcade_id, session_t *s, bool has_id, int64_t i
     return 0;
 }
 
-static void resync_channel(const char *channel, void *arg)
+void queue_resync_channel(hub_t *hub, const char *channel)
 {
     long arcade_id;
     if (sscanf(channel, "rn:arcade:%ld", &arcade_id) == 1)
-        load(arg, arcade_id, NULL, false, 0);
+        load(hub, arcade_id, NULL, false, 0);
+}
+
+static void resync_each(const char *channel, void *arg)
+{
+    queue_resync_channel(arg, channel);
 }
 
 void queue_resync(hub_t *hub)
 {
-    fanout_each_channel(hub_fanout(hub), resync_channel, hub);
+    fanout_each_channel(hub_fanout(hub), resync_each, hub);
 }
 
 /* ---- subscribe --------------------------------------------------------- */

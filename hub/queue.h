@@ -33,6 +33,8 @@ void queue_publish(hub_t *hub, const json_t *snapshot);
 void queue_on_bus_message(hub_t *hub, const char *channel, const char *payload, size_t len);
 /* The bus came back: reload every arcade someone here watches from PostgreSQL. */
 void queue_resync(hub_t *hub);
+/* A channel's subscription was just confirmed: reload its arcade (rn:arcade:<id>). */
+void queue_resync_channel(hub_t *hub, const char *channel);
 
 /* {"type":"subscribe","ch":"arcade:3"} and unsubscribe. */
 void queue_on_subscribe(session_t *s, const envelope_t *env);

@@ -82,6 +82,7 @@ struct bus {
     uv_loop_t *loop;
     bus_message_cb on_message;
     bus_link_cb on_link;
+    bus_subscribed_cb on_subscribed;
     void *arg;
 
     int connect_timeout_ms;
@@ -289,8 +290,14 @@ static void bus_on_sub(redisAsyncContext *ac, void *r, void *privdata)
             bus->on_message(bus->arg, chan->str, payload->str, payload->len);
     } else if (strcmp(kind->str, "subscribe") == 0) {
         /* The resubscribe went out first, so its confirmations come first. */
-        if (link->resub_pending > 0 && --link->resub_pending == 0)
-            bus_link_ready(link);
+        if (link->resub_pending > 0) {
+            if (--link->resub_pending == 0)
+                bus_link_ready(link);
+        } else if (bus->on_subscribed != NULL && chan->type == REDIS_REPLY_STRING) {
+            c = bus_chan_find(bus, chan->str, chan->len);
+            if (c != NULL && c->interest > 0)
+                bus->on_subscribed(bus->arg, c->name);
+        }
     }
 }
 
@@ -629,6 +636,11 @@ fail:
     free(bus->buckets);
     free(bus);
     return NULL;
+}
+
+void bus_set_subscribed_cb(bus_t *bus, bus_subscribed_cb cb)
+{
+    bus->on_subscribed = cb;
 }
 
 int bus_subscribe(bus_t *bus, const char *channel)

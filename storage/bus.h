@@ -36,6 +36,15 @@ typedef struct bus_config {
 bus_t *bus_new(uv_loop_t *loop, const bus_config_t *cfg, bus_message_cb on_message,
                bus_link_cb on_link, void *arg, const char **err);
 
+/*
+ * A channel's own SUBSCRIBE was confirmed (not one restored after a
+ * reconnect: on_link covers those). Messages published before it may have
+ * been missed, so callers catch that channel up from PostgreSQL.
+ */
+typedef void (*bus_subscribed_cb)(void *arg, const char *channel);
+/* Sets (or clears, with NULL) the subscribed callback; it gets bus_new's arg. */
+void bus_set_subscribed_cb(bus_t *bus, bus_subscribed_cb cb);
+
 /* Adds one unit of interest in channel. 0, or -1 on allocation failure. */
 int bus_subscribe(bus_t *bus, const char *channel);
 /* Removes one unit of interest; unknown channels are ignored. */
