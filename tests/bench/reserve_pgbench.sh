@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): the SQL of one reservation + its cancel, run directly
+# by pgbench (tests/bench/reserve.pgbench), without the hub. What the queue
+# transitions cost in PostgreSQL: the ceiling for reservations/s through a hub.
+# Starts its own ephemeral PostgreSQL (scripts/services.sh, RN_EPHEMERAL=1),
+# applies the migrations the hub binary embeds (retronova-hub migrate) and
+# storage/demo.sql, adds arcades and users with a million tickets each, then
+# warms up (WARMUP seconds of the same load, then VACUUM ANALYZE: a live
+# database has statistics, and plans cached while the tables were empty scan
+# them sequentially until an ANALYZE), then runs pgbench with 1 and with 4
+# clients and prints pairs/s (one pair = one rn_reserve + one rn_cancel) and
+# the latency of each statement. Ends with the audit of the books (rn_audit)
+# and stops PostgreSQL.
+#
+#   tests/bench/reserve_pgbench.sh [SECONDS]
+#   env: RN_HUB_BIN (default build/retronova-hub: its migrations are the ones
+#        measured), ARCADES (32; clients are spread over them round robin),
+#        CLIENTS ("1 4": the pgbench client counts to run), ROUNDS (2 per
+#        client count), PGBENCH_MODE (extended: as the hub sends, an unnamed
+#        statement per call; prepared or simple to compare), WARMUP (3 s;
+#        0: none, measure the cold plans), KEEP=1 leaves
+#        PostgreSQL running (its URL is printed) for EXPLAIN / auto_explain.
+set -euo pipefail
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+hub="${RN_HUB_BIN:-$src/build/retronova-hub}"
+seconds="${1:-${BENCH_SECONDS:-10}}"
+arcades="${ARCADES:-32}"
+clients="${CLIENTS:-1 4}"
+rounds="${ROUNDS:-2}"
+mode="${PGBENCH_MODE:-extended}"
+warmup="${WARMUP:-3}"
+[[ -x "$hub" ]] || { echo "no hub binary at $hub (set RN_HUB_BIN)" >&2; exit 2; }
+command -v pgbench >/dev/null || { echo "pgbench not found (postgresql client)" >&2; exit 2; }
+
+users=4 # the warm-up runs 4 clients
+for c in $clients; do if ((c > users)); then users=$c; fi; done
+
+dir="$(mktemp -d /tmp/rn-bench-pg-XXXXXX)"
+chmod 0755 "$dir"
+export RN_EPHEMERAL=1
+url=""
+stop() {
+    if [[ "${KEEP:-0}" == 1 ]]; then
+        echo "PostgreSQL left running: ${url:-?} (stop: scripts/services.sh pg-stop $dir)"
+    else
+        "$src/scripts/services.sh" pg-stop "$dir" || true
+        rm -rf "$dir"
+    fi
+}
+trap stop EXIT
+for try in 1 2 3 4 5; do # a random free port: another run may hold the first one
+    port=$((20000 + RANDOM % 20000))
+    "$src/scripts/services.sh" pg-start "$dir" "$port" 2>/dev/null && break
+    ((try < 5)) || { echo "PostgreSQL did not start (see $dir/postgres.log)" >&2; exit 1; }
+    "$src/scripts/services.sh" pg-stop "$dir" || true
+done
+url="$("$src/scripts/services.sh" pg-url "$dir" "$port")"
+psql_q() { psql -X -q -tA -v ON_ERROR_STOP=1 -d "$url" "$@"; }
+
+"$hub" migrate --database-url "$url" >/dev/null
+psql_q -f "$src/storage/demo.sql" >/dev/null
+psql_q <<SQL >/dev/null
+INSERT INTO arcades (id, name, status)
+SELECT g, 'Bench ' || g, 'offline' FROM generate_series(4, greatest(3, $arcades)) g
+ON CONFLICT DO NOTHING;
+SELECT setval(pg_get_serial_sequence('arcades', 'id'), (SELECT max(id) FROM arcades));
+INSERT INTO arcade_games (arcade_id, slot, game_id)
+SELECT g, 9, 3 FROM generate_series(1, $arcades) g ON CONFLICT DO NOTHING;
+INSERT INTO users (firebase_uid, pseudo)
+SELECT 'bench-' || g, 'bench' || g FROM generate_series(1, $users) g;
+WITH u AS (UPDATE users SET tickets_balance = 1000000 WHERE firebase_uid LIKE 'bench-%'
+           RETURNING id, tickets_balance)
+INSERT INTO ledger (user_id, delta, balance_after, kind, reason)
+SELECT id, 1000000, tickets_balance, 'adjustment', 'bench' FROM u;
+VACUUM ANALYZE;
+SQL
+
+if ((warmup > 0)); then
+    pgbench -n -M "$mode" -c 4 -j 2 -T "$warmup" -D narcades="$arcades" \
+        -f "$src/tests/bench/reserve.pgbench" "$url" >/dev/null 2>&1 ||
+        { echo "warm-up failed" >&2; exit 1; }
+    psql_q -c "VACUUM ANALYZE" >/dev/null
+fi
+migrations="$(psql_q -c "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations" 2>/dev/null || echo '?')"
+echo "reserve_pgbench: $hub (migrations $migrations), $arcades arcades, ${seconds} s per run," \
+     "warm-up ${warmup} s, pgbench -M $mode, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for c in $clients; do
+    for ((round = 1; round <= rounds; round++)); do
+        out="$(pgbench -n -M "$mode" -r -c "$c" -j "$(( c < 2 ? c : 2 ))" -T "$seconds" \
+                   -D narcades="$arcades" -f "$src/tests/bench/reserve.pgbench" "$url" 2>&1)" ||
+            { echo "$out" >&2; exit 1; }
+        tps="$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")"
+        failed="$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")"
+        lat="$(awk '/^ *[0-9.]+ +[0-9]+ +SELECT/ {printf "%s%s ms", (n++ ? ", cancel " : "reserve "), $1}' <<<"$out")"
+        printf '  -c %-2s round %d: %8.1f pairs/s (%s; failed %s; load %s)\n' \
+            "$c" "$round" "$tps" "$lat" "${failed:-0}" "$(cut -d' ' -f1 /proc/loadavg)"
+    done
+done
+audit="$(psql_q -c "SELECT count(*) FROM rn_audit()")"
+echo "audit: $audit problem(s)"
+[[ "$audit" == 0 ]]
