@@ -17,6 +17,16 @@
  */
 #define WS_RX_BUFFER 1024
 
+/*
+ * The most lws hands to one send(). Without it lws 4.1 sends at most
+ * rx_buffer_size (+ LWS_PRE + 4) bytes at a time and copies the rest of the
+ * frame aside for later POLLOUT turns, so every message over ~1 KiB would cost
+ * a copy and one WRITEABLE round trip per KiB. It allocates nothing: frames
+ * are written from the session's shared buffers, and the kernel takes what
+ * fits in the socket.
+ */
+#define TX_PACKET (256 * 1024) /* REST answers too: they were sent 4 KiB per turn */
+
 struct server {
     struct lws_context *ctx; /* set NULL by lws when teardown completes (pcontext) */
     uv_loop_t *loop;
@@ -56,12 +66,15 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
     if (!srv)
         return NULL;
     srv->loop = hub_loop(hub);
-    srv->protocols[0] = (struct lws_protocols){
-        .name = "http", .callback = http_callback, .per_session_data_size = http_pss_size()};
+    srv->protocols[0] = (struct lws_protocols){.name = "http",
+                                               .callback = http_callback,
+                                               .per_session_data_size = http_pss_size(),
+                                               .tx_packet_size = TX_PACKET};
     srv->protocols[1] = (struct lws_protocols){.name = "retronova.v1",
                                                .callback = session_callback,
                                                .per_session_data_size = session_pss_size(),
-                                               .rx_buffer_size = WS_RX_BUFFER};
+                                               .rx_buffer_size = WS_RX_BUFFER,
+                                               .tx_packet_size = TX_PACKET};
 
     pin_uv_plugin();
     lws_set_log_level(getenv("HUB_LWS_DEBUG") ? 0xfff : LLL_ERR | LLL_WARN, lws_log_to_json);
@@ -89,7 +102,8 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
     }
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
-        log_error("cannot listen", json_pack("{s:s, s:i}", "listen", cfg->listen, "port", cfg->port));
+        log_error("cannot listen",
+                  json_pack("{s:s, s:i}", "listen", cfg->listen, "port", cfg->port));
         free(srv);
         return NULL;
     }

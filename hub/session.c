@@ -15,64 +15,9 @@
 #include "fanout.h"
 #include "log.h"
 #include "queue.h"
-
-typedef struct outq_node {
-    struct outq_node *next;
-    msgbuf_t *buf;
-} outq_node_t;
+#include "session_priv.h"
 
 typedef struct cabinet_auth cabinet_auth_t;
-
-/* A conflated public view waiting to be written: the newest per key. */
-typedef struct public_slot {
-    long key;
-    msgbuf_t *buf;
-} public_slot_t;
-
-#define PUBLIC_SLOTS_MAX 32
-
-struct session_ref {
-    session_t *session; /* NULL once the session closed */
-    unsigned refs;
-};
-
-/* lws allocates this (zeroed) as the per-connection user memory. */
-struct session {
-    struct lws *wsi;
-    hub_t *hub;
-    session_t *prev, *next;           /* registry list */
-    session_t *wait_prev, *wait_next; /* unauthenticated FIFO */
-    uint64_t auth_deadline_ms;
-    conn_kind_t kind;
-    bool waiting, closing, close_sent;
-    unsigned short close_code;
-    const char *close_reason;
-    char *uid;
-    long arcade_id;
-    session_ref_t *ref;           /* shared with async work; see session_ref() */
-    bool authenticating;          /* an API key lookup in flight */
-    outq_node_t *out_head, *out_tail;
-    unsigned out_count;
-    struct member *members;      /* channels joined (fanout.c) */
-    int64_t *recent;             /* private lane: ids sent lately, a ring (see send_event) */
-    unsigned char recent_next;
-    bool resuming;
-    outq_node_t *held_head, *held_tail; /* private events that arrived during a resume */
-    public_slot_t *pub;                 /* allocated while views wait; npub of them */
-    unsigned char npub;
-    char *rx; /* a message being reassembled from fragments */
-    size_t rx_len;
-    uint64_t rate_ts_ms;
-    double rate_tokens;
-};
-
-struct sessions {
-    hub_t *hub;
-    session_t *head;
-    session_t *wait_head, *wait_tail;
-    size_t count;
-    uv_timer_t auth_timer;
-};
 
 /* An API key lookup in flight. */
 struct cabinet_auth {
@@ -147,7 +92,7 @@ static void on_auth_timer(uv_timer_t *t)
         session_t *s = reg->wait_head;
         session_send_error(s, false, 0, "unauthenticated", "no authentication in time");
         session_close(s, CLOSE_UNAUTHENTICATED, "authentication timeout");
-        /* session_close() leaves the FIFO through wait_remove() */
+        /* session_close() leaves the FIFO through session_wait_remove() */
     }
     auth_timer_arm(reg);
 }
@@ -162,8 +107,9 @@ static void auth_timer_arm(sessions_t *reg)
     uv_timer_start(&reg->auth_timer, on_auth_timer, due > now ? due - now : 0, 0);
 }
 
-static void wait_remove(sessions_t *reg, session_t *s)
+void session_wait_remove(session_t *s)
 {
+    sessions_t *reg = hub_sessions(s->hub);
     if (!s->waiting)
         return;
     bool was_head = reg->wait_head == s;
@@ -196,25 +142,51 @@ static void wait_append(sessions_t *reg, session_t *s)
         auth_timer_arm(reg);
 }
 
+/*
+ * Ends a loop turn (after the poll phase): a socket is written at most once
+ * per turn, and what had to wait for the next turn goes now (session_out.c).
+ * Neither handle keeps the loop alive.
+ */
+static void on_turn(uv_check_t *c)
+{
+    sessions_t *reg = c->data;
+    if (++reg->turn == 0)
+        reg->turn = 1; /* 0 is "never written" */
+    session_out_turn(reg);
+}
+
 sessions_t *sessions_new(hub_t *hub)
 {
     sessions_t *reg = calloc(1, sizeof *reg);
     if (!reg)
         return NULL;
     reg->hub = hub;
+    reg->turn = 1;
     uv_timer_init(hub_loop(hub), &reg->auth_timer);
     reg->auth_timer.data = reg;
+    uv_check_init(hub_loop(hub), &reg->turn_check);
+    reg->turn_check.data = reg;
+    uv_check_start(&reg->turn_check, on_turn);
+    uv_unref((uv_handle_t *)&reg->turn_check);
+    uv_idle_init(hub_loop(hub), &reg->flush_idle);
+    reg->flush_idle.data = reg;
+    uv_unref((uv_handle_t *)&reg->flush_idle);
+    reg->open_handles = 3;
     return reg;
 }
 
 static void on_registry_closed(uv_handle_t *h)
 {
-    free(h->data);
+    sessions_t *reg = h->data;
+    if (--reg->open_handles == 0)
+        free(reg);
 }
 
 void sessions_close(sessions_t *reg)
 {
     uv_close((uv_handle_t *)&reg->auth_timer, on_registry_closed);
+    uv_close((uv_handle_t *)&reg->turn_check, on_registry_closed);
+    uv_close((uv_handle_t *)&reg->flush_idle, on_registry_closed);
 }
 
 size_t sessions_count(const sessions_t *reg)
@@ -248,243 +220,6 @@ static void registry_remove(sessions_t *reg, session_t *s)
     reg->count--;
 }
 
-/* ---- outbound -------------------------------------------------------- */
-
-static void list_clear(outq_node_t **head, outq_node_t **tail)
-{
-    while (*head) {
-        outq_node_t *n = *head;
-        *head = n->next;
-        msgbuf_unref(n->buf);
-        free(n);
-    }
-    *tail = NULL;
-}
-
-static int list_append(outq_node_t **head, outq_node_t **tail, msgbuf_t *b)
-{
-    outq_node_t *n = malloc(sizeof *n);
-    if (!n)
-        return -1;
-    n->next = NULL;
-    n->buf = msgbuf_ref(b);
-    if (*tail)
-        (*tail)->next = n;
-    else
-        *head = n;
-    *tail = n;
-    return 0;
-}
-
-static void outq_clear(session_t *s)
-{
-    list_clear(&s->out_head, &s->out_tail);
-    s->out_count = 0;
-}
-
-void session_close(session_t *s, int code, const char *reason)
-{
-    if (s->closing)
-        return;
-    s->closing = true;
-    s->close_code = (unsigned short)code;
-    s->close_reason = reason;
-    wait_remove(hub_sessions(s->hub), s);
-    lws_callback_on_writable(s->wsi);
-}
-
-/*
- * Queues b. capped: live traffic, which closes a reader that falls
- * send_queue_max messages behind (4009). Replayed private events are not
- * capped: a resume is bounded by its batch, and they must never be dropped.
- */
-static void enqueue(session_t *s, msgbuf_t *b, bool capped)
-{
-    if (!b || s->closing)
-        return; /* a closing session takes nothing new */
-    if (capped && s->out_count >= (unsigned)hub_config(s->hub)->send_queue_max) {
-        outq_clear(s);
-        s->closing = false; /* a slow-consumer close overrides a gentler one */
-        session_close(s, CLOSE_SLOW_CONSUMER, "send queue overflow");
-        return;
-    }
-    if (list_append(&s->out_head, &s->out_tail, b) != 0)
-        return;
-    s->out_count++;
-    lws_callback_on_writable(s->wsi);
-}
-
-void session_send(session_t *s, msgbuf_t *b)
-{
-    enqueue(s, b, true);
-}
-
-void session_send_public(session_t *s, long key, msgbuf_t *b)
-{
-    if (!b || s->closing)
-        return;
-    if (!s->out_head && !s->npub) {
-        session_send(s, b);
-        return;
-    }
-    for (unsigned i = 0; i < s->npub; i++) {
-        if (s->pub[i].key == key) {
-            msgbuf_unref(s->pub[i].buf);
-            s->pub[i].buf = msgbuf_ref(b);
-            return;
-        }
-    }
-    if (s->npub == PUBLIC_SLOTS_MAX)
-        return; /* more keys than a session may subscribe to: cannot happen */
-    if (!s->pub && !(s->pub = calloc(PUBLIC_SLOTS_MAX, sizeof *s->pub)))
-        return;
-    s->pub[s->npub++] = (public_slot_t){key, msgbuf_ref(b)};
-    lws_callback_on_writable(s->wsi);
-}
-
-static void public_clear(session_t *s)
-{
-    for (unsigned i = 0; i < s->npub; i++)
-        msgbuf_unref(s->pub[i].buf);
-    free(s->pub);
-    s->pub = NULL;
-    s->npub = 0;
-}
-
-/* Moves the oldest waiting view to the write queue (the private lane goes first). */
-static void public_take(session_t *s)
-{
-    msgbuf_t *b = s->pub[0].buf;
-    memmove(&s->pub[0], &s->pub[1], (size_t)(s->npub - 1) * sizeof s->pub[0]);
-    if (--s->npub == 0) {
-        free(s->pub);
-        s->pub = NULL;
-    }
-    list_append(&s->out_head, &s->out_tail, b);
-    s->out_count++;
-    msgbuf_unref(b);
-}
-
-/*
- * The private lane sends an event at most once per session, whichever way it
- * comes (live, a resume, a resynchronisation). Ids, not a high-water mark: an
- * event that went live before the device resumed must not hide older unacked
- * ones from that resume. The ring is allocated on the first private event,
- * so idle sockets pay nothing; an overlap wider than the ring is still
- * harmless, devices drop repeated event ids.
- */
-#define RECENT_EVENTS 32
-
-static void send_event(session_t *s, msgbuf_t *b, bool capped)
-{
-    if (!s->recent && !(s->recent = calloc(RECENT_EVENTS, sizeof *s->recent)))
-        return;
-    for (unsigned i = 0; i < RECENT_EVENTS; i++)
-        if (s->recent[i] == b->event_id)
-            return;
-    s->recent[s->recent_next] = b->event_id;
-    s->recent_next = (unsigned char)((s->recent_next + 1) % RECENT_EVENTS);
-    enqueue(s, b, capped);
-}
-
-void session_send_replayed(session_t *s, msgbuf_t *b)
-{
-    send_event(s, b, false);
-}
-
-void session_send_private(session_t *s, msgbuf_t *b)
-{
-    if (s->resuming)
-        list_append(&s->held_head, &s->held_tail, b);
-    else
-        send_event(s, b, true);
-}
-
-void session_resume_begin(session_t *s)
-{
-    s->resuming = true;
-}
-
-void session_resume_end(session_t *s)
-{
-    s->resuming = false;
-    outq_node_t *held = s->held_head;
-    s->held_head = s->held_tail = NULL;
-    while (held) {
-        outq_node_t *n = held;
-        held = n->next;
-        send_event(s, n->buf, false); /* already ours: held, not dropped */
-        msgbuf_unref(n->buf);
-        free(n);
-    }
-}
-
-void session_send_json(session_t *s, json_t *msg)
-{
-    msgbuf_t *b = msgbuf_from_json(msg);
-    json_decref(msg);
-    session_send(s, b);
-    msgbuf_unref(b);
-}
-
-void session_send_error(session_t *s, bool has_id, int64_t id, const char *code,
-                        const char *message)
-{
-    session_send_json(s, envelope_error(has_id, id, code, message));
-}
-
-/*
- * Writes the close frame ourselves. lws 4.1 on a libuv loop re-enters its own
- * close path and kills the socket before a close reason set with
- * lws_close_reason() is sent, so the peer would see 1006 instead of our code.
- * (its debug build calls close twice, "uv repeat test", and the second call
- * kills the socket), so the peer would see 1006 instead of our code. The
- * peer's answering close frame (or the timeout) ends the connection.
- * LWS_WRITE_CLOSE is lws's own opcode value 4, not exported in 4.1 headers.
- */
-#define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
-static int send_close_frame(session_t *s)
-{
-    unsigned char frame[LWS_PRE + 125];
-    size_t rlen = s->close_reason ? strlen(s->close_reason) : 0;
-    if (rlen > 123)
-        rlen = 123;
-    frame[LWS_PRE] = (unsigned char)(s->close_code >> 8);
-    frame[LWS_PRE + 1] = (unsigned char)(s->close_code & 0xff);
-    memcpy(frame + LWS_PRE + 2, s->close_reason, rlen);
-    s->close_sent = true;
-    if (lws_write(s->wsi, frame + LWS_PRE, 2 + rlen, WS_WRITE_CLOSE) < 0)
-        return -1;
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
-    return 0;
-}
-
-/* One WRITEABLE turn: one message, or the close once the queue is empty. */
-static int on_writeable(session_t *s)
-{
-    if (!s->out_head && s->npub && !s->closing)
-        public_take(s);
-    outq_node_t *n = s->out_head;
-    if (n) {
-        s->out_head = n->next;
-        if (!s->out_head)
-            s->out_tail = NULL;
-        s->out_count--;
-        int w = lws_write(s->wsi, (unsigned char *)n->buf->payload, n->buf->len, LWS_WRITE_TEXT);
-        msgbuf_unref(n->buf);
-        free(n);
-        if (w < 0)
-            return -1;
-        metrics_ws_out(1);
-        if (s->out_head || s->npub || s->closing)
-            lws_callback_on_writable(s->wsi);
-        return 0;
-    }
-    if (s->closing && !s->close_sent)
-        return send_close_frame(s);
-    return 0;
-}
-
 /* ---- authentication --------------------------------------------------- */
 
 /* Authenticated: counted under its kind, and listening to its private channels. */
@@ -494,13 +229,14 @@ static void set_kind(session_t *s, conn_kind_t kind)
     metrics_conn_add(s->kind, -1);
     s->kind = kind;
     metrics_conn_add(kind, 1);
-    wait_remove(hub_sessions(s->hub), s);
+    session_wait_remove(s);
     fanout_t *f = hub_fanout(s->hub);
     if (kind == CONN_CABINET)
         events_cabinet_channel(s->arcade_id, channel, sizeof channel);
     else
         events_user_channel(s->uid, channel, sizeof channel);
-    if (fanout_join(f, s, channel) != 0 || (kind == CONN_ADMIN && fanout_join(f, s, EVENTS_ADMIN_CHANNEL) != 0))
+    if (fanout_join(f, s, channel) != 0 ||
+        (kind == CONN_ADMIN && fanout_join(f, s, EVENTS_ADMIN_CHANNEL) != 0))
         session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
 }
 
@@ -541,7 +277,8 @@ static void on_cabinet_row(void *arg, int status, PGresult *res, const char *err
         if (status != PG_OK) {
             session_send_error(s, ca->has_id, ca->id, "unavailable", "database unavailable");
             session_close(s, CLOSE_UNAUTHENTICATED, "unavailable");
-            log_warn("cabinet auth query failed", json_pack("{s:s}", "error", errmsg ? errmsg : ""));
+            log_warn("cabinet auth query failed",
+                     json_pack("{s:s}", "error", errmsg ? errmsg : ""));
         } else if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
                    !apikey_matches(ca->key, PQgetvalue(res, 0, 0))) {
             reject(s, ca->has_id, ca->id, "unknown or revoked API key");
@@ -613,7 +350,8 @@ static bool auth_from_header(session_t *s)
     int n = lws_hdr_total_length(s->wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
     if (n <= 0)
         return false;
-    if (n >= (int)sizeof hdr || lws_hdr_copy(s->wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
+    if (n >= (int)sizeof hdr ||
+        lws_hdr_copy(s->wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
         reject(s, false, 0, "authorization header too long");
     else if (strncasecmp(hdr, "Bearer ", 7) == 0)
         auth_token(s, hdr + 7, false, 0);
@@ -768,7 +506,7 @@ static void on_closed(session_t *s)
     if (!s->hub)
         return; /* never established */
     sessions_t *reg = hub_sessions(s->hub);
-    wait_remove(reg, s);
+    session_wait_remove(s);
     registry_remove(reg, s);
     if (s->ref) {
         s->ref->session = NULL;
@@ -778,10 +516,7 @@ static void on_closed(session_t *s)
         cabinet_on_closed(s);
     fanout_leave_all(hub_fanout(s->hub), s);
     metrics_conn_add(s->kind, -1);
-    outq_clear(s);
-    list_clear(&s->held_head, &s->held_tail);
-    public_clear(s);
-    free(s->recent);
+    session_out_clear(s);
     free(s->rx);
     free(s->uid);
     s->hub = NULL;
@@ -811,10 +546,14 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_RECEIVE:
         return on_receive(s, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return on_writeable(s);
+        return session_out_writeable(s);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        /* the peer is answering our close frame: no second one (browsers see 1006) */
-        return s->close_sent ? -1 : 0;
+        /* the peer is answering our close frame: no second one (browsers see 1006);
+         * or it closes first: lws answers it, and we write nothing more */
+        if (s->close_sent)
+            return -1;
+        s->peer_closed = true;
+        return 0;
     case LWS_CALLBACK_CLOSED:
         on_closed(s);
         return 0;

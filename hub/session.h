@@ -3,8 +3,11 @@
  *
  * A session authenticates first (an Authorization header at the handshake,
  * or an auth frame before the deadline), then exchanges envelope messages.
- * Outbound messages are shared msgbufs in a bounded queue written one per
- * WRITEABLE turn; a reader that lets the queue overflow is closed with 4009.
+ * Outbound messages are shared msgbufs. One goes out at once when nothing is
+ * ahead of it on that socket (at most one write per socket per loop turn);
+ * otherwise it waits in a bounded queue, written one per turn (at the end of
+ * the turn, or in a WRITEABLE turn while the socket is full), and a reader
+ * that lets the queue overflow is closed with 4009 (session_out.c).
  * A session is never freed on its own call stack: session_close() asks lws
  * for a WRITEABLE turn in which the close happens.
  *
@@ -41,7 +44,7 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 size_t session_pss_size(void);
 
 sessions_t *sessions_new(hub_t *hub);
-/* Closes the registry's timer; frees it in the close callback. Sessions must be gone. */
+/* Closes the registry's handles; frees it in the last close callback. Sessions must be gone. */
 void sessions_close(sessions_t *reg);
 size_t sessions_count(const sessions_t *reg);
 /* Asks every session to close with code and reason. */
