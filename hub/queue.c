@@ -92,19 +92,22 @@ static void push_view(session_t *s, void *arg)
     session_send_public(s, ctx->arcade_id, ctx->buf);
 }
 
-/* Keeps snapshot if it is newer than what is held, and pushes it. Borrowed. */
-static void apply(hub_t *hub, const json_t *snapshot)
+/*
+ * Keeps snapshot if it is newer than what is held, and pushes it to the
+ * channel's members. Borrowed. true when it was newer (and pushed).
+ */
+static bool apply(hub_t *hub, const json_t *snapshot)
 {
     long arcade_id = (long)json_integer_value(json_object_get(snapshot, "arcade_id"));
     json_int_t v = json_integer_value(json_object_get(snapshot, "v"));
     if (arcade_id <= 0)
-        return;
+        return false;
     arcade_view_t *view = view_of(hub_queues(hub), arcade_id, true);
     if (!view || v <= view->v)
-        return;
+        return false;
     msgbuf_t *buf = msgbuf_from_json(snapshot);
     if (!buf)
-        return;
+        return false;
     json_decref(view->snapshot);
     msgbuf_unref(view->buf);
     view->snapshot = json_deep_copy(snapshot);
@@ -115,6 +118,7 @@ static void apply(hub_t *hub, const json_t *snapshot)
     push_ctx_t ctx = {arcade_id, buf};
     fanout_each(hub_fanout(hub), channel, push_view, &ctx);
     cabinet_on_snapshot(hub, arcade_id, view->snapshot);
+    return true;
 }
 
 void queue_publish(hub_t *hub, const json_t *snapshot)
@@ -154,16 +158,27 @@ typedef struct load {
     int64_t id;
 } load_t;
 
-static void answer_subscribe(session_t *s, load_t *l)
+static void send_view(session_t *s, hub_t *hub, long arcade_id)
+{
+    arcade_view_t *view = view_of(hub_queues(hub), arcade_id, false);
+    if (view && view->buf)
+        session_send_public(s, arcade_id, view->buf);
+}
+
+/* The ok of a subscribe; the view follows it. */
+static void send_subscribed(session_t *s, load_t *l)
 {
     char ch[32];
     snprintf(ch, sizeof ch, "arcade:%ld", l->arcade_id);
     json_t *ok = envelope_ok(l->has_id, l->id);
     json_object_set_new(ok, "ch", json_string(ch));
     session_send_json(s, ok);
-    arcade_view_t *view = view_of(hub_queues(l->hub), l->arcade_id, false);
-    if (view && view->buf)
-        session_send_public(s, l->arcade_id, view->buf);
+}
+
+static void answer_subscribe(session_t *s, load_t *l)
+{
+    send_subscribed(s, l);
+    send_view(s, l->hub, l->arcade_id);
 }
 
 static void on_loaded(void *arg, int status, PGresult *res, const char *errmsg)
@@ -173,21 +188,20 @@ static void on_loaded(void *arg, int status, PGresult *res, const char *errmsg)
     json_t *snapshot = NULL;
     if (status == PG_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         snapshot = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    if (snapshot)
-        apply(l->hub, snapshot);
-    else if (status != PG_OK)
+    if (!snapshot && status != PG_OK)
         log_warn("queue load failed", json_pack("{s:i, s:s}", "arcade_id", (int)l->arcade_id,
                                                 "error", errmsg ? errmsg : ""));
-    if (s) {
+    if (s && snapshot)
+        send_subscribed(s, l); /* the ok goes before the snapshot that apply() pushes */
+    /* s joined the channel first: a newer snapshot reaches it with every member */
+    if (snapshot && !apply(l->hub, snapshot) && s)
+        send_view(s, l->hub, l->arcade_id);
+    if (s && !snapshot) {
         char channel[48];
         arcade_channel(l->arcade_id, channel, sizeof channel);
-        if (!snapshot) {
-            fanout_leave(hub_fanout(l->hub), s, channel);
-            session_send_error(s, l->has_id, l->id, status == PG_OK ? "not_found" : "unavailable",
-                               status == PG_OK ? "no such arcade" : "cannot load the queue now");
-        } else {
-            answer_subscribe(s, l);
-        }
+        fanout_leave(hub_fanout(l->hub), s, channel);
+        session_send_error(s, l->has_id, l->id, status == PG_OK ? "not_found" : "unavailable",
+                           status == PG_OK ? "no such arcade" : "cannot load the queue now");
     }
     json_decref(snapshot);
     if (l->ref)
