@@ -241,11 +241,25 @@ static void set_kind(session_t *s, conn_kind_t kind)
 }
 
 /* Accepts a verified player or admin and says so. */
+/*
+ * The auth reply. It carries the hub's clock (server_time_ms) so a device can
+ * count down deadline_ms values without trusting its own clock.
+ */
+static json_t *auth_ok(bool has_id, int64_t id)
+{
+    json_t *ok = envelope_ok(has_id, id);
+    uv_timeval64_t now;
+    if (uv_gettimeofday(&now) == 0)
+        json_object_set_new(ok, "server_time_ms",
+                            json_integer((json_int_t)now.tv_sec * 1000 + now.tv_usec / 1000));
+    return ok;
+}
+
 static void accept_identity(session_t *s, const auth_identity_t *who, bool has_id, int64_t id)
 {
     s->uid = strdup(who->uid);
     set_kind(s, who->admin ? CONN_ADMIN : CONN_PLAYER);
-    json_t *ok = envelope_ok(has_id, id);
+    json_t *ok = auth_ok(has_id, id);
     json_object_set_new(ok, "uid", json_string(who->uid));
     json_object_set_new(ok, "role", json_string(who->admin ? "admin" : "player"));
     session_send_json(s, ok);
@@ -285,7 +299,7 @@ static void on_cabinet_row(void *arg, int status, PGresult *res, const char *err
         } else {
             apikey_arcade_id(ca->key, &s->arcade_id);
             set_kind(s, CONN_CABINET);
-            json_t *ok = envelope_ok(ca->has_id, ca->id);
+            json_t *ok = auth_ok(ca->has_id, ca->id);
             json_object_set_new(ok, "role", json_string("cabinet"));
             json_object_set_new(ok, "arcade_id", json_integer(s->arcade_id));
             session_send_json(s, ok);
@@ -397,7 +411,11 @@ static void on_message(session_t *s, const char *data, size_t len)
         session_send_error(s, env.has_id, env.id, envelope_err_code(rc), "malformed message");
         return;
     }
-    if (s->kind == CONN_PENDING && env.type != RN_MSG_AUTH) {
+    if (s->kind == CONN_PENDING && s->authenticating && env.type != RN_MSG_AUTH) {
+        /* an API key is being checked: not an offence, just too early */
+        session_send_error(s, env.has_id, env.id, "authenticating",
+                           "the API key is being checked: wait for the auth reply");
+    } else if (s->kind == CONN_PENDING && env.type != RN_MSG_AUTH) {
         reject(s, env.has_id, env.id, "authenticate first");
     } else {
         switch (env.type) {

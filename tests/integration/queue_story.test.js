@@ -2,7 +2,7 @@
 // score, next — every step pushed to the phones and the cabinet as it commits.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { waitFor } from '../lib/harness.js';
+import { connectWs, waitFor } from '../lib/harness.js';
 import { ARCADE, GAME_DUO, GAME_SOLO, cabinet, nextEvent, phone, queueVersion, reserve, startWorld, startHub } from './queue_world.js';
 
 let world, hub;
@@ -104,6 +104,18 @@ test('duo reserved, carol behind; the cabinet connects, unlock, game over, carol
   assert.equal(last.called.reservation_id, solo.id);
   assert.equal(last.status, 'idle');
   assert.equal(last.waiting.length, 0);
+});
+
+test('a message sent while the API key is being checked is refused, not fatal', async () => {
+  const c = await connectWs(hub);
+  // both frames reach the hub in one read, before the key lookup answers
+  c.send({ type: 'auth', id: 1, api_key: world.keys[2] });
+  c.send({ type: 'ping', id: 2 });
+  const early = await c.next((m) => m.id === 2);
+  assert.equal(early.code, 'authenticating', JSON.stringify(early));
+  assert.equal((await c.next((m) => m.id === 1)).role, 'cabinet');
+  assert.equal((await c.request({ type: 'ping', id: 3 })).type, 'pong', 'still open, now authenticated');
+  c.close();
 });
 
 test('cabinet messages are checked before they reach the database', async () => {

@@ -28,8 +28,10 @@ test('a good HS256 token in the auth frame: ok with uid and role player', async 
   const c = await connectWs(hub);
   assert.equal(c.ws.protocol, 'retronova.v1');
   c.send({ type: 'auth', id: 1, token: token(hub, 'demo-alice') });
-  const reply = await c.next((m) => m.id === 1);
+  const { server_time_ms: serverTime, ...reply } = await c.next((m) => m.id === 1);
   assert.deepEqual(reply, { id: 1, type: 'ok', uid: 'demo-alice', role: 'player' });
+  // the hub's clock, for counting down deadline_ms without trusting the device's
+  assert.ok(Math.abs(serverTime - Date.now()) < 5000, `server_time_ms ${serverTime}`);
   assert.deepEqual(await c.request({ type: 'ping', id: 2 }), { id: 2, type: 'pong' });
   c.close();
 });
@@ -37,8 +39,9 @@ test('a good HS256 token in the auth frame: ok with uid and role player', async 
 test('an admin token: role admin', async () => {
   const c = await connectWs(hub);
   c.send({ type: 'auth', id: 7, token: token(hub, 'demo-admin', { admin: true }) });
-  const reply = await c.next((m) => m.id === 7);
+  const { server_time_ms: serverTime, ...reply } = await c.next((m) => m.id === 7);
   assert.deepEqual(reply, { id: 7, type: 'ok', uid: 'demo-admin', role: 'admin' });
+  assert.equal(typeof serverTime, 'number');
   c.close();
 });
 
