@@ -5,28 +5,14 @@
  */
 import { connect } from '/retronova.js';
 import {
-  $, el, fill, pill, credential, saveCredential, jwtClaims, api, listOf, showError, wsUrl,
+  $, tokenApi, el, fill, pill, credential, saveCredential, jwtClaims, api, listOf, showError, wsUrl,
   connectionPill, logLine,
 } from '/common.js';
 
 const state = { token: '', rn: null, refused: false, lastStatsAt: 0, prev: null };
 
-/*
- * api() with this page's token. A 401 means the hub refuses the token itself:
- * say so once, at the top, and stop the socket from retrying with it.
- */
-async function call(method, path, opts = {}) {
-  try {
-    return await api(method, path, { token: state.token, ...opts });
-  } catch (err) {
-    if (err.status === 401 && !state.refused) {
-      state.refused = true;
-      state.rn?.close();
-      showError($('#error'), err, 'This token is refused: sign out and paste a fresh one');
-    }
-    throw err;
-  }
-}
+/* api() with this page's token (common.js: a refused token stops the socket). */
+const call = tokenApi(state);
 
 /* ---- sign in ------------------------------------------------------------------- */
 

@@ -266,3 +266,23 @@ export function logLine(list, kind, text) {
   list.prepend(el('li', {}, el('time', {}, time), ' ', el('span', { class: 'tag' }, kind), ' ', text));
   while (list.children.length > 100) list.lastElementChild.remove();
 }
+
+/*
+ * A page's api(): calls with state.token. A 401 means the hub refuses the
+ * token itself: say so once, at the top, and stop the page's socket
+ * (state.rn) from retrying with it.
+ */
+export function tokenApi(state) {
+  return async function call(method, path, opts = {}) {
+    try {
+      return await api(method, path, { token: state.token, ...opts });
+    } catch (err) {
+      if (err.status === 401 && !state.refused) {
+        state.refused = true;
+        state.rn?.close();
+        showError($('#error'), err, 'This token is refused: sign out and paste a fresh one');
+      }
+      throw err;
+    }
+  };
+}
