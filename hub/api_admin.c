@@ -21,10 +21,6 @@
 #include "http.h"
 #include "log.h"
 
-#define ID_TEXT 24
-#define PAGE_DEFAULT 20
-#define PAGE_MAX 100
-
 /* Runs fn(body jsonb) with the request's raw body, once it parsed as an object. */
 static void call_with_body(http_req_t *req, const char *sql)
 {
@@ -46,25 +42,11 @@ static void post_promo_code(http_req_t *req)
 /* GET /api/v1/admin/promo-codes?limit&cursor: with their use counts. */
 static void get_promo_codes(http_req_t *req)
 {
-    char value[ID_TEXT], limit[ID_TEXT], cursor[ID_TEXT];
-    long n = PAGE_DEFAULT;
-    long long after = 0;
-    if (http_req_query(req, "limit", value, sizeof value) >= 0) {
-        char *end;
-        n = strtol(value, &end, 10);
-        if (!*value || *end || n < 1 || n > PAGE_MAX) {
-            http_respond_error(req, 400, "bad_request", "limit must be 1..%d", PAGE_MAX);
-            return;
-        }
-    }
-    int len = http_req_query(req, "cursor", value, sizeof value);
-    if (len > 0 && (after = router_parse_id(value, (size_t)len)) < 0) {
-        http_respond_error(req, 400, "bad_request", "cursor must be a next_cursor value");
+    char limit[HTTP_NUM_TEXT], cursor_text[HTTP_NUM_TEXT];
+    const char *cursor;
+    if (http_req_page(req, limit, cursor_text, &cursor) != 0)
         return;
-    }
-    snprintf(limit, sizeof limit, "%ld", n);
-    snprintf(cursor, sizeof cursor, "%lld", after);
-    const char *params[] = {limit, after > 0 ? cursor : NULL};
+    const char *params[] = {limit, cursor};
     db_call(req, "SELECT rn_admin_promo_list($1::integer, $2::bigint)", 2, params, NULL, NULL);
 }
 
@@ -88,7 +70,7 @@ static void put_user_tickets(http_req_t *req)
                            "expected {\"delta\": integer, \"reason\": string}");
         return;
     }
-    char hash[65], delta_text[ID_TEXT];
+    char hash[65], delta_text[HTTP_NUM_TEXT];
     http_req_hash(req, hash);
     snprintf(delta_text, sizeof delta_text, "%" JSON_INTEGER_FORMAT, json_integer_value(delta));
     const char *params[] = {db_caller_uid(req),
@@ -97,8 +79,8 @@ static void put_user_tickets(http_req_t *req)
                             http_req_param(req, 0),
                             delta_text,
                             reason};
-    db_call(req, "SELECT rn_admin_adjust_tickets($1, $2, $3, $4, $5::integer, $6)", 6, params,
-            NULL, NULL);
+    db_call(req, "SELECT rn_admin_adjust_tickets($1, $2, $3, $4, $5::integer, $6)", 6, params, NULL,
+            NULL);
 }
 
 /* ---- catalogue ---------------------------------------------------------- */
@@ -126,7 +108,7 @@ static void post_arcade_game(http_req_t *req)
         http_respond_error(req, 400, "bad_request", "expected {\"game_id\": id, \"slot\": 1..}");
         return;
     }
-    char a[ID_TEXT], g[ID_TEXT], s[ID_TEXT];
+    char a[HTTP_NUM_TEXT], g[HTTP_NUM_TEXT], s[HTTP_NUM_TEXT];
     snprintf(a, sizeof a, "%lld", arcade);
     snprintf(g, sizeof g, "%" JSON_INTEGER_FORMAT, json_integer_value(game));
     snprintf(s, sizeof s, "%" JSON_INTEGER_FORMAT, json_integer_value(slot));
@@ -200,7 +182,7 @@ static void on_arcade_id(void *arg, int status, PGresult *res, const char *errms
         return;
     }
     apikey_hash_hex(kc->key, kc->hash);
-    char idtext[ID_TEXT];
+    char idtext[HTTP_NUM_TEXT];
     size_t len;
     snprintf(idtext, sizeof idtext, "%ld", id);
     const char *params[] = {idtext, kc->hash, http_req_body(kc->req, &len)};
@@ -243,7 +225,7 @@ static void post_rotate_key(http_req_t *req)
     kc->req = req;
     kc->revoke_arcade = (long)id;
     apikey_hash_hex(kc->key, kc->hash);
-    char idtext[ID_TEXT];
+    char idtext[HTTP_NUM_TEXT];
     snprintf(idtext, sizeof idtext, "%lld", id);
     const char *params[] = {idtext, kc->hash};
     key_query(kc, "SELECT rn_admin_arcade_rotate_key($1::bigint, $2)::text", 2, params);

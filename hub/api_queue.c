@@ -14,15 +14,11 @@
 #include "db.h"
 #include "http.h"
 
-#define ID_TEXT 24
 #define UID_MAX 128 /* users.firebase_uid */
-#define MY_LIMIT_DEFAULT 20
-#define MY_LIMIT_MAX 100
-#define QUERY_VALUE_MAX 1024 /* http.c keeps at most this much query */
 
-static void id_text(long long id, char out[ID_TEXT])
+static void id_text(long long id, char out[HTTP_NUM_TEXT])
 {
-    snprintf(out, ID_TEXT, "%lld", id);
+    snprintf(out, HTTP_NUM_TEXT, "%lld", id);
 }
 
 /* An id field of a JSON object: a positive integer up to 2^53, or -1. */
@@ -63,7 +59,7 @@ static void post_reservation(http_req_t *req)
     }
     char hash[65];
     http_req_hash(req, hash);
-    char arcade[ID_TEXT], game[ID_TEXT], deadline[16];
+    char arcade[HTTP_NUM_TEXT], game[HTTP_NUM_TEXT], deadline[16];
     id_text(arcade_id, arcade);
     id_text(game_id, game);
     snprintf(deadline, sizeof deadline, "%d", hub_config(http_req_hub(req))->call_deadline_s);
@@ -80,43 +76,12 @@ static void post_reservation(http_req_t *req)
  */
 static void get_my_reservations(http_req_t *req)
 {
-    char limit_text[QUERY_VALUE_MAX], cursor_text[QUERY_VALUE_MAX], *end;
-    long limit = MY_LIMIT_DEFAULT;
-    int n = http_req_query(req, "limit", limit_text, sizeof limit_text);
-    if (n >= 0) {
-        limit = strtol(limit_text, &end, 10);
-        if (n == 0 || *end || limit < 1 || limit > MY_LIMIT_MAX) {
-            http_respond_error(req, 400, "bad_request", "limit must be an integer 1..%d",
-                               MY_LIMIT_MAX);
-            return;
-        }
-    }
-    const char *cursor = NULL;
-    n = http_req_query(req, "cursor", cursor_text, sizeof cursor_text);
-    if (n >= 0) {
-        if (router_parse_id(cursor_text, (size_t)n) < 0) {
-            http_respond_error(req, 400, "bad_request", "cursor must be a next_cursor value");
-            return;
-        }
-        cursor = cursor_text;
-    }
-    snprintf(limit_text, sizeof limit_text, "%ld", limit);
-    const char *params[] = {db_caller_uid(req), limit_text, cursor};
-    db_call(req, "SELECT rn_reservations_my($1, $2::integer, $3::bigint)", 3, params, NULL, NULL);
-}
-
-/* Runs "SELECT fn($1, $2::bigint)" with the caller's uid and path id 0 (404 when not an id). */
-static void call_with_uid_and_id(http_req_t *req, const char *sql)
-{
-    long long id = http_req_param_id(req, 0);
-    if (id < 0) {
-        http_respond_error(req, 404, "not_found", "no such resource");
+    char limit[HTTP_NUM_TEXT], cursor_text[HTTP_NUM_TEXT];
+    const char *cursor;
+    if (http_req_page(req, limit, cursor_text, &cursor) != 0)
         return;
-    }
-    char idt[ID_TEXT];
-    id_text(id, idt);
-    const char *params[] = {db_caller_uid(req), idt};
-    db_call(req, sql, 2, params, NULL, NULL);
+    const char *params[] = {db_caller_uid(req), limit, cursor};
+    db_call(req, "SELECT rn_reservations_my($1, $2::integer, $3::bigint)", 3, params, NULL, NULL);
 }
 
 /* Runs "SELECT fn($1::bigint)" with path id 0 (404 when not an id). */
@@ -127,7 +92,7 @@ static void call_with_id(http_req_t *req, const char *sql)
         http_respond_error(req, 404, "not_found", "no such resource");
         return;
     }
-    char idt[ID_TEXT];
+    char idt[HTTP_NUM_TEXT];
     id_text(id, idt);
     const char *params[] = {idt};
     db_call(req, sql, 1, params, NULL, NULL);
@@ -136,13 +101,14 @@ static void call_with_id(http_req_t *req, const char *sql)
 /* GET /api/v1/reservations/{id}: its players only. */
 static void get_reservation(http_req_t *req)
 {
-    call_with_uid_and_id(req, "SELECT rn_reservation_get($1, $2::bigint)");
+    db_call_uid_id(req, "SELECT rn_reservation_get($1, $2::bigint)", "not_found",
+                   "no such resource");
 }
 
 /* DELETE /api/v1/reservations/{id}: the booker cancels while waiting (refund). */
 static void delete_reservation(http_req_t *req)
 {
-    call_with_uid_and_id(req, "SELECT rn_cancel($1, $2::bigint)");
+    db_call_uid_id(req, "SELECT rn_cancel($1, $2::bigint)", "not_found", "no such resource");
 }
 
 static void get_arcades(http_req_t *req)

@@ -21,76 +21,19 @@
 #include "http.h"
 #include "queue.h"
 
-#define ID_TEXT 24
 #define UID_MAX 128   /* users.firebase_uid */
 #define PSEUDO_MAX 64 /* users.pseudo */
 #define QUERY_TEXT 72 /* a query value: a pseudo (prefix) or a period */
 #define SEARCH_MIN 2
 #define SEARCH_MAX 32
 #define SEARCH_LIMIT_MAX 20
-#define PAGE_DEFAULT 20
-#define PAGE_MAX 100
 
 /* ---- shared helpers ------------------------------------------------------ */
 
-/* ?limit=1..max (default min(20, max)) into limit_text. -1 after answering 400. */
-static int read_limit(http_req_t *req, long max, char limit_text[ID_TEXT])
-{
-    char value[ID_TEXT], *end;
-    long limit = PAGE_DEFAULT < max ? PAGE_DEFAULT : max;
-    if (http_req_query(req, "limit", value, sizeof value) >= 0) {
-        limit = strtol(value, &end, 10);
-        if (!*value || *end || limit < 1 || limit > max) {
-            http_respond_error(req, 400, "bad_request", "limit must be 1..%ld", max);
-            return -1;
-        }
-    }
-    snprintf(limit_text, ID_TEXT, "%ld", limit);
-    return 0;
-}
-
-/*
- * An optional id-valued query parameter (an id, a next_cursor): *out is
- * text or NULL when absent. -1 after answering 400.
- */
-static int read_query_id(http_req_t *req, const char *name, char text[ID_TEXT], const char **out)
-{
-    char value[ID_TEXT];
-    int n = http_req_query(req, name, value, sizeof value);
-    *out = NULL;
-    if (n < 0)
-        return 0;
-    long long id = router_parse_id(value, (size_t)n);
-    if (id < 0) {
-        http_respond_error(req, 400, "bad_request", "%s must be a positive integer id", name);
-        return -1;
-    }
-    snprintf(text, ID_TEXT, "%lld", id);
-    *out = text;
-    return 0;
-}
-
-/* ?limit&cursor of a list paged by id (next_cursor). -1 after answering 400. */
-static int read_page(http_req_t *req, char limit[ID_TEXT], char cursor_text[ID_TEXT],
-                     const char **cursor)
-{
-    return read_limit(req, PAGE_MAX, limit) || read_query_id(req, "cursor", cursor_text, cursor)
-               ? -1
-               : 0;
-}
-
-/* Runs "SELECT fn($1, $2::bigint)" with the caller's uid and path id 0 (404 when not an id). */
+/* Runs "SELECT fn($1, $2::bigint)" with the caller's uid and the friendship id of the path. */
 static void call_with_uid_and_id(http_req_t *req, const char *sql)
 {
-    long long id = http_req_param_id(req, 0);
-    if (id < 0) {
-        http_respond_error(req, 404, "friendship_not_found", "no such friend or request");
-        return;
-    }
-    char idt[ID_TEXT];
-    snprintf(idt, sizeof idt, "%lld", id);
-    const char *params[] = {db_caller_uid(req), idt};
-    db_call(req, sql, 2, params, NULL, NULL);
+    db_call_uid_id(req, sql, "friendship_not_found", "no such friend or request");
 }
 
 /* Runs "SELECT fn($1, $2)" with the admin's uid and the uid of the path; cb as db_call's. */
@@ -110,9 +53,9 @@ static void call_with_admin_and_uid(http_req_t *req, const char *sql, db_result_
 /* GET /api/v1/friends?limit&cursor: accepted friends (uid and pseudo), newest first. */
 static void get_friends(http_req_t *req)
 {
-    char limit[ID_TEXT], cursor_text[ID_TEXT];
+    char limit[HTTP_NUM_TEXT], cursor_text[HTTP_NUM_TEXT];
     const char *cursor;
-    if (read_page(req, limit, cursor_text, &cursor) != 0)
+    if (http_req_page(req, limit, cursor_text, &cursor) != 0)
         return;
     const char *params[] = {db_caller_uid(req), limit, cursor};
     db_call(req, "SELECT rn_friends_list($1, $2::integer, $3::bigint)", 3, params, NULL, NULL);
@@ -140,7 +83,7 @@ static void post_friend_request(http_req_t *req)
 /* GET /api/v1/friends/requests?direction=incoming|outgoing&limit&cursor: pending ones. */
 static void get_friend_requests(http_req_t *req)
 {
-    char direction[QUERY_TEXT], limit[ID_TEXT], cursor_text[ID_TEXT];
+    char direction[QUERY_TEXT], limit[HTTP_NUM_TEXT], cursor_text[HTTP_NUM_TEXT];
     const char *cursor, *dir = NULL;
     if (http_req_query(req, "direction", direction, sizeof direction) >= 0) {
         if (strcmp(direction, "incoming") != 0 && strcmp(direction, "outgoing") != 0) {
@@ -150,7 +93,7 @@ static void get_friend_requests(http_req_t *req)
         }
         dir = direction;
     }
-    if (read_page(req, limit, cursor_text, &cursor) != 0)
+    if (http_req_page(req, limit, cursor_text, &cursor) != 0)
         return;
     const char *params[] = {db_caller_uid(req), dir, limit, cursor};
     db_call(req, "SELECT rn_friend_requests($1, $2, $3::integer, $4::bigint)", 4, params, NULL,
@@ -183,7 +126,7 @@ static void delete_friend(http_req_t *req)
  */
 static void get_user_search(http_req_t *req)
 {
-    char q[QUERY_TEXT], limit[ID_TEXT], cursor[QUERY_TEXT];
+    char q[QUERY_TEXT], limit[HTTP_NUM_TEXT], cursor[QUERY_TEXT];
     int n = http_req_query(req, "q", q, sizeof q);
     if (n < SEARCH_MIN || n > SEARCH_MAX) {
         http_respond_error(req, 400, "bad_request",
@@ -191,7 +134,7 @@ static void get_user_search(http_req_t *req)
                            SEARCH_MAX);
         return;
     }
-    if (read_limit(req, SEARCH_LIMIT_MAX, limit) != 0)
+    if (http_req_limit(req, SEARCH_LIMIT_MAX, limit) != 0)
         return;
     n = http_req_query(req, "cursor", cursor, sizeof cursor);
     if (n == 0 || n > PSEUDO_MAX) {
@@ -226,12 +169,14 @@ static void put_profile(http_req_t *req)
  */
 static void get_scores(http_req_t *req)
 {
-    char game_text[ID_TEXT], arcade_text[ID_TEXT], offset_text[ID_TEXT], limit[ID_TEXT];
+    char game_text[HTTP_NUM_TEXT], arcade_text[HTTP_NUM_TEXT], offset_text[HTTP_NUM_TEXT],
+        limit[HTTP_NUM_TEXT];
     char friends[QUERY_TEXT], period[QUERY_TEXT];
     const char *game, *arcade, *offset;
-    if (read_query_id(req, "game_id", game_text, &game) ||
-        read_query_id(req, "arcade_id", arcade_text, &arcade) || read_limit(req, PAGE_MAX, limit) ||
-        read_query_id(req, "cursor", offset_text, &offset))
+    if (http_req_query_id(req, "game_id", game_text, &game) ||
+        http_req_query_id(req, "arcade_id", arcade_text, &arcade) ||
+        http_req_limit(req, HTTP_PAGE_MAX, limit) ||
+        http_req_query_id(req, "cursor", offset_text, &offset))
         return;
     if (!game) {
         http_respond_error(req, 400, "bad_request", "game_id is required");
@@ -308,9 +253,9 @@ static void post_user_restore(http_req_t *req)
 /* GET /api/v1/admin/users/deleted?limit&cursor */
 static void get_deleted_users(http_req_t *req)
 {
-    char limit[ID_TEXT], cursor_text[ID_TEXT];
+    char limit[HTTP_NUM_TEXT], cursor_text[HTTP_NUM_TEXT];
     const char *cursor;
-    if (read_page(req, limit, cursor_text, &cursor) != 0)
+    if (http_req_page(req, limit, cursor_text, &cursor) != 0)
         return;
     const char *params[] = {limit, cursor};
     db_call(req, "SELECT rn_admin_users_deleted($1::integer, $2::bigint)", 2, params, NULL, NULL);

@@ -28,46 +28,11 @@
 #include "log.h"
 #include "payments.h"
 
-#define ID_TEXT 24
-#define PAGE_DEFAULT 20
-#define PAGE_MAX 100
 #define TOKEN_MAX 256      /* a payment token */
 #define FIELD_MAX 256      /* a profile field */
 #define SIGNATURE_MAX 1024 /* the Retronova-Signature header */
 
 /* ---- shared helpers (api_admin.c has its own copies of the two small ones) */
-
-/*
- * ?limit=1..100&cursor=<id>: limit_text always set, cursor NULL when absent.
- * -1 after answering 400.
- */
-static int read_page(http_req_t *req, char limit_text[ID_TEXT], char cursor_text[ID_TEXT],
-                     const char **cursor)
-{
-    char value[ID_TEXT];
-    long limit = PAGE_DEFAULT;
-    *cursor = NULL;
-    if (http_req_query(req, "limit", value, sizeof value) >= 0) {
-        char *end;
-        limit = strtol(value, &end, 10);
-        if (!*value || *end || limit < 1 || limit > PAGE_MAX) {
-            http_respond_error(req, 400, "bad_request", "limit must be 1..%d", PAGE_MAX);
-            return -1;
-        }
-    }
-    snprintf(limit_text, ID_TEXT, "%ld", limit);
-    int n = http_req_query(req, "cursor", value, sizeof value);
-    if (n > 0) {
-        long long id = router_parse_id(value, (size_t)n);
-        if (id < 0) {
-            http_respond_error(req, 400, "bad_request", "cursor must be a next_cursor value");
-            return -1;
-        }
-        snprintf(cursor_text, ID_TEXT, "%lld", id);
-        *cursor = cursor_text;
-    }
-    return 0;
-}
 
 /*
  * A string member of body: *out is its value, or NULL when absent or null and
@@ -131,9 +96,9 @@ static void get_balance(http_req_t *req)
 
 static void get_purchase_history(http_req_t *req)
 {
-    char limit[ID_TEXT], cursor_text[ID_TEXT];
+    char limit[HTTP_NUM_TEXT], cursor_text[HTTP_NUM_TEXT];
     const char *cursor;
-    if (read_page(req, limit, cursor_text, &cursor) != 0)
+    if (http_req_page(req, limit, cursor_text, &cursor) != 0)
         return;
     const char *params[] = {db_caller_uid(req), limit, cursor};
     db_call(req, "SELECT rn_purchase_history($1, $2::integer, $3::bigint)", 3, params, NULL, NULL);
@@ -149,14 +114,14 @@ static void settle(http_req_t *req, long long purchase_id, const payment_result_
         [PAYMENT_TIMEOUT] = "payment_timeout",
         [PAYMENT_CANCELLED] = "payment_unavailable",
     };
-    char id[ID_TEXT];
+    char id[HTTP_NUM_TEXT];
     snprintf(id, sizeof id, "%lld", purchase_id);
     bool ok = r->status == PAYMENT_SUCCEEDED;
     const char *message = ok ? NULL : r->message ? r->message : "the payment failed";
     const char *params[] = {id, ok ? "true" : "false", ok ? r->provider_ref : NULL,
                             codes[r->status], message};
-    db_call(req, "SELECT rn_purchase_settle($1::bigint, $2::boolean, $3, $4, $5)", 5, params,
-            NULL, NULL);
+    db_call(req, "SELECT rn_purchase_settle($1::bigint, $2::boolean, $3, $4, $5)", 5, params, NULL,
+            NULL);
 }
 
 typedef struct charge_call {
@@ -226,7 +191,7 @@ static void post_purchase(http_req_t *req)
                            "payment_token must be the token of the payment provider's SDK");
         return;
     }
-    char hash[65], offer_id[ID_TEXT];
+    char hash[65], offer_id[HTTP_NUM_TEXT];
     http_req_hash(req, hash);
     snprintf(offer_id, sizeof offer_id, "%" JSON_INTEGER_FORMAT, json_integer_value(offer));
     const char *params[] = {db_caller_uid(req), http_req_idempotency_key(req), hash, offer_id,
@@ -252,9 +217,9 @@ static void post_promo_use(http_req_t *req)
 
 static void get_promo_history(http_req_t *req)
 {
-    char limit[ID_TEXT], cursor_text[ID_TEXT];
+    char limit[HTTP_NUM_TEXT], cursor_text[HTTP_NUM_TEXT];
     const char *cursor;
-    if (read_page(req, limit, cursor_text, &cursor) != 0)
+    if (http_req_page(req, limit, cursor_text, &cursor) != 0)
         return;
     const char *params[] = {db_caller_uid(req), limit, cursor};
     db_call(req, "SELECT rn_promo_history($1, $2::integer, $3::bigint)", 3, params, NULL, NULL);
@@ -296,7 +261,7 @@ static void post_payment_webhook(http_req_t *req)
         http_respond_error(req, 400, "bad_request", "an event needs an id and a type");
         return;
     }
-    char purchase_id[ID_TEXT];
+    char purchase_id[HTTP_NUM_TEXT];
     bool payment = !strncmp(type, "payment.", 8);
     if (payment && (!json_is_integer(purchase) || json_integer_value(purchase) < 1)) {
         http_respond_error(req, 400, "bad_request", "a payment event needs data.purchase_id");

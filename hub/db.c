@@ -1,6 +1,7 @@
 /* db: one SQL function per request, its jsonb answer, its events (see db.h). */
 #include "db.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,20 @@ void db_respond(http_req_t *req, const json_t *result)
     json_t *body = json_object_get(result, "body");
     http_respond_json(req, (int)json_integer_value(json_object_get(result, "status")),
                       body ? json_incref(body) : json_object());
+}
+
+void db_call_uid_id(http_req_t *req, const char *sql, const char *not_found_code,
+                    const char *not_found_message)
+{
+    long long id = http_req_param_id(req, 0);
+    if (id < 0) {
+        http_respond_error(req, 404, not_found_code, "%s", not_found_message);
+        return;
+    }
+    char idt[HTTP_NUM_TEXT];
+    snprintf(idt, sizeof idt, "%lld", id);
+    const char *params[] = {db_caller_uid(req), idt};
+    db_call(req, sql, 2, params, NULL, NULL);
 }
 
 const char *db_caller_uid(const http_req_t *req)

@@ -41,6 +41,14 @@ void db_publish(hub_t *hub, const json_t *result);
 /* Answers req with the result's status and body (what db_call does without a callback). */
 void db_respond(http_req_t *req, const json_t *result);
 
+/*
+ * Runs sql, "SELECT fn($1, $2::bigint)", with the caller's uid and the path's
+ * first parameter as an id; a path parameter that is not an id answers 404
+ * with not_found_code.
+ */
+void db_call_uid_id(http_req_t *req, const char *sql, const char *not_found_code,
+                    const char *not_found_message);
+
 /* The uid of the caller as a parameter (routes with ROUTE_USER/ROUTE_ADMIN only). */
 const char *db_caller_uid(const http_req_t *req);
 

@@ -19,9 +19,8 @@
 #include "metrics.h"
 
 /* Every API module's routes, matched in order. */
-static const route_table_t *const route_tables[] = {&api_ops_routes, &api_queue_routes,
-                                                    &api_tickets_routes, &api_admin_routes,
-                                                    &api_social_routes};
+static const route_table_t *const route_tables[] = {
+    &api_ops_routes, &api_queue_routes, &api_tickets_routes, &api_admin_routes, &api_social_routes};
 #define N_TABLES (sizeof route_tables / sizeof route_tables[0])
 
 #define PATH_MAX_LEN 512
@@ -98,6 +97,47 @@ long long http_req_param_id(const http_req_t *req, int i)
 int http_req_query(const http_req_t *req, const char *name, char *out, size_t outlen)
 {
     return router_query_param(req->query, req->query_len, name, out, outlen);
+}
+
+int http_req_limit(http_req_t *req, long max, char out[HTTP_NUM_TEXT])
+{
+    char value[HTTP_NUM_TEXT], *end;
+    long limit = HTTP_PAGE_DEFAULT < max ? HTTP_PAGE_DEFAULT : max;
+    if (http_req_query(req, "limit", value, sizeof value) >= 0) {
+        limit = strtol(value, &end, 10);
+        if (!*value || *end || limit < 1 || limit > max) {
+            http_respond_error(req, 400, "bad_request", "limit must be 1..%ld", max);
+            return -1;
+        }
+    }
+    snprintf(out, HTTP_NUM_TEXT, "%ld", limit);
+    return 0;
+}
+
+int http_req_query_id(http_req_t *req, const char *name, char text[HTTP_NUM_TEXT], const char **out)
+{
+    char value[QUERY_MAX_LEN]; /* as large as the whole query: -1 means absent */
+    int n = http_req_query(req, name, value, sizeof value);
+    *out = NULL;
+    if (n <= 0)
+        return 0; /* absent, or "?cursor=" on a first page */
+    long long id = router_parse_id(value, (size_t)n);
+    if (id < 0) {
+        http_respond_error(req, 400, "bad_request", "%s must be a positive integer id", name);
+        return -1;
+    }
+    snprintf(text, HTTP_NUM_TEXT, "%lld", id);
+    *out = text;
+    return 0;
+}
+
+int http_req_page(http_req_t *req, char limit[HTTP_NUM_TEXT], char cursor_text[HTTP_NUM_TEXT],
+                  const char **cursor)
+{
+    return http_req_limit(req, HTTP_PAGE_MAX, limit) ||
+                   http_req_query_id(req, "cursor", cursor_text, cursor)
+               ? -1
+               : 0;
 }
 
 const auth_identity_t *http_req_identity(const http_req_t *req)
@@ -235,14 +275,22 @@ void http_respond_text(http_req_t *req, int status, const char *content_type, ch
 static http_method_t method_of(int lws_method)
 {
     switch (lws_method) {
-    case LWSHUMETH_GET: return HTTP_GET;
-    case LWSHUMETH_POST: return HTTP_POST;
-    case LWSHUMETH_PUT: return HTTP_PUT;
-    case LWSHUMETH_PATCH: return HTTP_PATCH;
-    case LWSHUMETH_DELETE: return HTTP_DELETE;
-    case LWSHUMETH_OPTIONS: return HTTP_OPTIONS;
-    case LWSHUMETH_HEAD: return HTTP_HEAD;
-    default: return HTTP_OTHER;
+    case LWSHUMETH_GET:
+        return HTTP_GET;
+    case LWSHUMETH_POST:
+        return HTTP_POST;
+    case LWSHUMETH_PUT:
+        return HTTP_PUT;
+    case LWSHUMETH_PATCH:
+        return HTTP_PATCH;
+    case LWSHUMETH_DELETE:
+        return HTTP_DELETE;
+    case LWSHUMETH_OPTIONS:
+        return HTTP_OPTIONS;
+    case LWSHUMETH_HEAD:
+        return HTTP_HEAD;
+    default:
+        return HTTP_OTHER;
     }
 }
 
@@ -371,8 +419,8 @@ static int on_request(struct lws *wsi, http_conn_t *conn)
     memcpy(req->path, uri, (size_t)urilen);
     req->query_len = read_query(wsi, req->query, sizeof req->query);
 
-    int found = router_match(route_tables, N_TABLES, req->method, req->path, (size_t)urilen,
-                             &req->match);
+    int found =
+        router_match(route_tables, N_TABLES, req->method, req->path, (size_t)urilen, &req->match);
     if (found == ROUTE_NOT_FOUND && strncmp(req->path, "/api/", 5) != 0 &&
         (req->method == HTTP_GET || req->method == HTTP_HEAD)) {
         int rc = serve_static(req);
@@ -403,7 +451,8 @@ static int on_request(struct lws *wsi, http_conn_t *conn)
     const char *why = NULL;
     route_access_t access = req->match.route->access;
     if (read_identity(req, &why) != 0 || (access != ROUTE_PUBLIC && !req->has_identity)) {
-        http_respond_error(req, 401, "unauthenticated", "%s", why ? why : "a bearer token is required");
+        http_respond_error(req, 401, "unauthenticated", "%s",
+                           why ? why : "a bearer token is required");
         return 0;
     }
     if (access == ROUTE_ADMIN && !req->identity.admin) {
@@ -464,10 +513,9 @@ static int on_writeable(struct lws *wsi, http_conn_t *conn)
         lws_callback_on_writable(wsi);
         return 0;
     }
-    int n = req->method == HTTP_HEAD
-                ? 0
-                : lws_write(wsi, (unsigned char *)req->resp + LWS_PRE, req->resp_len,
-                            LWS_WRITE_HTTP_FINAL);
+    int n = req->method == HTTP_HEAD ? 0
+                                     : lws_write(wsi, (unsigned char *)req->resp + LWS_PRE,
+                                                 req->resp_len, LWS_WRITE_HTTP_FINAL);
     req_free(req);
     conn->req = NULL;
     if (n < 0)

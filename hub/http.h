@@ -35,6 +35,26 @@ const char *http_req_param(const http_req_t *req, int i);
 long long http_req_param_id(const http_req_t *req, int i);
 /* URL-decoded query parameter into out; its length or -1 (see router_query_param). */
 int http_req_query(const http_req_t *req, const char *name, char *out, size_t outlen);
+/* An id or a small number as text (NUL included), for SQL parameters. */
+#define HTTP_NUM_TEXT 24
+#define HTTP_PAGE_DEFAULT 20
+#define HTTP_PAGE_MAX 100
+
+/*
+ * The query parameters every list shares. Each returns 0, or -1 after
+ * answering 400 itself (the handler just returns).
+ *
+ * http_req_limit: ?limit=1..max (default min(HTTP_PAGE_DEFAULT, max)) as text.
+ * http_req_query_id: an optional id-valued parameter; *out is its text, or
+ *   NULL when absent or empty.
+ * http_req_page: ?limit (1..HTTP_PAGE_MAX) and ?cursor (a next_cursor id).
+ */
+int http_req_limit(http_req_t *req, long max, char out[HTTP_NUM_TEXT]);
+int http_req_query_id(http_req_t *req, const char *name, char text[HTTP_NUM_TEXT],
+                      const char **out);
+int http_req_page(http_req_t *req, char limit[HTTP_NUM_TEXT], char cursor_text[HTTP_NUM_TEXT],
+                  const char **cursor);
+
 /* The verified caller, or NULL on a public route without a token. */
 const auth_identity_t *http_req_identity(const http_req_t *req);
 /* The Idempotency-Key header, or NULL. */
