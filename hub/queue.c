@@ -94,9 +94,11 @@ static void push_view(session_t *s, void *arg)
 
 /*
  * Keeps snapshot if it is newer than what is held, and pushes it to the
- * channel's members. Borrowed. true when it was newer (and pushed).
+ * channel's members. snapshot is borrowed (a reference is kept); buf is its
+ * encoding when the caller has one (borrowed), NULL to encode it here.
+ * true when it was newer (and pushed).
  */
-static bool apply(hub_t *hub, const json_t *snapshot)
+static bool apply(hub_t *hub, json_t *snapshot, msgbuf_t *buf)
 {
     long arcade_id = (long)json_integer_value(json_object_get(snapshot, "arcade_id"));
     json_int_t v = json_integer_value(json_object_get(snapshot, "v"));
@@ -105,12 +107,12 @@ static bool apply(hub_t *hub, const json_t *snapshot)
     arcade_view_t *view = view_of(hub_queues(hub), arcade_id, true);
     if (!view || v <= view->v)
         return false;
-    msgbuf_t *buf = msgbuf_from_json(snapshot);
+    buf = buf ? msgbuf_ref(buf) : msgbuf_from_json(snapshot);
     if (!buf)
         return false;
     json_decref(view->snapshot);
     msgbuf_unref(view->buf);
-    view->snapshot = json_deep_copy(snapshot);
+    view->snapshot = json_incref(snapshot);
     view->buf = buf;
     view->v = v;
     char channel[48];
@@ -121,24 +123,29 @@ static bool apply(hub_t *hub, const json_t *snapshot)
     return true;
 }
 
-void queue_publish(hub_t *hub, const json_t *snapshot)
+/* Encoded once: the same bytes go on the bus and to this process's sockets. */
+void queue_publish(hub_t *hub, json_t *snapshot)
 {
+    msgbuf_t *buf = msgbuf_from_json(snapshot);
+    if (!buf)
+        return;
     char channel[48];
     arcade_channel((long)json_integer_value(json_object_get(snapshot, "arcade_id")), channel,
                    sizeof channel);
-    char *text = json_dumps(snapshot, JSON_COMPACT);
-    if (text)
-        bus_publish(hub_bus(hub), channel, text, strlen(text));
-    free(text);
-    apply(hub, snapshot); /* our own echo from the bus will be no newer */
+    bus_publish(hub_bus(hub), channel, buf->payload, buf->len);
+    apply(hub, snapshot, buf); /* our own echo from the bus will be no newer */
+    msgbuf_unref(buf);
 }
 
+/* The bus's bytes are the compact encoding already: they are what sockets get. */
 void queue_on_bus_message(hub_t *hub, const char *channel, const char *payload, size_t len)
 {
     (void)channel;
     json_t *snapshot = json_loadb(payload, len, 0, NULL);
-    if (json_is_object(snapshot))
-        apply(hub, snapshot);
+    msgbuf_t *buf = json_is_object(snapshot) ? msgbuf_from_bytes(payload, len) : NULL;
+    if (buf)
+        apply(hub, snapshot, buf);
+    msgbuf_unref(buf);
     json_decref(snapshot);
 }
 
@@ -194,7 +201,7 @@ static void on_loaded(void *arg, int status, PGresult *res, const char *errmsg)
     if (s && snapshot)
         send_subscribed(s, l); /* the ok goes before the snapshot that apply() pushes */
     /* s joined the channel first: a newer snapshot reaches it with every member */
-    if (snapshot && !apply(l->hub, snapshot) && s)
+    if (snapshot && !apply(l->hub, snapshot, NULL) && s)
         send_view(s, l->hub, l->arcade_id);
     if (s && !snapshot) {
         char channel[48];
@@ -252,27 +259,30 @@ void queue_resync(hub_t *hub)
 
 /* ---- subscribe --------------------------------------------------------- */
 
-/* "arcade:<id>" -> id, or -1. */
-static long parse_channel(const envelope_t *env)
+/*
+ * The request's "ch": "arcade:<id>" -> the id, with its bus channel in
+ * channel. -1 after answering bad_request.
+ */
+static long read_channel(session_t *s, const envelope_t *env, char channel[48])
 {
     const char *ch = json_string_value(json_object_get(env->body, "ch"));
     long id;
     char tail;
-    if (!ch || sscanf(ch, "arcade:%ld%c", &id, &tail) != 1 || id <= 0)
+    if (!ch || sscanf(ch, "arcade:%ld%c", &id, &tail) != 1 || id <= 0) {
+        session_send_error(s, env->has_id, env->id, "bad_request", "ch must be \"arcade:<id>\"");
         return -1;
+    }
+    arcade_channel(id, channel, 48);
     return id;
 }
 
 void queue_on_subscribe(session_t *s, const envelope_t *env)
 {
     hub_t *hub = session_hub(s);
-    long arcade_id = parse_channel(env);
     char channel[48];
-    if (arcade_id < 0) {
-        session_send_error(s, env->has_id, env->id, "bad_request", "ch must be \"arcade:<id>\"");
+    long arcade_id = read_channel(s, env, channel);
+    if (arcade_id < 0)
         return;
-    }
-    arcade_channel(arcade_id, channel, sizeof channel);
     if (fanout_is_member(hub_fanout(hub), s, channel)) {
         load_t l = {hub, arcade_id, NULL, env->has_id, env->id};
         answer_subscribe(s, &l);
@@ -305,13 +315,10 @@ void queue_on_subscribe(session_t *s, const envelope_t *env)
 
 void queue_on_unsubscribe(session_t *s, const envelope_t *env)
 {
-    long arcade_id = parse_channel(env);
     char channel[48];
-    if (arcade_id < 0) {
-        session_send_error(s, env->has_id, env->id, "bad_request", "ch must be \"arcade:<id>\"");
+    long arcade_id = read_channel(s, env, channel);
+    if (arcade_id < 0)
         return;
-    }
-    arcade_channel(arcade_id, channel, sizeof channel);
     fanout_leave(hub_fanout(session_hub(s)), s, channel);
     session_send_json(s, envelope_ok(env->has_id, env->id));
 }

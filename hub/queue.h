@@ -27,8 +27,8 @@ typedef struct queues queues_t;
 queues_t *queues_new(hub_t *hub);
 void queues_free(queues_t *q);
 
-/* A snapshot committed by this process: publish it and apply it here. */
-void queue_publish(hub_t *hub, const json_t *snapshot);
+/* A snapshot committed by this process: publish it and apply it here (a reference is kept). */
+void queue_publish(hub_t *hub, json_t *snapshot);
 /* A snapshot from the bus (rn:arcade:<id>). */
 void queue_on_bus_message(hub_t *hub, const char *channel, const char *payload, size_t len);
 /* The bus came back: reload every arcade someone here watches from PostgreSQL. */
