@@ -14,12 +14,9 @@
  */
 #define MSGBUF_HEADROOM (sizeof(msgbuf_t) + LWS_PRE)
 
-msgbuf_t *msgbuf_from_json(const json_t *msg)
+/* The header at the front of mem, one reference, the payload after the headroom. */
+static msgbuf_t *msgbuf_init(char *mem, size_t len)
 {
-    char *mem;
-    size_t len;
-    if (envelope_encode(msg, MSGBUF_HEADROOM, &mem, &len) != 0)
-        return NULL;
     msgbuf_t *b = (msgbuf_t *)mem;
     b->refs = 1;
     b->event_id = 0;
@@ -28,16 +25,21 @@ msgbuf_t *msgbuf_from_json(const json_t *msg)
     return b;
 }
 
+msgbuf_t *msgbuf_from_json(const json_t *msg)
+{
+    char *mem;
+    size_t len;
+    if (envelope_encode(msg, MSGBUF_HEADROOM, &mem, &len) != 0)
+        return NULL;
+    return msgbuf_init(mem, len);
+}
+
 msgbuf_t *msgbuf_from_bytes(const char *data, size_t len)
 {
     char *mem = malloc(MSGBUF_HEADROOM + len + 1);
     if (!mem)
         return NULL;
-    msgbuf_t *b = (msgbuf_t *)mem;
-    b->refs = 1;
-    b->event_id = 0;
-    b->len = len;
-    b->payload = mem + MSGBUF_HEADROOM;
+    msgbuf_t *b = msgbuf_init(mem, len);
     memcpy(b->payload, data, len);
     b->payload[len] = '\0';
     return b;
