@@ -108,11 +108,23 @@ test('duo reserved, carol behind; the cabinet connects, unlock, game over, carol
 
 test('a message sent while the API key is being checked is refused, not fatal', async () => {
   const c = await connectWs(hub);
-  // both frames reach the hub in one read, before the key lookup answers
+  // hold the key lookup: it waits on this lock for a second
+  const locked = world.pg.psql(
+    'BEGIN; LOCK TABLE arcades IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1); COMMIT;',
+  );
+  await waitFor(
+    async () =>
+      (await world.pg.psql(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " +
+          "WHERE c.relname = 'arcades' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+      )) === '1',
+    { timeoutMs: 5000, what: 'the lock on arcades' },
+  );
   c.send({ type: 'auth', id: 1, api_key: world.keys[2] });
   c.send({ type: 'ping', id: 2 });
   const early = await c.next((m) => m.id === 2);
   assert.equal(early.code, 'authenticating', JSON.stringify(early));
+  await locked;
   assert.equal((await c.next((m) => m.id === 1)).role, 'cabinet');
   assert.equal((await c.request({ type: 'ping', id: 3 })).type, 'pong', 'still open, now authenticated');
   c.close();
