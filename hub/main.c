@@ -3,7 +3,6 @@
  * in --workers processes sharing the port; the other commands are one-shot
  * operator tools that run without a loop and may block.
  */
-#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +12,12 @@
 #include <unistd.h>
 
 #include "apikey.h"
-#include "audit.h"
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
 #include "migrate.h"
+#include "ops.h"
 
 static int cmd_migrate(const hub_config_t *cfg)
 {
@@ -76,11 +75,15 @@ static int cmd_token(const hub_config_t *cfg, const token_args_t *t)
     return 0;
 }
 
-/* cabinet-key ARCADE_ID: a fresh API key; only its hash is stored. */
+/*
+ * cabinet-key ARCADE_ID: a fresh API key, printed once; only its hash is
+ * stored. Cabinets connected with the old key keep their sockets until they
+ * reconnect (the admin REST route closes them at once).
+ */
 static int cmd_cabinet_key(const hub_config_t *cfg, int argc, char **argv)
 {
     long id = argc == 1 ? atol(argv[0]) : 0;
-    char key[APIKEY_MAX], hash[APIKEY_HASH_HEX], idtext[24];
+    char key[APIKEY_MAX], hash[APIKEY_HASH_HEX];
     if (id <= 0) {
         fprintf(stderr, "cabinet-key: usage: cabinet-key ARCADE_ID\n");
         return 2;
@@ -88,30 +91,10 @@ static int cmd_cabinet_key(const hub_config_t *cfg, int argc, char **argv)
     if (apikey_generate(id, key, sizeof key) != 0)
         return 1;
     apikey_hash_hex(key, hash);
-    snprintf(idtext, sizeof idtext, "%ld", id);
-    PGconn *conn = PQconnectdb(cfg->database_url);
-    int code = 1;
-    if (PQstatus(conn) != CONNECTION_OK) {
-        fprintf(stderr, "cabinet-key: %s", PQerrorMessage(conn));
-        goto done;
-    }
-    const char *params[] = {hash, idtext};
-    PGresult *res = PQexecParams(conn,
-                                 "UPDATE arcades SET api_key_hash = $1 "
-                                 "WHERE id = $2 AND deleted_at IS NULL",
-                                 2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fprintf(stderr, "cabinet-key: %s", PQresultErrorMessage(res));
-    else if (strcmp(PQcmdTuples(res), "1") != 0)
-        fprintf(stderr, "cabinet-key: no arcade %ld\n", id);
-    else {
-        printf("%s\n", key);
-        code = 0;
-    }
-    PQclear(res);
-done:
-    PQfinish(conn);
-    return code;
+    if (ops_rotate_cabinet_key(cfg->database_url, id, hash, stderr) != 0)
+        return 1;
+    printf("%s\n", key);
+    return 0;
 }
 
 static volatile sig_atomic_t stop_signal;
@@ -192,7 +175,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "migrate"))
         return cmd_migrate(&cfg);
     if (!strcmp(cmd, "audit"))
-        return rest == argc ? audit_run(cfg.database_url, stdout, stderr) : 2;
+        return rest == argc ? ops_audit(cfg.database_url, stdout, stderr) : 2;
     if (!strcmp(cmd, "cabinet-key"))
         return cmd_cabinet_key(&cfg, argc - rest, argv + rest);
     if (strcmp(cmd, "serve") != 0 || rest != argc) {
