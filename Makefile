@@ -3,7 +3,7 @@
 #   make run     the hub with demo data on http://127.0.0.1:8080 (scripts/run.sh)
 #   make test    every suite under ASan+UBSan (clang), after a plain -Werror build
 #   make build   the plain build into build/
-#   make bench   tests/bench/run.sh, when there is one
+#   make bench   every benchmark, one after another (tests/bench/run.sh; BENCH="fanout idle" for some)
 #   make clean   removes build/ and build-test/ (var/, the data of `make run`, stays)
 
 SHELL := /bin/bash
@@ -38,8 +38,7 @@ run:
 	@bash scripts/run.sh
 
 bench: build
-	@if [[ -f tests/bench/run.sh ]]; then bash tests/bench/run.sh; \
-	 else echo "bench: no benchmarks yet (tests/bench/run.sh)"; fi
+	bash tests/bench/run.sh $(BENCH)
 
 clean:
 	rm -rf build build-test

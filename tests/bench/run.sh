@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the benchmarks one after another against the plain build (build/), each
+# starting its own PostgreSQL, Redis and hub. `make bench` calls it.
+# Benchmarks are not tests: run them alone on the machine (two cores shared with
+# a test suite give noise, not numbers). tests/bench/README.md says what each
+# measures and which knobs it takes.
+#
+#   tests/bench/run.sh [NAME ...]      names: floor fanout idle queue reserve purchases
+#                                      (default: all, in that order)
+#   env: RN_HUB_BIN (default build/retronova-hub)
+set -uo pipefail
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export RN_HUB_BIN="${RN_HUB_BIN:-$src/build/retronova-hub}"
+[[ -x "$RN_HUB_BIN" ]] || { echo "bench: no hub binary at $RN_HUB_BIN (make build)" >&2; exit 2; }
+cd "$src/tests"
+
+run_one() {
+    case "$1" in
+    floor) node bench/fanout_cpu.mjs --floor ;;
+    fanout) node bench/fanout_cpu.mjs ;;
+    idle) (ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; node bench/idle_sockets.mjs) ;;
+    queue) node bench/queue_bench.js ;;
+    reserve) bash bench/reserve_pgbench.sh ;;
+    purchases) bash bench/purchases.sh ;;
+    *) echo "bench: unknown benchmark '$1' (floor fanout idle queue reserve purchases)" >&2; return 2 ;;
+    esac
+}
+
+names=("$@")
+((${#names[@]})) || names=(floor fanout idle queue reserve purchases)
+failed=()
+for name in "${names[@]}"; do
+    printf '\n== bench %s (%s) ==\n' "$name" "$(date -u +%FT%TZ)"
+    run_one "$name" || failed+=("$name")
+done
+if ((${#failed[@]})); then
+    echo "bench: failed: ${failed[*]}" >&2
+    exit 1
+fi
