@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 typedef struct entry {
     struct entry *next;
@@ -17,17 +19,74 @@ struct dict {
     size_t nbuckets, size;
 };
 
-/* FNV-1a: short keys, no adversary controls the set of channel names. */
+/*
+ * SipHash-1-3 under a key drawn once per process: the keys are user ids and
+ * client addresses that a visitor chooses, and an unkeyed hash would let one
+ * pick a set of keys that all land in one bucket (hash flooding).
+ */
+static uint64_t sip_key[2];
+
+static uint64_t rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+#define SIP_ROUND(v0, v1, v2, v3)                                                                  \
+    do {                                                                                           \
+        v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);                                  \
+        v2 += v3, v3 = rotl(v3, 16), v3 ^= v2;                                                     \
+        v0 += v3, v3 = rotl(v3, 21), v3 ^= v0;                                                     \
+        v2 += v1, v1 = rotl(v1, 17), v1 ^= v2, v2 = rotl(v2, 32);                                  \
+    } while (0)
+
+static uint64_t siphash13(const unsigned char *in, size_t len)
+{
+    uint64_t v0 = 0x736f6d6570736575ULL ^ sip_key[0], v1 = 0x646f72616e646f6dULL ^ sip_key[1];
+    uint64_t v2 = 0x6c7967656e657261ULL ^ sip_key[0], v3 = 0x7465646279746573ULL ^ sip_key[1];
+    uint64_t b = (uint64_t)len << 56, m;
+    size_t i;
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&m, in + i, 8); /* little-endian hosts only, as everything here */
+        v3 ^= m;
+        SIP_ROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    for (size_t j = 0; i + j < len; j++)
+        b |= (uint64_t)in[i + j] << (8 * j);
+    v3 ^= b;
+    SIP_ROUND(v0, v1, v2, v3);
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIP_ROUND(v0, v1, v2, v3);
+    SIP_ROUND(v0, v1, v2, v3);
+    SIP_ROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
 static uint64_t hash_of(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-    return h;
+    return siphash13((const unsigned char *)s, strlen(s));
+}
+
+/* The key is drawn by the first dict_new (loop thread, start-up). */
+static void sip_key_init(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    if (getrandom(sip_key, sizeof sip_key, 0) != (ssize_t)sizeof sip_key) {
+        /* No entropy yet (early boot): the address of a stack object and the time still
+         * differ per process, which is all that is asked of this key. */
+        int here;
+        sip_key[0] = (uint64_t)(uintptr_t)&here ^ (uint64_t)time(NULL);
+        sip_key[1] = rotl(sip_key[0], 29) ^ 0x9e3779b97f4a7c15ULL;
+    }
 }
 
 dict_t *dict_new(void)
 {
+    sip_key_init();
     dict_t *d = calloc(1, sizeof *d);
     if (d && !(d->buckets = calloc(16, sizeof *d->buckets))) {
         free(d);

@@ -1,6 +1,8 @@
 /*
  * dict: a string-keyed hash table (chained, power-of-two buckets, grows at
- * load 1). Keys are copied; values are the caller's.
+ * load 1). Keys are copied; values are the caller's. Keys are hashed with
+ * SipHash under a random per-process key, so visitors cannot choose colliding
+ * keys. Loop thread only.
  */
 #ifndef RN_DICT_H
 #define RN_DICT_H
