@@ -73,6 +73,24 @@ static const option_spec_t options[] = {
     {"debug-routes", "HUB_DEBUG_ROUTES", OPT_BOOL, O(debug_routes), "0",
      "enable /api/v1/debug/* (tests only)"},
     {"log-level", "HUB_LOG_LEVEL", OPT_STR, O(log_level), "info", "debug, info, warn or error"},
+    /* Abuse limits: N/SECONDS is a bucket of N refilled at N per SECONDS, shared by every hub
+     * through Redis; 0 turns one off. */
+    {"limit-rest-ip", "HUB_LIMIT_REST_IP", OPT_STR, O(limit_rest_ip), "1200/60",
+     "REST requests per client IP (429 past it)"},
+    {"limit-rest-user", "HUB_LIMIT_REST_USER", OPT_STR, O(limit_rest_user), "600/60",
+     "REST requests per user (429 past it)"},
+    {"limit-ws-ip", "HUB_LIMIT_WS_IP", OPT_STR, O(limit_ws_ip), "120/60",
+     "new WebSocket connections per client IP (close 4008 past it)"},
+    {"limit-ws-user", "HUB_LIMIT_WS_USER", OPT_STR, O(limit_ws_user), "30/60",
+     "WebSocket authentications per user (close 4008 past it)"},
+    {"limit-cabinet-key", "HUB_LIMIT_CABINET_KEY", OPT_STR, O(limit_cabinet_key), "10/60",
+     "failed cabinet API keys per client IP; past it no lookup is made (4008)"},
+    {"limit-promo", "HUB_LIMIT_PROMO", OPT_STR, O(limit_promo), "10/300",
+     "failed promo codes per user; past it no lookup is made (429)"},
+    {"limit-token", "HUB_LIMIT_TOKEN", OPT_STR, O(limit_token), "30/60",
+     "failed token verifications per client IP (429 / close 4008 past it)"},
+    {"trusted-proxies", "HUB_TRUSTED_PROXIES", OPT_STR, O(trusted_proxies), "",
+     "proxies (IPs/CIDRs, comma-separated) whose X-Forwarded-For names the client"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

@@ -1,0 +1,252 @@
+// Abuse limits: token buckets per client IP and per identity, one budget for
+// every hub through Redis, a per-process fallback while Redis is down, and
+// the client IP from X-Forwarded-For only behind a trusted proxy.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { connectWs, http, parseMetrics, sleep, startRedis, token, waitFor } from '../lib/harness.js';
+import { startHub, startWorld } from './queue_world.js';
+import { api, assertError, newUser } from './tickets_world.js';
+
+// One hub behind a "proxy" (127.0.0.1 is trusted): each test speaks from its
+// own client IP through X-Forwarded-For, so the budgets do not mix.
+const LIMITS = {
+  HUB_LIMIT_REST_IP: '5/2', // 5 at once, then 2.5 per second
+  HUB_LIMIT_REST_USER: '4/60',
+  HUB_LIMIT_WS_IP: '0', // its own hub below: the cabinet keys count per IP too
+  HUB_LIMIT_WS_USER: '2/60',
+  HUB_LIMIT_CABINET_KEY: '3/3', // 3 at once, then 1 per second
+  HUB_LIMIT_PROMO: '3/60',
+  HUB_LIMIT_TOKEN: '3/60',
+};
+
+let world, hub;
+let nextIp = 1;
+const freshIp = () => `10.1.${Math.floor(nextIp / 250)}.${(nextIp++ % 250) + 1}`;
+const from = (ip) => ({ 'X-Forwarded-For': ip });
+
+before(async () => {
+  world = await startWorld();
+  hub = await startHub({ pg: world.pg, redis: world.redis, limits: true, env: LIMITS, args: ['--trusted-proxies', '127.0.0.1'] });
+});
+
+async function limitCounts(h, limit) {
+  const res = await http(h, 'GET', '/metrics');
+  assert.equal(res.status, 200);
+  const samples = parseMetrics(res.text).filter((s) => s.name === 'rn_limit_total' && s.labels.limit === limit);
+  const get = (result) => samples.find((s) => s.labels.result === result)?.value;
+  return { allowed: get('allowed'), refused: get('refused') };
+}
+
+async function metric(h, name) {
+  const res = await http(h, 'GET', '/metrics');
+  return parseMetrics(res.text).find((s) => s.name === name)?.value;
+}
+
+function assertLimited(res) {
+  assertError(res, 429, 'rate_limited');
+  const after = Number(res.headers['retry-after']);
+  assert.ok(Number.isInteger(after) && after >= 1, `Retry-After: ${res.headers['retry-after']}`);
+  return after;
+}
+
+/* A cabinet key of the right shape that is not the arcade's. */
+const wrongKey = (key) => key.slice(0, -1) + (key.endsWith('0') ? '1' : '0');
+
+async function wsAuth(h, frame, headers = {}) {
+  const c = await connectWs(h, { headers });
+  c.send({ id: 1, type: 'auth', ...frame });
+  const reply = await c.next((m) => m.id === 1 || m.type === 'error', 10000);
+  const info = reply.type === 'ok' ? null : await c.closed(10000);
+  return { c, reply, code: info?.code };
+}
+
+test('REST per IP: 429 + Retry-After past the bucket, counted, and back after the refill', async () => {
+  const ip = freshIp();
+  const before = await limitCounts(hub, 'rest_ip');
+  for (let i = 0; i < 5; i++) assert.equal((await http(hub, 'GET', '/api/v1/games', { headers: from(ip) })).status, 200);
+  const refused = await http(hub, 'GET', '/api/v1/games', { headers: from(ip) });
+  const after = assertLimited(refused);
+  // another client is not affected
+  assert.equal((await http(hub, 'GET', '/api/v1/games', { headers: from(freshIp()) })).status, 200);
+  // health checks and metrics are never budgeted
+  assert.equal((await http(hub, 'GET', '/healthz', { headers: from(ip) })).status, 200);
+  const now = await limitCounts(hub, 'rest_ip');
+  assert.ok(now.refused >= before.refused + 1, `refused ${before.refused} -> ${now.refused}`);
+  assert.ok(now.allowed >= before.allowed + 6, `allowed ${before.allowed} -> ${now.allowed}`);
+  await sleep(after * 1000 + 300); // the refill is the thing under test
+  assert.equal((await http(hub, 'GET', '/api/v1/games', { headers: from(ip) })).status, 200);
+});
+
+test('REST per user: the same user from many IPs shares one budget', async () => {
+  const user = await newUser(world.pg);
+  const codes = [];
+  for (let i = 0; i < 5; i++) codes.push((await api(hub, 'GET', '/auth/me', user, { headers: from(freshIp()) })).status);
+  assert.deepEqual(codes.slice(0, 4), [200, 200, 200, 200]);
+  assertLimited(await api(hub, 'GET', '/auth/me', user, { headers: from(freshIp()) }));
+  // another user is not affected
+  assert.equal((await api(hub, 'GET', '/auth/me', await newUser(world.pg), { headers: from(freshIp()) })).status, 200);
+  assert.ok((await limitCounts(hub, 'rest_user')).refused >= 1);
+});
+
+test('failed token verifications per IP: 401 three times, then 429 (REST) and 4008 (WebSocket)', async () => {
+  const ip = freshIp();
+  const bad = token(hub, 'demo-alice', { secret: 'not-the-secret' });
+  for (let i = 0; i < 3; i++) {
+    const res = await http(hub, 'GET', '/api/v1/auth/me', { token: bad, headers: from(ip) });
+    assertError(res, 401, 'unauthenticated');
+  }
+  assertLimited(await http(hub, 'GET', '/api/v1/auth/me', { token: bad, headers: from(ip) }));
+  const ws = await wsAuth(hub, { token: bad }, from(ip));
+  assert.equal(ws.reply.code, 'rate_limited', JSON.stringify(ws.reply));
+  assert.equal(ws.code, 4008);
+  // a good token from that IP still works: only failures are counted
+  assert.equal((await api(hub, 'GET', '/games', 'demo-alice', { headers: from(ip) })).status, 200);
+  assert.ok((await limitCounts(hub, 'token_fail')).refused >= 2);
+});
+
+test('WebSocket connections per IP: the fourth new socket is closed 4008', async () => {
+  const h = await startHub({ pg: world.pg, redis: world.redis, limits: true, env: { HUB_LIMIT_WS_IP: '3/60' } });
+  const open = [];
+  for (let i = 0; i < 3; i++) open.push(await connectWs(h, { token: token(h, `ws-ip-${i}`) }));
+  const c = await connectWs(h);
+  const err = await c.next((m) => m.type === 'error', 10000);
+  assert.equal(err.code, 'rate_limited');
+  assert.equal((await c.closed(10000)).code, 4008);
+  for (const o of open) assert.ok(o.isOpen, 'the sockets within the budget stay open');
+  for (const o of open) o.close();
+  assert.deepEqual(await limitCounts(h, 'ws_ip'), { allowed: 3, refused: 1 });
+  await h.stop();
+});
+
+test('WebSocket authentications per user: the third is closed 4008, other users are not', async () => {
+  const uid = `ws-user-${Date.now()}`;
+  const a = await wsAuth(hub, { token: token(hub, uid) }, from(freshIp()));
+  const b = await wsAuth(hub, { token: token(hub, uid) }, from(freshIp()));
+  assert.equal(a.reply.type, 'ok');
+  assert.equal(b.reply.type, 'ok');
+  const c = await wsAuth(hub, { token: token(hub, uid) }, from(freshIp()));
+  assert.equal(c.reply.code, 'rate_limited', JSON.stringify(c.reply));
+  assert.equal(c.code, 4008);
+  assert.equal((await wsAuth(hub, { token: token(hub, `${uid}-other`) }, from(freshIp()))).reply.type, 'ok');
+  a.c.close();
+  b.c.close();
+});
+
+test('wrong cabinet keys per IP: past the limit 4008 at once, without a query; a right key after the refill', async () => {
+  const ip = freshIp();
+  const bad = wrongKey(world.keys[2]);
+  for (let i = 0; i < 3; i++) {
+    const r = await wsAuth(hub, { api_key: bad }, from(ip));
+    assert.equal(r.code, 4001, `attempt ${i + 1}: ${JSON.stringify(r.reply)}`);
+  }
+  const before = await limitCounts(hub, 'cabinet_key_fail');
+  // Hold the key lookup's table: a query made now would wait 3 s for the lock.
+  let released = false;
+  const locked = world.pg
+    .psql('BEGIN; LOCK TABLE arcades IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;')
+    .then(() => (released = true));
+  await waitFor(
+    async () =>
+      (await world.pg.psql(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " +
+          "WHERE c.relname = 'arcades' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+      )) === '1',
+    { timeoutMs: 5000, what: 'the lock on arcades' },
+  );
+  for (const key of [bad, world.keys[2]]) {
+    const r = await wsAuth(hub, { api_key: key }, from(ip));
+    assert.equal(r.reply.code, 'rate_limited', JSON.stringify(r.reply));
+    assert.equal(r.code, 4008);
+    assert.equal(released, false, 'answered while the lookup table was locked: no query was made');
+  }
+  const now = await limitCounts(hub, 'cabinet_key_fail');
+  assert.equal(now.refused, before.refused + 2);
+  assert.equal(now.allowed, before.allowed, 'no attempt got through to the database');
+  await locked;
+  // one token back per second: the right key gets in, and gives its token back
+  await sleep(1300);
+  const ok = await wsAuth(hub, { api_key: world.keys[2] }, from(ip));
+  assert.equal(ok.reply.role, 'cabinet', JSON.stringify(ok.reply));
+  ok.c.close();
+});
+
+test('wrong promo codes per user: past the limit even the real code is refused with 429', async () => {
+  const user = await newUser(world.pg);
+  for (let i = 0; i < 3; i++) {
+    const res = await api(hub, 'POST', '/promos/use', user, { body: { code: `NOPE${i}` }, headers: from(freshIp()) });
+    assert.equal(res.status, 404, res.text);
+  }
+  assertLimited(await api(hub, 'POST', '/promos/use', user, { body: { code: 'WELCOME10' }, headers: from(freshIp()) }));
+  const uses = await world.pg.psql(
+    `SELECT count(*) FROM promo_uses u JOIN users x ON x.id = u.user_id WHERE x.firebase_uid = '${user.uid}'`,
+  );
+  assert.equal(uses, '0');
+  // a user with a clean record: the right code works, and costs no budget
+  const other = await newUser(world.pg);
+  const ok = await api(hub, 'POST', '/promos/use', other, { body: { code: 'WELCOME10' }, headers: from(freshIp()) });
+  assert.equal(ok.status, 200, ok.text);
+  assert.ok((await limitCounts(hub, 'promo_fail')).refused >= 1);
+});
+
+test('X-Forwarded-For: the right-most untrusted entry behind a trusted proxy; invalid -> the peer', async () => {
+  const ip = freshIp();
+  for (let i = 0; i < 5; i++) assert.equal((await http(hub, 'GET', '/api/v1/games', { headers: from(ip) })).status, 200);
+  assertLimited(await http(hub, 'GET', '/api/v1/games', { headers: from(ip) }));
+  // a client cannot escape by prepending addresses: the proxy appended the real one
+  assertLimited(await http(hub, 'GET', '/api/v1/games', { headers: from(`${freshIp()}, ${ip}`) }));
+  // a trusted hop on the right is skipped
+  assertLimited(await http(hub, 'GET', '/api/v1/games', { headers: from(`${ip}, 127.0.0.1`) }));
+  // garbage: the peer (127.0.0.1) is the client, with a budget of its own
+  assert.equal((await http(hub, 'GET', '/api/v1/games', { headers: from('not-an-ip') })).status, 200);
+});
+
+test('X-Forwarded-For from an untrusted peer is ignored', async () => {
+  const plain = await startHub({ pg: world.pg, redis: world.redis, limits: true, env: { HUB_LIMIT_REST_IP: '3/60' } });
+  for (let i = 0; i < 3; i++) {
+    const res = await http(plain, 'GET', '/api/v1/games', { headers: from(freshIp()) });
+    assert.equal(res.status, 200);
+  }
+  assertLimited(await http(plain, 'GET', '/api/v1/games', { headers: from(freshIp()) }));
+  await plain.stop();
+});
+
+test('two hubs share one budget: wrong keys spread over both are cut off at the limit, not twice it', async () => {
+  const env = { HUB_LIMIT_CABINET_KEY: '4/600' };
+  const [a, b] = await Promise.all([
+    startHub({ pg: world.pg, redis: world.redis, limits: true, env }),
+    startHub({ pg: world.pg, redis: world.redis, limits: true, env }),
+  ]);
+  const bad = wrongKey(world.keys[3]);
+  const codes = [];
+  for (let i = 0; i < 8; i++) codes.push((await wsAuth(i % 2 ? b : a, { api_key: bad })).code);
+  assert.deepEqual(codes, [4001, 4001, 4001, 4001, 4008, 4008, 4008, 4008]);
+  const [ca, cb] = [await limitCounts(a, 'cabinet_key_fail'), await limitCounts(b, 'cabinet_key_fail')];
+  assert.equal(ca.allowed + cb.allowed, 4);
+  assert.equal(ca.refused + cb.refused, 4);
+  await Promise.all([a.stop(), b.stop()]);
+});
+
+test('Redis down: each process still limits on its own, and the shared budget is back with Redis', async () => {
+  const redis = await startRedis();
+  const env = { HUB_LIMIT_TOKEN: '2/600' };
+  const h = await startHub({ pg: world.pg, redis, limits: true, env });
+  await waitFor(async () => (await metric(h, 'rn_bus_up')) === 1, { what: 'bus up' });
+  await redis.stop();
+  await waitFor(async () => (await metric(h, 'rn_bus_up')) === 0, { what: 'bus down' });
+  const bad = token(h, 'demo-alice', { secret: 'not-the-secret' });
+  const local = await metric(h, 'rn_limit_local_total');
+  assertError(await http(h, 'GET', '/api/v1/auth/me', { token: bad }), 401, 'unauthenticated');
+  assertError(await http(h, 'GET', '/api/v1/auth/me', { token: bad }), 401, 'unauthenticated');
+  assertLimited(await http(h, 'GET', '/api/v1/auth/me', { token: bad }));
+  assert.ok((await metric(h, 'rn_limit_local_total')) >= local + 3, 'decided locally');
+  await redis.start();
+  await waitFor(async () => (await metric(h, 'rn_bus_up')) === 1, { timeoutMs: 20000, what: 'bus up again' });
+  const shared = await metric(h, 'rn_limit_local_total');
+  // Redis's bucket (fresh after the restart) decides again
+  assertError(await http(h, 'GET', '/api/v1/auth/me', { token: bad }), 401, 'unauthenticated');
+  assert.equal(await metric(h, 'rn_limit_local_total'), shared, 'decided by Redis');
+  assert.ok(Number(await redis.cli('EXISTS', 'rn:rl:token_fail:127.0.0.1')) === 1, 'the bucket lives in Redis');
+  const ttl = Number(await redis.cli('PTTL', 'rn:rl:token_fail:127.0.0.1'));
+  assert.ok(ttl > 0 && ttl <= 601000, `the bucket expires (PTTL ${ttl})`);
+  await h.stop();
+});
