@@ -220,17 +220,28 @@ void sessions_close_all(sessions_t *reg, int code, const char *reason)
         session_close(s, code, reason);
 }
 
-size_t sessions_close_user(sessions_t *reg, const char *uid, int code, const char *err_code,
-                           const char *message)
+size_t sessions_close_users(sessions_t *reg, bool (*pick)(const char *uid, void *arg), void *arg,
+                            int code, const char *err_code, const char *message)
 {
     size_t n = 0;
     for (session_t *s = reg->head; s; s = s->next)
-        if (s->uid && !s->closing && strcmp(s->uid, uid) == 0) {
+        if (s->uid && !s->closing && pick(s->uid, arg)) {
             session_send_error(s, false, 0, err_code, message);
             session_close(s, code, err_code);
             n++;
         }
     return n;
+}
+
+static bool same_uid(const char *uid, void *arg)
+{
+    return strcmp(uid, arg) == 0;
+}
+
+size_t sessions_close_user(sessions_t *reg, const char *uid, int code, const char *err_code,
+                           const char *message)
+{
+    return sessions_close_users(reg, same_uid, (void *)uid, code, err_code, message);
 }
 
 static void registry_add(sessions_t *reg, session_t *s)

@@ -55,6 +55,9 @@ void sessions_close_all(sessions_t *reg, int code, const char *reason);
  */
 size_t sessions_close_user(sessions_t *reg, const char *uid, int code, const char *err_code,
                            const char *message);
+/* The same for every socket whose uid pick() says yes to. */
+size_t sessions_close_users(sessions_t *reg, bool (*pick)(const char *uid, void *arg), void *arg,
+                            int code, const char *err_code, const char *message);
 
 /* Queues b (takes a reference of its own). Overflow closes the session with 4009. */
 void session_send(session_t *s, msgbuf_t *b);

@@ -41,6 +41,22 @@ static void replay_change(const char *uid, void *mark, void *arg)
         dict_delete(set, uid);
 }
 
+static bool is_deleted(const char *uid, void *arg)
+{
+    return dict_get(arg, uid) != NULL;
+}
+
+/* Closes the sockets of users deleted while this process was not told (bus down). */
+static void close_deleted(userstate_t *us)
+{
+    if (!hub_sessions(us->hub))
+        return; /* not serving yet */
+    size_t n = sessions_close_users(hub_sessions(us->hub), is_deleted, us->deleted, CLOSE_FORBIDDEN,
+                                    "account_deleted", "this account was deleted");
+    for (size_t i = 0; i < n; i++)
+        metrics_deleted_user_refused();
+}
+
 static void on_loaded(void *arg, int status, PGresult *res, const char *errmsg)
 {
     userstate_t *us = arg;
@@ -62,6 +78,7 @@ static void on_loaded(void *arg, int status, PGresult *res, const char *errmsg)
         dict_free(us->deleted);
         us->deleted = set;
         log_info("deleted users loaded", json_pack("{s:i}", "count", (int)dict_size(set)));
+        close_deleted(us);
     } else {
         log_warn("deleted users not loaded", json_pack("{s:s}", "error", errmsg ? errmsg : "?"));
         us->again = true;
@@ -147,12 +164,8 @@ static void apply(userstate_t *us, const char *uid, bool deleted)
         dict_delete(us->deleted, uid);
     if (us->since)
         dict_set(us->since, uid, deleted ? MARK_DELETED : MARK_RESTORED);
-    if (deleted) {
-        size_t n = sessions_close_user(hub_sessions(us->hub), uid, CLOSE_FORBIDDEN,
-                                       "account_deleted", "this account was deleted");
-        for (size_t i = 0; i < n; i++)
-            metrics_deleted_user_refused();
-    }
+    if (deleted)
+        close_deleted(us);
 }
 
 void userstate_announce(userstate_t *us, const char *uid, bool deleted)
