@@ -1,6 +1,9 @@
 /* config: the settings table, its parser and its help (see config.h). */
 #include "config.h"
 
+#include "clientip.h"
+#include "ratelimit.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -175,6 +178,30 @@ int config_parse_args(hub_config_t *cfg, int argc, char **argv, int first)
     return i;
 }
 
+/* The abuse limits' "N/SECONDS" settings and the trusted proxies' list. */
+static int config_validate_limits(const hub_config_t *cfg, char *err, size_t errlen)
+{
+    const struct {
+        const char *flag, *value;
+    } limits[] = {{"limit-rest-ip", cfg->limit_rest_ip},
+                  {"limit-rest-user", cfg->limit_rest_user},
+                  {"limit-ws-ip", cfg->limit_ws_ip},
+                  {"limit-ws-user", cfg->limit_ws_user},
+                  {"limit-cabinet-key", cfg->limit_cabinet_key},
+                  {"limit-promo", cfg->limit_promo},
+                  {"limit-token", cfg->limit_token}};
+    unsigned burst, period;
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+        if (ratelimit_parse(limits[i].value, &burst, &period) != 0) {
+            snprintf(err, errlen, "--%s must be N/SECONDS (e.g. 10/60) or 0 (off)",
+                     limits[i].flag);
+            return -1;
+        }
+    clientip_trust_t *t = clientip_trust_new(cfg->trusted_proxies, err, errlen);
+    clientip_trust_free(t);
+    return t ? 0 : -1;
+}
+
 int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->database_url || !*cfg->database_url) {
@@ -191,7 +218,7 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
         return -1;
     }
-    return 0;
+    return config_validate_limits(cfg, err, errlen);
 }
 
 void config_usage(FILE *out)

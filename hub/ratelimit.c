@@ -19,6 +19,7 @@ enum {
     RL_SWEEP_MS = 10000,     /* how often idle local entries are dropped */
     RL_MAX_ENTRIES = 200000, /* past this, new keys are not remembered locally */
     RL_INITIAL_BUCKETS = 256,
+    RL_WARN_EVERY_MS = 60000,
 };
 
 /*
@@ -73,6 +74,7 @@ struct ratelimit {
     size_t nbuckets, count;
     uv_timer_t sweep;
     char sha[41];
+    uint64_t last_warn_ms; /* of the last "script failed" line (they are rate-limited too) */
 };
 
 /* A take in flight to Redis. */
@@ -262,10 +264,14 @@ static void rl_on_reply(void *arg, redisReply *reply)
     } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
                reply->element[0]->type != REDIS_REPLY_INTEGER ||
                reply->element[1]->type != REDIS_REPLY_INTEGER) {
-        if (reply != NULL)
-            log_warn("rate limit script failed",
+        uint64_t now = uv_now(rl->loop);
+        if (reply != NULL && now - rl->last_warn_ms >= RL_WARN_EVERY_MS) {
+            /* e.g. a Redis Cluster refusing keys of several slots: once a minute, not per call */
+            rl->last_warn_ms = now;
+            log_warn("rate limit script failed: deciding locally",
                      json_pack("{s:s}", "error",
                                reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply"));
+        }
         rl_decide_locally(rl, keys, call->n, call->cb, call->arg);
     } else if (reply->element[0]->integer <= 0) {
         rl_count(keys, call->n, -1);
