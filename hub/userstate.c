@@ -21,6 +21,7 @@ struct userstate {
     dict_t *deleted; /* uid -> MARK_DELETED */
     dict_t *since;   /* while a load runs: uid -> the newest change seen meanwhile */
     bool loading, again, closed, timer_closed;
+    bool failing; /* the last load failed: said once, not at every retry */
     uv_timer_t retry;
 };
 
@@ -80,9 +81,12 @@ static void on_loaded(void *arg, int status, PGresult *res, const char *errmsg)
         log_info("deleted users loaded", json_pack("{s:i}", "count", (int)dict_size(set)));
         close_deleted(us);
     } else {
-        log_warn("deleted users not loaded", json_pack("{s:s}", "error", errmsg ? errmsg : "?"));
+        if (!us->failing)
+            log_warn("deleted users not loaded (retrying)",
+                     json_pack("{s:s}", "error", errmsg ? errmsg : "?"));
         us->again = true;
     }
+    us->failing = status != PG_OK;
     dict_free(us->since);
     us->since = NULL;
     if (us->again) {
