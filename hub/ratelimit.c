@@ -20,6 +20,8 @@ enum {
     RL_MAX_ENTRIES = 200000, /* past this, new keys are not remembered locally */
     RL_INITIAL_BUCKETS = 256,
     RL_WARN_EVERY_MS = 60000,
+    RL_REDIS_WAIT_MS = 1000, /* an answer later than this is not waited for: decided here */
+    RL_LATE_TICK_MS = 250,
 };
 
 /*
@@ -75,6 +77,10 @@ struct ratelimit {
     uv_timer_t sweep;
     char sha[41];
     uint64_t last_warn_ms; /* of the last "script failed" line (they are rate-limited too) */
+    struct rl_call *head,
+        *tail;       /* calls waiting on Redis, oldest first (its answers come in order) */
+    uv_timer_t late; /* decides here the calls Redis is too slow to answer */
+    int open_handles;
 };
 
 /* A take in flight to Redis. */
@@ -90,6 +96,10 @@ typedef struct rl_call {
     size_t lens[3 + RL_MAX_KEYS * 3 + 1];
     char text[RL_MAX_KEYS * 3 + 2][RL_KEY_MAX + 32]; /* the argv strings we own */
     int retried;                                     /* sent again with EVAL */
+    struct rl_call *prev, *next;                     /* in the ratelimit's FIFO while linked */
+    int linked;
+    int decided; /* answered here (Redis too slow): its reply, when it comes, is dropped */
+    uint64_t sent_ms;
 } rl_call_t;
 
 int ratelimit_parse(const char *spec, unsigned *burst, unsigned *period_ms)
@@ -240,14 +250,67 @@ static void rl_call_keys(const rl_call_t *call, rl_key_t *keys)
     }
 }
 
+static void rl_link(ratelimit_t *rl, rl_call_t *call)
+{
+    call->linked = 1;
+    call->sent_ms = uv_now(rl->loop);
+    call->next = NULL;
+    call->prev = rl->tail;
+    if (rl->tail)
+        rl->tail->next = call;
+    else
+        rl->head = call;
+    rl->tail = call;
+}
+
+static void rl_unlink(ratelimit_t *rl, rl_call_t *call)
+{
+    if (!call->linked)
+        return;
+    call->linked = 0;
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        rl->head = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    else
+        rl->tail = call->prev;
+}
+
+/*
+ * A Redis that stopped answering (frozen, a dead path) is found by the bus
+ * only after a few missed pings: meanwhile no request waits longer than
+ * RL_REDIS_WAIT_MS for its limit.
+ */
+static void rl_on_late(uv_timer_t *t)
+{
+    ratelimit_t *rl = t->data;
+    uint64_t now = uv_now(rl->loop);
+
+    while (rl->head && rl->head->sent_ms + RL_REDIS_WAIT_MS <= now) {
+        rl_call_t *call = rl->head;
+        ratelimit_cb cb = call->cb;
+        rl_key_t keys[RL_MAX_KEYS];
+        rl_unlink(rl, call);
+        call->decided = 1;
+        call->cb = NULL;
+        if (cb) {
+            rl_call_keys(call, keys);
+            rl_decide_locally(rl, keys, call->n, cb, call->arg);
+        }
+    }
+}
+
 static void rl_on_reply(void *arg, redisReply *reply)
 {
     rl_call_t *call = arg;
     ratelimit_t *rl = call->rl;
     rl_key_t keys[RL_MAX_KEYS];
 
+    rl_unlink(rl, call);
     rl_call_keys(call, keys);
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && !call->retried &&
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && !call->retried && !call->decided &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         /* Redis restarted or flushed its scripts: send the text once. */
         call->retried = 1;
@@ -255,12 +318,14 @@ static void rl_on_reply(void *arg, redisReply *reply)
         call->lens[0] = 4;
         call->argv[1] = script;
         call->lens[1] = sizeof script - 1;
-        if (bus_command(rl->bus, call->argc, call->argv, call->lens, rl_on_reply, call) == 0)
+        if (bus_command(rl->bus, call->argc, call->argv, call->lens, rl_on_reply, call) == 0) {
+            rl_link(rl, call);
             return;
+        }
         reply = NULL;
     }
     if (call->cb == NULL) {
-        /* a refund: nothing waits for it */
+        /* a refund, or decided already: nothing waits for it */
     } else if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
                reply->element[0]->type != REDIS_REPLY_INTEGER ||
                reply->element[1]->type != REDIS_REPLY_INTEGER) {
@@ -337,6 +402,7 @@ static int rl_send(ratelimit_t *rl, const rl_key_t *keys, int n, int cost, ratel
         free(call);
         return -1;
     }
+    rl_link(rl, call);
     return 0;
 }
 
@@ -428,6 +494,11 @@ ratelimit_t *ratelimit_new(uv_loop_t *loop, bus_t *bus, const char *const specs[
     rl->sweep.data = rl;
     uv_timer_start(&rl->sweep, rl_on_sweep, RL_SWEEP_MS, RL_SWEEP_MS);
     uv_unref((uv_handle_t *)&rl->sweep);
+    uv_timer_init(loop, &rl->late);
+    rl->late.data = rl;
+    uv_timer_start(&rl->late, rl_on_late, RL_LATE_TICK_MS, RL_LATE_TICK_MS);
+    uv_unref((uv_handle_t *)&rl->late);
+    rl->open_handles = 2;
     return rl;
 }
 
@@ -435,6 +506,8 @@ static void rl_on_closed(uv_handle_t *h)
 {
     ratelimit_t *rl = h->data;
 
+    if (--rl->open_handles > 0)
+        return;
     for (size_t i = 0; i < rl->nbuckets; i++)
         for (rl_entry_t *e = rl->buckets[i], *next; e != NULL; e = next) {
             next = e->next;
@@ -446,6 +519,8 @@ static void rl_on_closed(uv_handle_t *h)
 
 void ratelimit_close(ratelimit_t *rl)
 {
-    if (rl != NULL)
-        uv_close((uv_handle_t *)&rl->sweep, rl_on_closed);
+    if (rl == NULL)
+        return;
+    uv_close((uv_handle_t *)&rl->sweep, rl_on_closed);
+    uv_close((uv_handle_t *)&rl->late, rl_on_closed);
 }

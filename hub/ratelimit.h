@@ -8,9 +8,9 @@
  *
  * Cost: a refusal is remembered here until the bucket has a token again, so
  * a flood from one key is refused at once, without a Redis round trip. While
- * Redis cannot answer (link down, reply lost, error) this process decides
- * alone with local buckets of the same size: N processes then allow up to N
- * budgets, but every one of them still limits.
+ * Redis cannot answer (link down, reply lost or later than a second, error)
+ * this process decides alone with local buckets of the same size: N processes
+ * then allow up to N budgets, but every one of them still limits.
  *
  * A limit's setting is "N/S": a bucket of N tokens, refilled at N per S
  * seconds (so N back-to-back, then one every S/N seconds). "0" turns it off.

@@ -361,7 +361,7 @@ static void on_ws_check(void *arg, int allowed, unsigned retry_after_ms)
 
 /*
  * Asks the limit for key on behalf of s; the answer comes to on_ws_check
- * (perhaps at once). Out of memory: not limited, the step goes on unchecked.
+ * (perhaps at once, even before this returns). Takes c.
  */
 static void ws_check(session_t *s, ws_check_t *c, limit_id_t limit, const char *key)
 {
@@ -563,7 +563,7 @@ static void on_message(session_t *s, const char *data, size_t len)
         return;
     }
     if (s->kind == CONN_PENDING && s->authenticating && env.type != RN_MSG_AUTH) {
-        /* an API key is being checked: not an offence, just too early */
+        /* a key or a limit is being checked: not an offence, just too early */
         session_send_error(s, env.has_id, env.id, "authenticating",
                            "the credentials are being checked: wait for the auth reply");
     } else if (s->kind == CONN_PENDING && env.type != RN_MSG_AUTH) {
