@@ -296,3 +296,55 @@ test('Redis frozen (SIGSTOP): no request waits on it for more than about a secon
   }
   await h.stop();
 });
+
+test('every limit recovers after its refill (REST 429 / WebSocket 4008, then allowed again)', async () => {
+  // one token every 2 s everywhere; the user and per-IP socket budgets a little larger, so
+  // that the promo and cabinet attempts (which also count there) hit their own limit first
+  const env = {
+    HUB_LIMIT_REST_IP: '2/4',
+    HUB_LIMIT_REST_USER: '3/6',
+    HUB_LIMIT_WS_IP: '3/6',
+    HUB_LIMIT_WS_USER: '2/4',
+    HUB_LIMIT_CABINET_KEY: '2/4',
+    HUB_LIMIT_PROMO: '2/4',
+    HUB_LIMIT_TOKEN: '2/4',
+  };
+  const h = await startHub({ pg: world.pg, redis: world.redis, limits: true, env, args: ['--trusted-proxies', '127.0.0.1'] });
+  const restUser = await newUser(world.pg);
+  const promoUser = await newUser(world.pg);
+  const wsUid = `refill-${Date.now()}`;
+  const ips = { rest: freshIp(), token: freshIp(), ws: freshIp(), cabinet: freshIp() };
+  const bad = token(h, 'demo-alice', { secret: 'not-the-secret' });
+  const badKey = wrongKey(world.keys[1]);
+  const wsStatus = async (frame, ip) => {
+    const r = await wsAuth(h, frame, from(ip));
+    if (r.reply.type === 'ok') r.c.close();
+    return r.reply.type === 'ok' ? 'ok' : r.reply.code === 'rate_limited' ? 429 : r.code;
+  };
+  // Each attempt, as a status: 429 when its limit refused it.
+  const attempts = {
+    rest_ip: async () => (await http(h, 'GET', '/api/v1/games', { headers: from(ips.rest) })).status,
+    rest_user: async () => (await api(h, 'GET', '/auth/me', restUser, { headers: from(freshIp()) })).status,
+    token_fail: async () => (await http(h, 'GET', '/api/v1/auth/me', { token: bad, headers: from(ips.token) })).status,
+    promo_fail: async () =>
+      (await api(h, 'POST', '/promos/use', promoUser, { body: { code: 'NOPE' }, headers: from(freshIp()) })).status,
+    ws_ip: () => wsStatus({ token: token(h, `refill-ip-${Date.now()}-${Math.random()}`) }, ips.ws),
+    ws_user: () => wsStatus({ token: token(h, wsUid) }, freshIp()),
+    cabinet_key_fail: () => wsStatus({ api_key: badKey }, ips.cabinet),
+  };
+  const expected = { rest_ip: 200, rest_user: 200, token_fail: 401, promo_fail: 404, ws_ip: 'ok', ws_user: 'ok', cabinet_key_fail: 4001 };
+  for (const [name, attempt] of Object.entries(attempts)) {
+    let n = 0;
+    for (;;) {
+      const status = await attempt();
+      if (status === 429) break;
+      assert.equal(status, expected[name], `${name}: attempt ${n + 1}`);
+      assert.ok(++n <= 5, `${name}: never refused`);
+    }
+  }
+  const refused = await Promise.all(Object.keys(attempts).map(async (l) => (await limitCounts(h, l)).refused));
+  assert.ok(refused.every((r) => r >= 1), `each limit counted a refusal: ${refused}`);
+  await sleep(2500); // a token comes back every 2 s: the refill is the thing under test
+  for (const [name, attempt] of Object.entries(attempts)) assert.equal(await attempt(), expected[name], `${name} after the refill`);
+  await h.stop();
+});
