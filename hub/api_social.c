@@ -20,6 +20,7 @@
 #include "db.h"
 #include "http.h"
 #include "queue.h"
+#include "userstate.h"
 
 #define UID_MAX 128   /* users.firebase_uid */
 #define PSEUDO_MAX 64 /* users.pseudo */
@@ -238,16 +239,38 @@ static void publish_arcades(http_req_t *req, json_t *result, void *arg)
     db_respond(req, result);
 }
 
+/*
+ * db_result_cb: the user is deleted: every hub refuses its token and closes
+ * its sockets with 4003 from now on (userstate.h); then as publish_arcades.
+ */
+static void on_user_deleted(http_req_t *req, json_t *result, void *arg)
+{
+    json_int_t status = json_integer_value(json_object_get(result, "status"));
+    if (status >= 200 && status < 300)
+        userstate_announce(hub_userstate(http_req_hub(req)), http_req_param(req, 0), true);
+    publish_arcades(req, result, arg);
+}
+
+/* db_result_cb: the user is back: every hub accepts its token again. */
+static void on_user_restored(http_req_t *req, json_t *result, void *arg)
+{
+    json_int_t status = json_integer_value(json_object_get(result, "status"));
+    (void)arg;
+    if (status >= 200 && status < 300)
+        userstate_announce(hub_userstate(http_req_hub(req)), http_req_param(req, 0), false);
+    db_respond(req, result);
+}
+
 /* DELETE /api/v1/admin/users/{id} ({id}: the uid): soft delete; refunds waiting reservations. */
 static void delete_user(http_req_t *req)
 {
-    call_with_admin_and_uid(req, "SELECT rn_admin_user_delete($1, $2)", publish_arcades);
+    call_with_admin_and_uid(req, "SELECT rn_admin_user_delete($1, $2)", on_user_deleted);
 }
 
 /* POST /api/v1/admin/users/{id}/restore ({id}: the uid) */
 static void post_user_restore(http_req_t *req)
 {
-    call_with_admin_and_uid(req, "SELECT rn_admin_user_restore($1, $2)", NULL);
+    call_with_admin_and_uid(req, "SELECT rn_admin_user_restore($1, $2)", on_user_restored);
 }
 
 /* GET /api/v1/admin/users/deleted?limit&cursor */

@@ -24,9 +24,11 @@
 
 #include "db.h"
 #include "events.h"
+#include "guard.h"
 #include "http.h"
 #include "log.h"
 #include "payments.h"
+#include "ratelimit.h"
 
 #define TOKEN_MAX 256      /* a payment token */
 #define FIELD_MAX 256      /* a profile field */
@@ -202,17 +204,44 @@ static void post_purchase(http_req_t *req)
 
 /* ---- promo codes ------------------------------------------------------- */
 
-/* POST /api/v1/promos/use {code}, Idempotency-Key optional. */
+/* db_result_cb: a code that worked gives back the token its attempt took. */
+static void on_promo_result(http_req_t *req, json_t *result, void *arg)
+{
+    json_int_t status = json_integer_value(json_object_get(result, "status"));
+    (void)arg;
+    if (status >= 200 && status < 300)
+        ratelimit_refund(hub_ratelimit(http_req_hub(req)), LIMIT_PROMO, db_caller_uid(req));
+    db_respond(req, result);
+}
+
+/* ratelimit_cb: the user's budget of failed codes had a token (the attempt takes it). */
+static void on_promo_admitted(void *arg, int allowed, unsigned retry_after_ms)
+{
+    http_req_t *req = arg;
+    if (!allowed) {
+        guard_respond_limited(req, retry_after_ms);
+        return;
+    }
+    const char *code = json_string_value(json_object_get(http_req_json(req), "code"));
+    char hash[65];
+    http_req_hash(req, hash);
+    const char *params[] = {db_caller_uid(req), http_req_idempotency_key(req), hash, code};
+    db_call(req, "SELECT rn_promo_use($1, $2, $3, $4)", 4, params, on_promo_result, NULL);
+}
+
+/*
+ * POST /api/v1/promos/use {code}, Idempotency-Key optional. Each attempt
+ * takes a token from the user's budget of failed codes first, and a code
+ * that works gives it back: past the limit, 429 and no lookup.
+ */
 static void post_promo_use(http_req_t *req)
 {
     json_t *body = http_req_json(req);
     const char *code;
     if (!body || body_string(req, body, "code", true, &code))
         return;
-    char hash[65];
-    http_req_hash(req, hash);
-    const char *params[] = {db_caller_uid(req), http_req_idempotency_key(req), hash, code};
-    db_call(req, "SELECT rn_promo_use($1, $2, $3, $4)", 4, params, NULL, NULL);
+    rl_key_t key = {LIMIT_PROMO, db_caller_uid(req)};
+    ratelimit_take(hub_ratelimit(http_req_hub(req)), &key, 1, on_promo_admitted, req);
 }
 
 static void get_promo_history(http_req_t *req)

@@ -1,6 +1,9 @@
 /* config: the settings table, its parser and its help (see config.h). */
 #include "config.h"
 
+#include "clientip.h"
+#include "ratelimit.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -73,6 +76,24 @@ static const option_spec_t options[] = {
     {"debug-routes", "HUB_DEBUG_ROUTES", OPT_BOOL, O(debug_routes), "0",
      "enable /api/v1/debug/* (tests only)"},
     {"log-level", "HUB_LOG_LEVEL", OPT_STR, O(log_level), "info", "debug, info, warn or error"},
+    /* Abuse limits: N/SECONDS is a bucket of N refilled at N per SECONDS, shared by every hub
+     * through Redis; 0 turns one off. */
+    {"limit-rest-ip", "HUB_LIMIT_REST_IP", OPT_STR, O(limit_rest_ip), "1200/60",
+     "REST requests per client IP (429 past it)"},
+    {"limit-rest-user", "HUB_LIMIT_REST_USER", OPT_STR, O(limit_rest_user), "600/60",
+     "REST requests per user (429 past it)"},
+    {"limit-ws-ip", "HUB_LIMIT_WS_IP", OPT_STR, O(limit_ws_ip), "120/60",
+     "new WebSocket connections per client IP (close 4008 past it)"},
+    {"limit-ws-user", "HUB_LIMIT_WS_USER", OPT_STR, O(limit_ws_user), "30/60",
+     "WebSocket authentications per user (close 4008 past it)"},
+    {"limit-cabinet-key", "HUB_LIMIT_CABINET_KEY", OPT_STR, O(limit_cabinet_key), "10/60",
+     "failed cabinet API keys per client IP; past it no lookup is made (4008)"},
+    {"limit-promo", "HUB_LIMIT_PROMO", OPT_STR, O(limit_promo), "10/300",
+     "failed promo codes per user; past it no lookup is made (429)"},
+    {"limit-token", "HUB_LIMIT_TOKEN", OPT_STR, O(limit_token), "30/60",
+     "failed token verifications per client IP (429 / close 4008 past it)"},
+    {"trusted-proxies", "HUB_TRUSTED_PROXIES", OPT_STR, O(trusted_proxies), "",
+     "proxies (IPs/CIDRs, comma-separated) whose X-Forwarded-For names the client"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -157,6 +178,30 @@ int config_parse_args(hub_config_t *cfg, int argc, char **argv, int first)
     return i;
 }
 
+/* The abuse limits' "N/SECONDS" settings and the trusted proxies' list. */
+static int config_validate_limits(const hub_config_t *cfg, char *err, size_t errlen)
+{
+    const struct {
+        const char *flag, *value;
+    } limits[] = {{"limit-rest-ip", cfg->limit_rest_ip},
+                  {"limit-rest-user", cfg->limit_rest_user},
+                  {"limit-ws-ip", cfg->limit_ws_ip},
+                  {"limit-ws-user", cfg->limit_ws_user},
+                  {"limit-cabinet-key", cfg->limit_cabinet_key},
+                  {"limit-promo", cfg->limit_promo},
+                  {"limit-token", cfg->limit_token}};
+    unsigned burst, period;
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+        if (ratelimit_parse(limits[i].value, &burst, &period) != 0) {
+            snprintf(err, errlen, "--%s must be N/SECONDS (e.g. 10/60) or 0 (off)",
+                     limits[i].flag);
+            return -1;
+        }
+    clientip_trust_t *t = clientip_trust_new(cfg->trusted_proxies, err, errlen);
+    clientip_trust_free(t);
+    return t ? 0 : -1;
+}
+
 int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->database_url || !*cfg->database_url) {
@@ -173,7 +218,7 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
         return -1;
     }
-    return 0;
+    return config_validate_limits(cfg, err, errlen);
 }
 
 void config_usage(FILE *out)

@@ -39,6 +39,15 @@ typedef struct hub_config {
     const char *log_level;        /* HUB_LOG_LEVEL, info */
     /* HUB_PAYMENT_WEBHOOK_SECRET; without one the webhook route answers 503 */
     const char *payment_webhook_secret;
+    /* Abuse limits (ratelimit.h), each "N/SECONDS" or "0" (off). */
+    const char *limit_rest_ip;     /* HUB_LIMIT_REST_IP: REST requests per client IP */
+    const char *limit_rest_user;   /* HUB_LIMIT_REST_USER: REST requests per user */
+    const char *limit_ws_ip;       /* HUB_LIMIT_WS_IP: new WebSocket connections per IP */
+    const char *limit_ws_user;     /* HUB_LIMIT_WS_USER: WebSocket authentications per user */
+    const char *limit_cabinet_key; /* HUB_LIMIT_CABINET_KEY: failed cabinet keys per IP */
+    const char *limit_promo;       /* HUB_LIMIT_PROMO: failed promo codes per user */
+    const char *limit_token;       /* HUB_LIMIT_TOKEN: failed token verifications per IP */
+    const char *trusted_proxies;   /* HUB_TRUSTED_PROXIES: IPs/CIDRs allowed to set XFF */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

@@ -13,7 +13,9 @@
 
 #include <openssl/evp.h>
 
+#include "clientip.h"
 #include "envelope.h"
+#include "guard.h"
 #include "hex.h"
 #include "log.h"
 #include "metrics.h"
@@ -45,6 +47,8 @@ struct http_req {
     char *body; /* NUL-terminated, body_len bytes */
     size_t body_len, body_expected;
     json_t *json;
+    char client_ip[CLIENTIP_MAX];
+    unsigned retry_after_s; /* 0: no Retry-After header */
     /* The answer. */
     resp_state_t state;
     int status;
@@ -143,6 +147,21 @@ int http_req_page(http_req_t *req, char limit[HTTP_NUM_TEXT], char cursor_text[H
 const auth_identity_t *http_req_identity(const http_req_t *req)
 {
     return req->has_identity ? &req->identity : NULL;
+}
+
+const char *http_req_path(const http_req_t *req)
+{
+    return req->path;
+}
+
+const char *http_req_client_ip(const http_req_t *req)
+{
+    return req->client_ip;
+}
+
+void http_req_set_retry_after(http_req_t *req, unsigned seconds)
+{
+    req->retry_after_s = seconds;
 }
 
 const char *http_req_idempotency_key(const http_req_t *req)
@@ -354,11 +373,16 @@ static int read_idempotency_key(http_req_t *req)
     return 0;
 }
 
-/* Runs the matched route's handler once the request (and its body) is complete. */
+static void run_handler(http_req_t *req)
+{
+    req->match.route->handler(req);
+}
+
+/* Runs the matched route's handler once the request (and its body) is complete and admitted. */
 static void dispatch(http_req_t *req)
 {
     req->dispatched = true;
-    req->match.route->handler(req);
+    guard_http_request(req, run_handler);
 }
 
 static const char *mime_of(const char *path)
@@ -450,9 +474,14 @@ static int on_request(struct lws *wsi, http_conn_t *conn)
 
     const char *why = NULL;
     route_access_t access = req->match.route->access;
-    if (read_identity(req, &why) != 0 || (access != ROUTE_PUBLIC && !req->has_identity)) {
-        http_respond_error(req, 401, "unauthenticated", "%s",
-                           why ? why : "a bearer token is required");
+    hub_client_ip(req->hub, wsi, req->client_ip);
+    if (read_identity(req, &why) != 0) {
+        req->dispatched = true; /* the answer may wait on the limit (guard.h) */
+        guard_http_bad_token(req, why ? why : "invalid token");
+        return 0;
+    }
+    if (access != ROUTE_PUBLIC && !req->has_identity) {
+        http_respond_error(req, 401, "unauthenticated", "a bearer token is required");
         return 0;
     }
     if (access == ROUTE_ADMIN && !req->identity.admin) {
@@ -495,6 +524,14 @@ static int on_body(http_req_t *req, const char *in, size_t len)
     return 0;
 }
 
+static int add_retry_after(struct lws *wsi, unsigned seconds, unsigned char **p, unsigned char *end)
+{
+    char v[16];
+    int n = snprintf(v, sizeof v, "%u", seconds);
+    return lws_add_http_header_by_name(
+        wsi, (const unsigned char *)"retry-after:", (const unsigned char *)v, n, p, end);
+}
+
 static int on_writeable(struct lws *wsi, http_conn_t *conn)
 {
     http_req_t *req = conn->req;
@@ -507,6 +544,7 @@ static int on_writeable(struct lws *wsi, http_conn_t *conn)
                                         req->resp_len, &p, end) ||
             lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end) ||
+            (req->retry_after_s && add_retry_after(wsi, req->retry_after_s, &p, end)) ||
             lws_finalize_write_http_header(wsi, start, &p, end))
             return -1;
         req->state = RESP_BODY;

@@ -57,6 +57,12 @@ int http_req_page(http_req_t *req, char limit[HTTP_NUM_TEXT], char cursor_text[H
 
 /* The verified caller, or NULL on a public route without a token. */
 const auth_identity_t *http_req_identity(const http_req_t *req);
+/* The request's path (without the query). */
+const char *http_req_path(const http_req_t *req);
+/* The client's address (hub_client_ip: X-Forwarded-For only from a trusted proxy). */
+const char *http_req_client_ip(const http_req_t *req);
+/* Adds Retry-After: seconds to the answer (set it before http_respond_*). */
+void http_req_set_retry_after(http_req_t *req, unsigned seconds);
 /* The Idempotency-Key header, or NULL. */
 const char *http_req_idempotency_key(const http_req_t *req);
 /* The raw body (may be empty, never NULL) and its length. */

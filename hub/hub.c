@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libwebsockets.h>
+
 #include "cabinet.h"
 #include "cabinet_lease.h"
+#include "clientip.h"
 #include "events.h"
 #include "fanout.h"
 #include "log.h"
@@ -18,8 +21,10 @@
 #include "migrate.h"
 #include "payments.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "session.h"
+#include "userstate.h"
 
 struct hub {
     uv_loop_t loop;
@@ -34,6 +39,9 @@ struct hub {
     cabinets_t *cabinets;
     cabinet_lease_t *lease;
     payments_t *payments;
+    ratelimit_t *ratelimit;
+    userstate_t *userstate;
+    clientip_trust_t *trusted_proxies;
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
     uv_timer_t stats_timer;
@@ -89,6 +97,37 @@ cabinets_t *hub_cabinets(hub_t *hub)
 payments_t *hub_payments(hub_t *hub)
 {
     return hub->payments;
+}
+
+ratelimit_t *hub_ratelimit(hub_t *hub)
+{
+    return hub->ratelimit;
+}
+
+userstate_t *hub_userstate(hub_t *hub)
+{
+    return hub->userstate;
+}
+
+void hub_client_ip(hub_t *hub, struct lws *wsi, char *out)
+{
+    char peer[CLIENTIP_MAX], *xff = NULL;
+    int n;
+
+    if (!lws_get_peer_simple(wsi, peer, sizeof peer)) {
+        clientip_pick(hub->trusted_proxies, NULL, NULL, out);
+        return;
+    }
+    /* X-Forwarded-For is read only from a trusted peer: no copy for anyone else */
+    if (clientip_trusted(hub->trusted_proxies, peer) &&
+        (n = lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR)) > 0 && n < 4096 &&
+        (xff = malloc((size_t)n + 1)) != NULL &&
+        lws_hdr_copy(wsi, xff, n + 1, WSI_TOKEN_X_FORWARDED_FOR) < 0) {
+        free(xff);
+        xff = NULL;
+    }
+    clientip_pick(hub->trusted_proxies, peer, xff, out);
+    free(xff);
 }
 
 bool hub_draining(const hub_t *hub)
@@ -150,6 +189,8 @@ static void on_bus_message(void *arg, const char *channel, const char *payload, 
         queue_on_bus_message(hub, channel, payload, len);
     else if (!strcmp(channel, CABINET_CONTROL_CHANNEL))
         cabinet_on_control(hub, payload, len);
+    else if (!strcmp(channel, USERSTATE_CHANNEL))
+        userstate_on_bus_message(hub->userstate, payload, len);
 }
 
 /*
@@ -173,6 +214,8 @@ static void on_bus_link(void *arg, int up)
         queue_resync(hub);
         events_resync(hub);
     }
+    if (up) /* a deletion announced while the link was down was missed */
+        userstate_reload(hub->userstate);
 }
 
 /*
@@ -185,8 +228,12 @@ static void on_bus_link(void *arg, int up)
 static void shutdown_now(hub_t *hub)
 {
     fanout_detach_bus(hub->fanout);
-    bus_close(hub->bus);
+    bus_close(hub->bus); /* rate limits waiting on Redis are decided locally now */
     hub->bus = NULL;
+    ratelimit_close(hub->ratelimit);
+    hub->ratelimit = NULL;
+    userstate_close(hub->userstate);
+    hub->userstate = NULL;
     cabinet_lease_close(hub->lease);
     hub->lease = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
@@ -252,6 +299,29 @@ static int start_up(hub_t *hub)
     return 0;
 }
 
+/* The abuse limits, the trusted proxies and the deleted users' set. */
+static int start_guards(hub_t *hub)
+{
+    const hub_config_t *cfg = hub->cfg;
+    const char *const specs[LIMIT_COUNT] = {[LIMIT_REST_IP] = cfg->limit_rest_ip,
+                                            [LIMIT_REST_USER] = cfg->limit_rest_user,
+                                            [LIMIT_WS_IP] = cfg->limit_ws_ip,
+                                            [LIMIT_WS_USER] = cfg->limit_ws_user,
+                                            [LIMIT_CABINET_KEY] = cfg->limit_cabinet_key,
+                                            [LIMIT_PROMO] = cfg->limit_promo,
+                                            [LIMIT_TOKEN] = cfg->limit_token};
+    char err[256];
+    hub->ratelimit = ratelimit_new(&hub->loop, hub->bus, specs, err, sizeof err);
+    if (hub->ratelimit)
+        hub->trusted_proxies = clientip_trust_new(cfg->trusted_proxies, err, sizeof err);
+    if (!hub->ratelimit || !hub->trusted_proxies) {
+        log_error("limits configuration", json_pack("{s:s}", "error", err));
+        return -1;
+    }
+    hub->userstate = userstate_new(hub);
+    return hub->userstate ? 0 : -1;
+}
+
 static int start_services(hub_t *hub)
 {
     const hub_config_t *cfg = hub->cfg;
@@ -272,8 +342,12 @@ static int start_services(hub_t *hub)
     if (hub->bus)
         bus_set_subscribed_cb(hub->bus, on_bus_subscribed);
     hub->fanout = hub->bus ? fanout_new(hub->bus) : NULL;
-    if (hub->bus)
+    if (hub->bus) {
         bus_subscribe(hub->bus, CABINET_CONTROL_CHANNEL); /* for the process's whole life */
+        bus_subscribe(hub->bus, USERSTATE_CHANNEL);
+    }
+    if (start_guards(hub) != 0)
+        return -1;
     hub->queues = queues_new(hub);
     hub->cabinets = cabinets_new(hub);
     hub->payments = hub->pool ? payments_new(hub) : NULL;
@@ -328,6 +402,8 @@ fail:
         fanout_detach_bus(hub->fanout);
     if (hub->bus)
         bus_close(hub->bus);
+    ratelimit_close(hub->ratelimit);
+    userstate_close(hub->userstate);
     payments_close(hub->payments);
     cabinet_lease_close(hub->lease);
     if (hub->pool)
@@ -353,6 +429,7 @@ done:
     queues_free(hub->queues);
     fanout_free(hub->fanout);
     auth_free(hub->auth);
+    clientip_trust_free(hub->trusted_proxies);
     free(hub);
     log_info("stopped", json_pack("{s:i}", "code", code));
     return code;

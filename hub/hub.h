@@ -24,6 +24,9 @@ typedef struct fanout fanout_t;
 typedef struct queues queues_t;
 typedef struct cabinets cabinets_t;
 typedef struct payments payments_t;
+typedef struct ratelimit ratelimit_t;
+typedef struct userstate userstate_t;
+struct lws;
 
 /* Runs one hub process until it is stopped. Returns the process exit code. */
 int hub_run(const hub_config_t *cfg);
@@ -44,6 +47,17 @@ bool hub_draining(const hub_t *hub);
 /* Samples the gauges owned by the pool and the bus (for metrics and stats). */
 struct metrics_gauges;
 void hub_gauges(hub_t *hub, struct metrics_gauges *out);
+
+/* The abuse limits (ratelimit.h) and the deleted users (userstate.h). */
+ratelimit_t *hub_ratelimit(hub_t *hub);
+userstate_t *hub_userstate(hub_t *hub);
+/*
+ * The client's address of a connection (clientip.h: the peer, or from
+ * X-Forwarded-For behind a trusted proxy) into out (CLIENTIP_MAX bytes).
+ * While its headers are still there (an HTTP request, a WebSocket at
+ * ESTABLISHED).
+ */
+void hub_client_ip(hub_t *hub, struct lws *wsi, char *out);
 
 /* Milliseconds of the loop's clock (uv_now). */
 uint64_t hub_now_ms(hub_t *hub);

@@ -28,7 +28,12 @@ static struct {
     histogram_t query_seconds;
     histogram_t delivery[N_DELIVERY_KINDS];
     unsigned long cabinet[CAB_EV_COUNT];
+    unsigned long limit[LIMIT_COUNT][2]; /* [refused, allowed] */
+    unsigned long limit_local, deleted_refused;
 } m;
+
+static const char *const limit_names[] = {"rest_ip",          "rest_user",  "ws_ip",     "ws_user",
+                                          "cabinet_key_fail", "promo_fail", "token_fail"};
 
 static const char *const cabinet_event_names[] = {
     "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over"};
@@ -82,6 +87,27 @@ void metrics_query_observe(double seconds, query_outcome_t outcome)
 void metrics_cabinet(cabinet_event_t ev)
 {
     m.cabinet[ev]++;
+}
+
+const char *metrics_limit_name(limit_id_t id)
+{
+    return id < LIMIT_COUNT ? limit_names[id] : "unknown";
+}
+
+void metrics_limit(limit_id_t id, int allowed)
+{
+    if (id < LIMIT_COUNT)
+        m.limit[id][allowed ? 1 : 0]++;
+}
+
+void metrics_limit_local(void)
+{
+    m.limit_local++;
+}
+
+void metrics_deleted_user_refused(void)
+{
+    m.deleted_refused++;
 }
 
 void metrics_delivery_observe(const char *kind, double seconds)
@@ -213,6 +239,18 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# HELP rn_bus_reconnects_total Times the Redis bus link was re-established.\n"
             "# TYPE rn_bus_reconnects_total counter\nrn_bus_reconnects_total %lu\n",
         g->pg_connections, g->bus_up, g->bus_reconnects);
+    put(&t, "# HELP rn_limit_total Abuse-limit decisions by limit and result.\n"
+            "# TYPE rn_limit_total counter\n");
+    for (int l = 0; l < LIMIT_COUNT; l++)
+        put(&t, "rn_limit_total{limit=\"%s\",result=\"allowed\"} %lu\n"
+                "rn_limit_total{limit=\"%s\",result=\"refused\"} %lu\n",
+            limit_names[l], m.limit[l][1], limit_names[l], m.limit[l][0]);
+    put(&t, "# HELP rn_limit_local_total Limit decisions taken by this process alone (Redis "
+            "unavailable).\n# TYPE rn_limit_local_total counter\nrn_limit_local_total %lu\n"
+            "# HELP rn_deleted_user_refused_total Deleted users' tokens refused or sockets "
+            "closed.\n# TYPE rn_deleted_user_refused_total counter\n"
+            "rn_deleted_user_refused_total %lu\n",
+        m.limit_local, m.deleted_refused);
     if (t.failed) {
         free(t.buf);
         return NULL;

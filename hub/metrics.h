@@ -46,6 +46,25 @@ typedef enum cabinet_event {
 } cabinet_event_t;
 void metrics_cabinet(cabinet_event_t ev);
 
+/* The abuse limits (ratelimit.h): each counts what it allowed and refused. */
+typedef enum limit_id {
+    LIMIT_REST_IP = 0, /* REST requests per client IP */
+    LIMIT_REST_USER,   /* REST requests per user */
+    LIMIT_WS_IP,       /* new WebSocket connections per client IP */
+    LIMIT_WS_USER,     /* WebSocket authentications per user */
+    LIMIT_CABINET_KEY, /* failed cabinet API keys per client IP */
+    LIMIT_PROMO,       /* failed promo codes per user */
+    LIMIT_TOKEN,       /* failed token verifications per client IP */
+    LIMIT_COUNT
+} limit_id_t;
+/* The limit's name in settings, Redis keys and metrics ("rest_ip", ...). */
+const char *metrics_limit_name(limit_id_t id);
+void metrics_limit(limit_id_t id, int allowed);
+/* A limit decided by this process alone because Redis could not answer. */
+void metrics_limit_local(void);
+/* A deleted user's token refused (REST 403, WebSocket 4003), or a socket closed at deletion. */
+void metrics_deleted_user_refused(void);
+
 /* Gauges owned elsewhere, sampled when rendering. */
 typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;

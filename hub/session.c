@@ -15,7 +15,9 @@
 #include "fanout.h"
 #include "log.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "session_priv.h"
+#include "userstate.h"
 
 typedef struct cabinet_auth cabinet_auth_t;
 
@@ -26,6 +28,24 @@ struct cabinet_auth {
     int64_t id;
     char key[APIKEY_MAX];
 };
+
+/* What waits on a rate-limit answer (ratelimit.h) during authentication. */
+typedef enum ws_check_kind {
+    WS_CHECK_CONNECT,   /* a new socket from this IP */
+    WS_CHECK_BAD_TOKEN, /* a token that did not verify, from this IP */
+    WS_CHECK_USER,      /* a verified user authenticating */
+    WS_CHECK_CABINET,   /* a cabinet key about to be looked up, from this IP */
+} ws_check_kind_t;
+
+typedef struct ws_check {
+    session_ref_t *ref;
+    ws_check_kind_t kind;
+    bool has_id;
+    int64_t id;
+    const char *why;      /* WS_CHECK_BAD_TOKEN: the verifier's reason (static) */
+    auth_identity_t who;  /* WS_CHECK_USER */
+    char key[APIKEY_MAX]; /* WS_CHECK_CABINET */
+} ws_check_t;
 
 size_t session_pss_size(void)
 {
@@ -200,6 +220,30 @@ void sessions_close_all(sessions_t *reg, int code, const char *reason)
         session_close(s, code, reason);
 }
 
+size_t sessions_close_users(sessions_t *reg, bool (*pick)(const char *uid, void *arg), void *arg,
+                            int code, const char *err_code, const char *message)
+{
+    size_t n = 0;
+    for (session_t *s = reg->head; s; s = s->next)
+        if (s->uid && !s->closing && pick(s->uid, arg)) {
+            session_send_error(s, false, 0, err_code, message);
+            session_close(s, code, err_code);
+            n++;
+        }
+    return n;
+}
+
+static bool same_uid(const char *uid, void *arg)
+{
+    return strcmp(uid, arg) == 0;
+}
+
+size_t sessions_close_user(sessions_t *reg, const char *uid, int code, const char *err_code,
+                           const char *message)
+{
+    return sessions_close_users(reg, same_uid, (void *)uid, code, err_code, message);
+}
+
 static void registry_add(sessions_t *reg, session_t *s)
 {
     s->next = reg->head;
@@ -271,15 +315,100 @@ static void reject(session_t *s, bool has_id, int64_t id, const char *why)
     session_close(s, CLOSE_UNAUTHENTICATED, "unauthenticated");
 }
 
+/* Refused by an abuse limit: the reason, then close 4008. */
+static void limited(session_t *s, bool has_id, int64_t id, unsigned retry_after_ms)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "too many attempts: retry in %u s", (retry_after_ms + 999) / 1000);
+    session_send_error(s, has_id, id, "rate_limited", msg);
+    session_close(s, CLOSE_RATE_LIMITED, "rate limited");
+}
+
+/* A deleted user's token: refused with 4003 (userstate.h). */
+static bool refuse_deleted(session_t *s, const char *uid, bool has_id, int64_t id)
+{
+    if (!userstate_is_deleted(hub_userstate(s->hub), uid))
+        return false;
+    metrics_deleted_user_refused();
+    session_send_error(s, has_id, id, "account_deleted", "this account was deleted");
+    session_close(s, CLOSE_FORBIDDEN, "account deleted");
+    return true;
+}
+
+static void cabinet_lookup(session_t *s, const char *key, bool has_id, int64_t id);
+
+/* ratelimit_cb: the answer for one authentication step (ws_check_t). */
+static void on_ws_check(void *arg, int allowed, unsigned retry_after_ms)
+{
+    ws_check_t *c = arg;
+    session_t *s = session_ref_get(c->ref);
+    if (s && !s->closing) {
+        if (c->kind != WS_CHECK_CONNECT)
+            s->authenticating = false;
+        if (!allowed)
+            limited(s, c->has_id, c->id, retry_after_ms);
+        else if (c->kind == WS_CHECK_BAD_TOKEN)
+            reject(s, c->has_id, c->id, c->why);
+        else if (c->kind == WS_CHECK_USER && !refuse_deleted(s, c->who.uid, c->has_id, c->id))
+            accept_identity(s, &c->who, c->has_id, c->id);
+        else if (c->kind == WS_CHECK_CABINET)
+            cabinet_lookup(s, c->key, c->has_id, c->id);
+    }
+    session_ref_release(c->ref);
+    OPENSSL_cleanse(c->key, sizeof c->key);
+    free(c);
+}
+
+/*
+ * Asks the limit for key on behalf of s; the answer comes to on_ws_check
+ * (perhaps at once, even before this returns). Takes c.
+ */
+static void ws_check(session_t *s, ws_check_t *c, limit_id_t limit, const char *key)
+{
+    rl_key_t k = {limit, key};
+    if (!(c->ref = session_ref(s))) {
+        c->ref = NULL;
+        free(c);
+        session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return;
+    }
+    if (c->kind != WS_CHECK_CONNECT)
+        s->authenticating = true;
+    ratelimit_take(hub_ratelimit(s->hub), &k, 1, on_ws_check, c);
+}
+
+static ws_check_t *ws_check_new(ws_check_kind_t kind, bool has_id, int64_t id)
+{
+    ws_check_t *c = calloc(1, sizeof *c);
+    if (c) {
+        c->kind = kind;
+        c->has_id = has_id;
+        c->id = id;
+    }
+    return c;
+}
+
+/*
+ * A token: a bad one counts against the client IP's budget of failed
+ * verifications (4001, or 4008 past it); a good one against the user's
+ * budget of authentications; a deleted user's is refused with 4003.
+ */
 static void auth_token(session_t *s, const char *token, bool has_id, int64_t id)
 {
     auth_identity_t who;
     const char *why = "invalid token";
-    if (auth_verify(hub_auth(s->hub), token, time(NULL), &who, &why) != 0) {
-        reject(s, has_id, id, why);
+    bool ok = auth_verify(hub_auth(s->hub), token, time(NULL), &who, &why) == 0;
+    if (ok && refuse_deleted(s, who.uid, has_id, id))
+        return;
+    ws_check_t *c = ws_check_new(ok ? WS_CHECK_USER : WS_CHECK_BAD_TOKEN, has_id, id);
+    if (!c) {
+        reject(s, has_id, id, "out of memory");
         return;
     }
-    accept_identity(s, &who, has_id, id);
+    c->why = why;
+    if (ok)
+        c->who = who;
+    ws_check(s, c, ok ? LIMIT_WS_USER : LIMIT_TOKEN, ok ? who.uid : s->client_ip);
 }
 
 static void on_cabinet_row(void *arg, int status, PGresult *res, const char *errmsg)
@@ -289,6 +418,8 @@ static void on_cabinet_row(void *arg, int status, PGresult *res, const char *err
     if (s) {
         s->authenticating = false;
         if (status != PG_OK) {
+            /* not the client's failure: the reserved attempt is given back */
+            ratelimit_refund(hub_ratelimit(s->hub), LIMIT_CABINET_KEY, s->client_ip);
             session_send_error(s, ca->has_id, ca->id, "unavailable", "database unavailable");
             session_close(s, CLOSE_UNAUTHENTICATED, "unavailable");
             log_warn("cabinet auth query failed",
@@ -297,6 +428,8 @@ static void on_cabinet_row(void *arg, int status, PGresult *res, const char *err
                    !apikey_matches(ca->key, PQgetvalue(res, 0, 0))) {
             reject(s, ca->has_id, ca->id, "unknown or revoked API key");
         } else {
+            /* the attempt reserved a token: a right key gives it back */
+            ratelimit_refund(hub_ratelimit(s->hub), LIMIT_CABINET_KEY, s->client_ip);
             apikey_arcade_id(ca->key, &s->arcade_id);
             set_kind(s, CONN_CABINET);
             json_t *ok = auth_ok(ca->has_id, ca->id);
@@ -311,7 +444,11 @@ static void on_cabinet_row(void *arg, int status, PGresult *res, const char *err
     free(ca);
 }
 
-/* Looks the arcade up, then compares the key's hash in constant time. */
+/*
+ * An API key: each attempt first takes a token from the client IP's budget
+ * of failed keys (a right key gives it back), so that past the limit the
+ * answer is 4008 at once and no query is made.
+ */
 static void auth_api_key(session_t *s, const char *key, bool has_id, int64_t id)
 {
     long arcade_id;
@@ -319,6 +456,20 @@ static void auth_api_key(session_t *s, const char *key, bool has_id, int64_t id)
         reject(s, has_id, id, "malformed API key");
         return;
     }
+    ws_check_t *c = ws_check_new(WS_CHECK_CABINET, has_id, id);
+    if (!c) {
+        reject(s, has_id, id, "out of memory");
+        return;
+    }
+    strcpy(c->key, key);
+    ws_check(s, c, LIMIT_CABINET_KEY, s->client_ip);
+}
+
+/* Looks the arcade up, then compares the key's hash in constant time. */
+static void cabinet_lookup(session_t *s, const char *key, bool has_id, int64_t id)
+{
+    long arcade_id;
+    apikey_arcade_id(key, &arcade_id);
     cabinet_auth_t *ca = calloc(1, sizeof *ca);
     if (!ca || !(ca->ref = session_ref(s))) {
         free(ca);
@@ -412,9 +563,9 @@ static void on_message(session_t *s, const char *data, size_t len)
         return;
     }
     if (s->kind == CONN_PENDING && s->authenticating && env.type != RN_MSG_AUTH) {
-        /* an API key is being checked: not an offence, just too early */
+        /* a key or a limit is being checked: not an offence, just too early */
         session_send_error(s, env.has_id, env.id, "authenticating",
-                           "the API key is being checked: wait for the auth reply");
+                           "the credentials are being checked: wait for the auth reply");
     } else if (s->kind == CONN_PENDING && env.type != RN_MSG_AUTH) {
         reject(s, env.has_id, env.id, "authenticate first");
     } else {
@@ -515,6 +666,14 @@ static void on_established(struct lws *wsi, session_t *s)
         session_close(s, CLOSE_DRAINING, "draining");
         return;
     }
+    char ip[CLIENTIP_MAX];
+    hub_client_ip(hub, wsi, ip);
+    clientip_limit_key(ip, s->client_ip, sizeof s->client_ip);
+    ws_check_t *c = ws_check_new(WS_CHECK_CONNECT, false, 0);
+    if (c)
+        ws_check(s, c, LIMIT_WS_IP, s->client_ip);
+    if (s->closing)
+        return;
     if (!auth_from_header(s) && s->kind == CONN_PENDING && !s->authenticating && !s->closing)
         wait_append(hub_sessions(hub), s);
 }

@@ -49,6 +49,15 @@ void sessions_close(sessions_t *reg);
 size_t sessions_count(const sessions_t *reg);
 /* Asks every session to close with code and reason. */
 void sessions_close_all(sessions_t *reg, int code, const char *reason);
+/*
+ * Sends an error (err_code, message) to every socket of uid not closing yet
+ * and closes it with code. Returns how many.
+ */
+size_t sessions_close_user(sessions_t *reg, const char *uid, int code, const char *err_code,
+                           const char *message);
+/* The same for every socket whose uid pick() says yes to. */
+size_t sessions_close_users(sessions_t *reg, bool (*pick)(const char *uid, void *arg), void *arg,
+                            int code, const char *err_code, const char *message);
 
 /* Queues b (takes a reference of its own). Overflow closes the session with 4009. */
 void session_send(session_t *s, msgbuf_t *b);

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "clientip.h"
 #include "session.h"
 
 /*
@@ -73,6 +74,7 @@ struct session {
     size_t rx_len;
     uint64_t rate_ts_ms;
     double rate_tokens;
+    char client_ip[CLIENTIP_MAX + 4]; /* the per-IP limits' key (clientip_limit_key) */
 };
 
 struct sessions {

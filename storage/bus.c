@@ -692,6 +692,40 @@ int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len
     return 0;
 }
 
+/* A bus_command() in flight: whose callback to call. */
+typedef struct bus_call {
+    bus_reply_cb cb;
+    void *arg;
+} bus_call_t;
+
+/* hiredis calls this with the reply, or with NULL while it frees the context. */
+static void bus_on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    bus_call_t *call = privdata;
+
+    (void)ac;
+    call->cb(call->arg, r);
+    free(call);
+}
+
+int bus_command(bus_t *bus, int argc, const char **argv, const size_t *lens, bus_reply_cb cb,
+                void *arg)
+{
+    bus_call_t *call;
+
+    if (bus->closing || !bus->cmd.ready || cb == NULL || argc < 1)
+        return -1;
+    if ((call = malloc(sizeof(*call))) == NULL)
+        return -1;
+    call->cb = cb;
+    call->arg = arg;
+    if (redisAsyncCommandArgv(bus->cmd.ac, bus_on_reply, call, argc, argv, lens) != REDIS_OK) {
+        free(call);
+        return -1;
+    }
+    return 0;
+}
+
 int bus_is_up(const bus_t *bus)
 {
     return bus->up;

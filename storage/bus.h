@@ -53,6 +53,22 @@ int bus_unsubscribe(bus_t *bus, const char *channel);
 /* Publishes (payload copied). 0 if handed to Redis, -1 if the link is down. */
 int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len);
 
+/*
+ * A reply to bus_command(): borrowed for the call (copy what you keep), or
+ * NULL when the link was lost before it came (also from inside bus_close()).
+ */
+struct redisReply;
+typedef void (*bus_reply_cb)(void *arg, struct redisReply *reply);
+
+/*
+ * Sends one command (argv copied) on the command link, pipelined behind
+ * whatever is in flight there. 0: cb will be called exactly once, never
+ * before bus_command() returns. -1 (link not ready, out of memory): cb is
+ * never called. Loop thread only.
+ */
+int bus_command(bus_t *bus, int argc, const char **argv, const size_t *lens, bus_reply_cb cb,
+                void *arg);
+
 /* 1 while both links are connected. */
 int bus_is_up(const bus_t *bus);
 /* How many times a lost link has been re-established. */

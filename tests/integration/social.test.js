@@ -377,11 +377,11 @@ test('admin soft delete: waiting reservations refunded in the same transaction, 
   await nextEvent(carolPhone, 'reservation', (m) => m.reservation_id === duo.json.reservation.id && m.status === 'cancelled');
   await nextSnapshot(watcher, (m) => !m.waiting.some((w) => w.reservation_id === solo.json.reservation.id), { arcade: 2 });
 
-  // Her token no longer works on user routes; nobody finds or lists her.
-  assertError(await call('GET', '/users/profile', gina), 404, 'not_registered');
-  assertError(await call('GET', '/auth/me', gina), 404, 'not_registered');
-  assertError(await call('GET', '/friends', gina), 404, 'not_registered');
-  assertError(await reserve(gina, { arcade_id: 2, game_id: GAME_SOLO }), 404, 'not_registered');
+  // Her token is refused (403 account_deleted, before any query); nobody finds or lists her.
+  assertError(await call('GET', '/users/profile', gina), 403, 'account_deleted');
+  assertError(await call('GET', '/auth/me', gina), 403, 'account_deleted');
+  assertError(await call('GET', '/friends', gina), 403, 'account_deleted');
+  assertError(await reserve(gina, { arcade_id: 2, game_id: GAME_SOLO }), 403, 'account_deleted');
   assert.deepEqual((await call('GET', `/users/search?q=${gina.pseudo}`, carol)).json.items, []);
   assert.ok(!(await call('GET', '/friends', carol)).json.items.some((f) => f.uid === gina.uid));
   assertError(await reserve(carol, { arcade_id: 3, game_id: GAME_DUO, player2_id: gina.uid }), 422, 'not_a_friend');

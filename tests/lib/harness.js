@@ -392,13 +392,23 @@ function hubEnv(extra) {
 }
 
 /*
+ * The abuse limits out of the way: suites that are not about limits make
+ * thousands of requests from 127.0.0.1. A suite about limits passes
+ * startHub({ limits: true }) for the hub's real defaults (and env to tune).
+ */
+const NO_LIMITS = Object.fromEntries(
+  ['REST_IP', 'REST_USER', 'WS_IP', 'WS_USER', 'CABINET_KEY', 'PROMO', 'TOKEN'].map((k) => [`HUB_LIMIT_${k}`, '0']),
+);
+
+/*
  * Starts RN_HUB_BIN serve against pg and redis with --debug-routes and a
  * random HS256 secret, on a free port; resolves once GET /healthz is 200.
  * opts.args are appended to the command line; opts.env is added to its
- * environment. Returns { url, wsUrl, port, secret, proc, stop(), kill(),
- * exited, logs() }.
+ * environment; opts.limits keeps the abuse limits on (see NO_LIMITS).
+ * Returns { url, wsUrl, port, secret, proc, stop(), kill(), exited, logs() }.
  */
-export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = true, secret, readyTimeoutMs = 30000 } = {}) {
+export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = true, secret, readyTimeoutMs = 30000, limits = false } = {}) {
+  if (!limits) env = { ...NO_LIMITS, ...env };
   if (!fs.existsSync(HUB_BIN)) throw new Error(`hub binary not found: ${HUB_BIN} (set RN_HUB_BIN)`);
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
