@@ -1,0 +1,9 @@
+-- 0011_sql_domains: every SQL function now lives once, in a domain file of
+-- storage/sql/ (applied by the runner after the migrations, whenever its
+-- content changes). This drops what no domain file defines any more:
+--   rn_event_json(user_events)  0002's event shape; 0008 made rn_user_event
+--                               and rn_cabinet_event build it inline, and
+--                               nothing has called it since.
+-- IF EXISTS: a fresh database never had it (the migrations define no
+-- function now, only the trigger functions beside their triggers).
+DROP FUNCTION IF EXISTS rn_event_json(user_events);
