@@ -43,11 +43,14 @@
 --     purchase succeeded. The answer stored for an Idempotency-Key is the
 --     first one and is never rewritten.
 
--- Moves p_delta tickets for a user: balance, ledger row and `balance` event,
--- all or nothing. Returns {"balance", "ledger_id", "event"} (event: the
--- user_events row for the answer's "events"), or NULL when a debit would take
--- the balance below zero (then nothing changed). The user row is locked by the
--- UPDATE until the transaction ends, so ledger ids follow balance order.
+-- THE ledger function: the only code that changes users.tickets_balance or
+-- writes a ledger row. Moves p_delta tickets for a user: balance, ledger row
+-- and `balance` event {balance, delta, reason: p_kind, reservation_id (when
+-- p_reservation_id is given)}, all or nothing. Returns {"balance",
+-- "ledger_id", "event"} (event: the user_events row for the answer's
+-- "events"), or NULL when a debit would take the balance below zero (then
+-- nothing changed). The user row is locked by the UPDATE until the
+-- transaction ends, so ledger ids follow balance order.
 CREATE OR REPLACE FUNCTION rn_ledger_post(p_user_id bigint, p_delta integer, p_kind text,
                                p_purchase_id bigint DEFAULT NULL,
                                p_promo_use_id bigint DEFAULT NULL,
@@ -74,7 +77,24 @@ BEGIN
         'balance', v_balance, 'ledger_id', v_ledger_id,
         'event', rn_user_event(p_user_id, 'balance',
                                jsonb_build_object('balance', v_balance, 'delta', p_delta,
-                                                  'reason', p_kind)));
+                                                  'reason', p_kind)
+                               || CASE WHEN p_reservation_id IS NOT NULL
+                                       THEN jsonb_build_object('reservation_id', p_reservation_id)
+                                       ELSE '{}'::jsonb END));
+END
+$$;
+
+-- THE refund: gives a reservation's cost back to its booker, through the
+-- ledger (kind 'refund'; once per reservation: ledger_refund_once). Every
+-- way a reservation can end with a refund comes here: cancel (rn_cancel),
+-- no-show expiry with the refund setting (rn_expire), an admin's delete of
+-- the user (rn_admin_user_delete cancels), and a void. The caller holds the
+-- arcade row, then the reservation row, and has set its final status.
+-- Returns rn_ledger_post's {"balance", "ledger_id", "event"}.
+CREATE OR REPLACE FUNCTION rn_reservation_refund(p_res reservations)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN rn_ledger_post(p_res.user_id, p_res.cost, 'refund', p_reservation_id => p_res.id);
 END
 $$;
 
@@ -96,7 +116,7 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT coalesce(
         (SELECT rn_answer(200, jsonb_build_object('balance', u.tickets_balance))
            FROM users u WHERE u.firebase_uid = p_uid AND u.deleted_at IS NULL),
-        rn_error(404, 'not_registered', 'no profile yet: POST /api/v1/auth/register'))
+        rn_not_registered())
 $$;
 
 CREATE OR REPLACE FUNCTION rn_purchase_json(p purchases)
@@ -116,7 +136,7 @@ DECLARE
     v_user bigint := rn_user_id(p_uid);
 BEGIN
     IF v_user IS NULL THEN
-        RETURN rn_error(404, 'not_registered', 'no profile yet: POST /api/v1/auth/register');
+        RETURN rn_not_registered();
     END IF;
     RETURN rn_answer(200, rn_page(
         (SELECT coalesce(jsonb_agg(rn_purchase_json(p) ORDER BY p.id DESC), '[]'::jsonb)
@@ -141,7 +161,7 @@ DECLARE
     p purchases;
 BEGIN
     IF v_user IS NULL THEN
-        RETURN rn_error(404, 'not_registered', 'no profile yet: POST /api/v1/auth/register');
+        RETURN rn_not_registered();
     END IF;
     v_answer := rn_idem_begin(v_user, p_key, p_hash);
     IF v_answer IS NOT NULL THEN
@@ -347,7 +367,7 @@ DECLARE
     v_post jsonb;
 BEGIN
     IF v_user IS NULL THEN
-        RETURN rn_error(404, 'not_registered', 'no profile yet: POST /api/v1/auth/register');
+        RETURN rn_not_registered();
     END IF;
     v_answer := rn_idem_begin(v_user, p_key, p_hash);
     IF v_answer IS NOT NULL THEN
@@ -388,7 +408,7 @@ DECLARE
     v_user bigint := rn_user_id(p_uid);
 BEGIN
     IF v_user IS NULL THEN
-        RETURN rn_error(404, 'not_registered', 'no profile yet: POST /api/v1/auth/register');
+        RETURN rn_not_registered();
     END IF;
     RETURN rn_answer(200, rn_page(
         (SELECT coalesce(jsonb_agg(jsonb_build_object(

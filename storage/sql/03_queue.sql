@@ -464,6 +464,7 @@ DECLARE
     v_p2 bigint;
     v_players integer;
     v_balance integer;
+    v_post jsonb;
     v_pos integer;
     v_avg integer;
     v_reservation jsonb;
@@ -529,7 +530,7 @@ BEGIN
     SELECT tickets_balance INTO v_balance FROM users
      WHERE id = p_user_id AND deleted_at IS NULL FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN rn_error(404, 'not_registered', 'register first (POST /api/v1/auth/register)');
+        RETURN rn_not_registered();
     END IF;
     IF v_p2 IS NOT NULL THEN
         PERFORM 1 FROM users WHERE id = v_p2 AND deleted_at IS NULL FOR SHARE;
@@ -550,11 +551,11 @@ BEGIN
     INSERT INTO reservations (arcade_id, game_id, user_id, player2_id, unlock_code, cost)
     VALUES (a.id, p_game_id, p_user_id, v_p2, rn_unlock_code(), v_cost)
     RETURNING * INTO r;
-    UPDATE users SET tickets_balance = tickets_balance - v_cost
-     WHERE id = p_user_id
-    RETURNING tickets_balance INTO v_balance;
-    INSERT INTO ledger (user_id, delta, balance_after, kind, reservation_id)
-    VALUES (p_user_id, -v_cost, v_balance, 'reservation', r.id);
+    -- The balance was checked under the user's row lock above: this debit
+    -- cannot fail. Its balance event comes first, as every step's own events
+    -- come before the position events.
+    v_post := rn_ledger_post(p_user_id, -v_cost, 'reservation', p_reservation_id => r.id);
+    v_balance := (v_post ->> 'balance')::integer;
 
     SELECT count(*)::integer INTO v_pos FROM reservations w
     WHERE w.arcade_id = a.id AND w.status = 'waiting' AND w.id <= r.id;
@@ -562,13 +563,11 @@ BEGIN
     v_reservation := jsonb_build_object(
         'reservation_id', r.id, 'arcade_id', a.id, 'game_id', p_game_id,
         'status', 'waiting', 'position', v_pos);
-    v_events := rn_step_events_x(
-        ARRAY[p_user_id, r.user_id, r.player2_id],
-        ARRAY['balance', 'reservation', 'reservation'],
-        ARRAY[jsonb_build_object('balance', v_balance, 'delta', -v_cost,
-                                 'reason', 'reservation', 'reservation_id', r.id),
-              v_reservation, v_reservation],
-        a.id, r.id - 1, v_avg);
+    v_events := jsonb_build_array(v_post -> 'event')
+        || rn_step_events_x(ARRAY[r.user_id, r.player2_id],
+                            ARRAY['reservation', 'reservation'],
+                            ARRAY[v_reservation, v_reservation],
+                            a.id, r.id - 1, v_avg);
     -- rn_call_next calls only on an idle arcade (this row is locked, and
     -- nothing here changed its status).
     IF a.status = 'idle' THEN
@@ -604,7 +603,7 @@ DECLARE
 BEGIN
     SELECT id INTO v_user FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
     IF v_user IS NULL THEN
-        RETURN rn_error(404, 'not_registered', 'register first (POST /api/v1/auth/register)');
+        RETURN rn_not_registered();
     END IF;
     v_replay := rn_idem_begin(v_user, p_idem_key, coalesce(p_req_hash, ''));
     IF v_replay IS NOT NULL THEN
@@ -628,13 +627,14 @@ DECLARE
     a arcades;
     r reservations;
     v_balance integer;
+    v_post jsonb;
     v_avg integer;
     v_cancelled jsonb;
     v_events jsonb;
 BEGIN
     SELECT id INTO v_user FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
     IF v_user IS NULL THEN
-        RETURN rn_error(404, 'not_registered', 'register first (POST /api/v1/auth/register)');
+        RETURN rn_not_registered();
     END IF;
     SELECT arcade_id INTO v_arcade FROM reservations WHERE id = p_reservation_id;
     IF NOT FOUND THEN
@@ -660,23 +660,18 @@ BEGIN
     UPDATE reservations SET status = 'cancelled', ended_at = now()
      WHERE id = r.id
     RETURNING * INTO r;
-    UPDATE users SET tickets_balance = tickets_balance + r.cost
-     WHERE id = r.user_id
-    RETURNING tickets_balance INTO v_balance;
-    INSERT INTO ledger (user_id, delta, balance_after, kind, reservation_id)
-    VALUES (r.user_id, r.cost, v_balance, 'refund', r.id);
+    v_post := rn_reservation_refund(r);
+    v_balance := (v_post ->> 'balance')::integer;
 
     v_avg := rn_avg_game_s(v_arcade);
     v_cancelled := jsonb_build_object(
         'reservation_id', r.id, 'arcade_id', r.arcade_id, 'game_id', r.game_id,
         'status', 'cancelled');
-    v_events := rn_step_events_x(
-        ARRAY[r.user_id, r.user_id, r.player2_id],
-        ARRAY['balance', 'reservation', 'reservation'],
-        ARRAY[jsonb_build_object('balance', v_balance, 'delta', r.cost, 'reason', 'refund',
-                                 'reservation_id', r.id),
-              v_cancelled, v_cancelled],
-        v_arcade, r.id, v_avg);
+    v_events := jsonb_build_array(v_post -> 'event')
+        || rn_step_events_x(ARRAY[r.user_id, r.player2_id],
+                            ARRAY['reservation', 'reservation'],
+                            ARRAY[v_cancelled, v_cancelled],
+                            v_arcade, r.id, v_avg);
     RETURN jsonb_build_object(
         'status', 200,
         'body', jsonb_build_object('reservation', rn_reservation_json_x(r, NULL, NULL),
@@ -1047,7 +1042,6 @@ RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     a arcades;
     r reservations;
-    v_balance integer;
     v_events jsonb := '[]';
 BEGIN
     SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
@@ -1068,14 +1062,7 @@ BEGIN
     UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id;
 
     IF coalesce(p_refund, false) THEN
-        UPDATE users SET tickets_balance = tickets_balance + r.cost
-         WHERE id = r.user_id
-        RETURNING tickets_balance INTO v_balance;
-        INSERT INTO ledger (user_id, delta, balance_after, kind, reservation_id)
-        VALUES (r.user_id, r.cost, v_balance, 'refund', r.id);
-        v_events := v_events || jsonb_build_array(rn_user_event(r.user_id, 'balance',
-            jsonb_build_object('balance', v_balance, 'delta', r.cost, 'reason', 'refund',
-                               'reservation_id', r.id)));
+        v_events := v_events || jsonb_build_array(rn_reservation_refund(r) -> 'event');
     END IF;
     v_events := v_events
         || rn_players_event(r.user_id, r.player2_id, 'reservation', jsonb_build_object(
@@ -1117,7 +1104,7 @@ DECLARE
     v_last bigint;
 BEGIN
     IF v_user IS NULL THEN
-        RETURN rn_error(404, 'not_registered', 'register first (POST /api/v1/auth/register)');
+        RETURN rn_not_registered();
     END IF;
     SELECT coalesce(jsonb_agg(rn_reservation_json(t.res) ORDER BY (t.res).id DESC), '[]'::jsonb),
            count(*), min((t.res).id)

@@ -112,7 +112,7 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT coalesce(
         (SELECT rn_answer(200, jsonb_build_object('user', rn_user_json(u)))
            FROM users u WHERE u.firebase_uid = p_uid AND u.deleted_at IS NULL),
-        rn_error(404, 'not_registered', 'no profile yet: POST /api/v1/auth/register'))
+        rn_not_registered())
 $$;
 
 -- The other side of a friendship, seen from p_me.

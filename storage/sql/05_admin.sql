@@ -99,8 +99,7 @@ DECLARE
     v_post jsonb;
 BEGIN
     IF p_key IS NOT NULL AND v_admin IS NULL THEN
-        RETURN rn_error(404, 'not_registered',
-                        'an Idempotency-Key needs a profile: POST /api/v1/auth/register');
+        RETURN rn_not_registered();
     END IF;
     v_answer := rn_idem_begin(v_admin, p_key, p_hash);
     IF v_answer IS NOT NULL THEN
