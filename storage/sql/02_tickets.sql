@@ -47,20 +47,26 @@
 -- writes a ledger row. Moves p_delta tickets for a user: balance, ledger row
 -- and `balance` event {balance, delta, reason: p_kind, reservation_id (when
 -- p_reservation_id is given)}, all or nothing. Returns {"balance",
--- "ledger_id", "event"} (event: the user_events row for the answer's
--- "events"), or NULL when a debit would take the balance below zero (then
--- nothing changed). The user row is locked by the UPDATE until the
+-- "ledger_id", "payload", "event"} (event: the user_events row for the
+-- answer's "events"), or NULL when a debit would take the balance below zero
+-- (then nothing changed). The user row is locked by the UPDATE until the
 -- transaction ends, so ledger ids follow balance order.
+-- p_event false: the event is not written here, and "event" is absent: the
+-- caller writes "payload" as a `balance` event in its own batch of events
+-- (the queue's hot paths write all of a step's events in one INSERT:
+-- 03_queue.sql's header).
 CREATE OR REPLACE FUNCTION rn_ledger_post(p_user_id bigint, p_delta integer, p_kind text,
                                p_purchase_id bigint DEFAULT NULL,
                                p_promo_use_id bigint DEFAULT NULL,
                                p_reservation_id bigint DEFAULT NULL,
                                p_reason text DEFAULT NULL,
-                               p_actor_uid text DEFAULT NULL)
+                               p_actor_uid text DEFAULT NULL,
+                               p_event boolean DEFAULT true)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_balance integer;
     v_ledger_id bigint;
+    v_payload jsonb;
 BEGIN
     UPDATE users SET tickets_balance = tickets_balance + p_delta
      WHERE id = p_user_id AND tickets_balance + p_delta >= 0
@@ -73,14 +79,17 @@ BEGIN
     VALUES (p_user_id, p_delta, v_balance, p_kind, p_purchase_id, p_promo_use_id,
             p_reservation_id, p_reason, p_actor_uid)
     RETURNING id INTO v_ledger_id;
-    RETURN jsonb_build_object(
-        'balance', v_balance, 'ledger_id', v_ledger_id,
-        'event', rn_user_event(p_user_id, 'balance',
-                               jsonb_build_object('balance', v_balance, 'delta', p_delta,
-                                                  'reason', p_kind)
-                               || CASE WHEN p_reservation_id IS NOT NULL
-                                       THEN jsonb_build_object('reservation_id', p_reservation_id)
-                                       ELSE '{}'::jsonb END));
+    v_payload := jsonb_build_object('balance', v_balance, 'delta', p_delta, 'reason', p_kind);
+    IF p_reservation_id IS NOT NULL THEN
+        v_payload := v_payload || jsonb_build_object('reservation_id', p_reservation_id);
+    END IF;
+    IF NOT p_event THEN
+        RETURN jsonb_build_object('balance', v_balance, 'ledger_id', v_ledger_id,
+                                  'payload', v_payload);
+    END IF;
+    RETURN jsonb_build_object('balance', v_balance, 'ledger_id', v_ledger_id,
+                              'payload', v_payload,
+                              'event', rn_user_event(p_user_id, 'balance', v_payload));
 END
 $$;
 
@@ -90,11 +99,12 @@ $$;
 -- no-show expiry with the refund setting (rn_expire), an admin's delete of
 -- the user (rn_admin_user_delete cancels), and a void. The caller holds the
 -- arcade row, then the reservation row, and has set its final status.
--- Returns rn_ledger_post's {"balance", "ledger_id", "event"}.
-CREATE OR REPLACE FUNCTION rn_reservation_refund(p_res reservations)
+-- Returns rn_ledger_post's answer (p_event as there).
+CREATE OR REPLACE FUNCTION rn_reservation_refund(p_res reservations, p_event boolean DEFAULT true)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN rn_ledger_post(p_res.user_id, p_res.cost, 'refund', p_reservation_id => p_res.id);
+    RETURN rn_ledger_post(p_res.user_id, p_res.cost, 'refund', p_reservation_id => p_res.id,
+                          p_event => p_event);
 END
 $$;
 

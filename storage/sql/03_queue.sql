@@ -552,9 +552,9 @@ BEGIN
     VALUES (a.id, p_game_id, p_user_id, v_p2, rn_unlock_code(), v_cost)
     RETURNING * INTO r;
     -- The balance was checked under the user's row lock above: this debit
-    -- cannot fail. Its balance event comes first, as every step's own events
-    -- come before the position events.
-    v_post := rn_ledger_post(p_user_id, -v_cost, 'reservation', p_reservation_id => r.id);
+    -- cannot fail. Its balance event goes into the step's one INSERT.
+    v_post := rn_ledger_post(p_user_id, -v_cost, 'reservation', p_reservation_id => r.id,
+                             p_event => false);
     v_balance := (v_post ->> 'balance')::integer;
 
     SELECT count(*)::integer INTO v_pos FROM reservations w
@@ -563,11 +563,11 @@ BEGIN
     v_reservation := jsonb_build_object(
         'reservation_id', r.id, 'arcade_id', a.id, 'game_id', p_game_id,
         'status', 'waiting', 'position', v_pos);
-    v_events := jsonb_build_array(v_post -> 'event')
-        || rn_step_events_x(ARRAY[r.user_id, r.player2_id],
-                            ARRAY['reservation', 'reservation'],
-                            ARRAY[v_reservation, v_reservation],
-                            a.id, r.id - 1, v_avg);
+    v_events := rn_step_events_x(
+        ARRAY[p_user_id, r.user_id, r.player2_id],
+        ARRAY['balance', 'reservation', 'reservation'],
+        ARRAY[v_post -> 'payload', v_reservation, v_reservation],
+        a.id, r.id - 1, v_avg);
     -- rn_call_next calls only on an idle arcade (this row is locked, and
     -- nothing here changed its status).
     IF a.status = 'idle' THEN
@@ -660,18 +660,18 @@ BEGIN
     UPDATE reservations SET status = 'cancelled', ended_at = now()
      WHERE id = r.id
     RETURNING * INTO r;
-    v_post := rn_reservation_refund(r);
+    v_post := rn_reservation_refund(r, p_event => false); -- its event: in the batch below
     v_balance := (v_post ->> 'balance')::integer;
 
     v_avg := rn_avg_game_s(v_arcade);
     v_cancelled := jsonb_build_object(
         'reservation_id', r.id, 'arcade_id', r.arcade_id, 'game_id', r.game_id,
         'status', 'cancelled');
-    v_events := jsonb_build_array(v_post -> 'event')
-        || rn_step_events_x(ARRAY[r.user_id, r.player2_id],
-                            ARRAY['reservation', 'reservation'],
-                            ARRAY[v_cancelled, v_cancelled],
-                            v_arcade, r.id, v_avg);
+    v_events := rn_step_events_x(
+        ARRAY[r.user_id, r.user_id, r.player2_id],
+        ARRAY['balance', 'reservation', 'reservation'],
+        ARRAY[v_post -> 'payload', v_cancelled, v_cancelled],
+        v_arcade, r.id, v_avg);
     RETURN jsonb_build_object(
         'status', 200,
         'body', jsonb_build_object('reservation', rn_reservation_json_x(r, NULL, NULL),
