@@ -189,8 +189,9 @@ static int is_applied(const int *v, int n, int version)
     return 0;
 }
 
-/* Runs one file's SQL (comments only is fine); 0 or -1 with err set. */
-static int exec_file(PGconn *pg, const char *name, const char *sql, char *err, size_t errlen)
+/* Runs one file's SQL (comments only is fine); 0 or -1 with err set. kind: "migration", ... */
+static int exec_file(PGconn *pg, const char *kind, const char *name, const char *sql, char *err,
+                     size_t errlen)
 {
     PGresult *res = PQexec(pg, sql);
     ExecStatusType st = PQresultStatus(res);
@@ -200,7 +201,7 @@ static int exec_file(PGconn *pg, const char *name, const char *sql, char *err, s
         PQclear(res);
         return 0;
     }
-    set_err(err, errlen, "%s failed, rolled back: %s", name,
+    set_err(err, errlen, "%s %s failed, everything rolled back: %s", kind, name,
             pg_one_line(res ? PQresultErrorMessage(res) : PQerrorMessage(pg), line, sizeof(line)));
     PQclear(res);
     return -1;
@@ -229,7 +230,7 @@ static int apply_one(PGconn *pg, const migration_t *mg, char *err, size_t errlen
     char version[16];
     const char *params[2] = {version, mg->name};
 
-    if (exec_file(pg, mg->name, mg->sql, err, errlen) < 0)
+    if (exec_file(pg, "migration", mg->name, mg->sql, err, errlen) < 0)
         return -1;
     snprintf(version, sizeof(version), "%d", mg->version);
     return exec_params(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
@@ -241,7 +242,7 @@ static int apply_file(PGconn *pg, const sql_file_t *f, char *err, size_t errlen)
 {
     const char *params[2] = {f->name, f->sha256};
 
-    if (exec_file(pg, f->name, f->sql, err, errlen) < 0)
+    if (exec_file(pg, "SQL domain file", f->name, f->sql, err, errlen) < 0)
         return -1;
     return exec_params(pg,
                        "INSERT INTO schema_sql_files (name, sha256) VALUES ($1, $2)"
