@@ -1,7 +1,8 @@
 // SQL domain files (storage/sql/NN_domain.sql): the migration runner applies
 // each one after the migrations whenever its content changed (SHA-256 in
 // schema_sql_files), on `migrate` and on start-up, and a second start applies
-// nothing; a database newer than the binary is refused before any file runs.
+// nothing; a database newer than the binary is refused before any file runs;
+// a file that fails rolls back everything applied with it (one transaction).
 // Then a mixed workload of every kind of balance change: each ledger row is
 // written by one call of rn_ledger_post, every refund goes through
 // rn_reservation_refund, and the audit finds nothing.
@@ -89,6 +90,25 @@ test('a database newer than the binary is refused, and no domain file runs again
   await pg.psql('DELETE FROM schema_migrations WHERE version = 999999');
   const r = await migrate();
   assert.match(r.stdout, /applied 0 migration\(s\) and 1 SQL domain file\(s\)/);
+  assert.match(await pg.psql('SELECT rn_unlock_code()'), /^[0-9]{6}$/);
+});
+
+test('a domain file that fails rolls back the files applied before it: one transaction', async () => {
+  await staleQueueFile();
+  // 05_admin.sql cannot apply: its rn_promo_json returns jsonb, this one text.
+  await pg.psql(
+    'DROP FUNCTION rn_promo_json(promo_codes); ' +
+      "CREATE FUNCTION rn_promo_json(c promo_codes) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$; " +
+      "UPDATE schema_sql_files SET sha256 = repeat('0', 64) WHERE name = '05_admin.sql'",
+  );
+  const before = await recorded();
+  await assert.rejects(migrate(), /SQL domain file 05_admin\.sql failed, everything rolled back: .*return type/);
+  assert.equal(await pg.psql('SELECT rn_unlock_code()'), 'stale!', '03_queue.sql, applied before, rolled back');
+  assert.deepEqual(await recorded(), before, 'no hash recorded');
+
+  await pg.psql('DROP FUNCTION rn_promo_json(promo_codes)');
+  const r = await migrate();
+  assert.match(r.stdout, /applied 0 migration\(s\) and 2 SQL domain file\(s\)/);
   assert.match(await pg.psql('SELECT rn_unlock_code()'), /^[0-9]{6}$/);
 });
 
