@@ -1,7 +1,7 @@
 /*
  * api_admin: the admin routes (ROUTE_ADMIN: 401 without a token, 403 without
  * the admin claim): promo codes, ticket adjustments, games, arcades and their
- * cabinet API keys, arcade slots. SQL in storage/migrations/0004_tickets.sql.
+ * cabinet API keys, arcade slots. SQL in storage/sql/05_admin.sql.
  *
  * Cabinet API keys are made here (apikey_generate) and shown once, in the
  * answer that created or rotated them; only their SHA-256 reaches the

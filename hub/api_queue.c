@@ -4,7 +4,7 @@
  *
  * Each handler checks what it was given (400 for a malformed body or query,
  * 404 for a path id that is not one) and runs one SQL function of
- * storage/migrations/0003_queue.sql through db_call(), which answers and
+ * storage/sql/03_queue.sql through db_call(), which answers and
  * publishes what the transaction committed (db.h).
  */
 #include <stdio.h>

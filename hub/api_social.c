@@ -5,10 +5,10 @@
  *
  * Each handler checks the shape of what it was given (400; 404 for a path
  * id that is not one) and runs one SQL function of
- * storage/migrations/0006_social.sql through db_call(), which answers and
+ * storage/sql/04_social.sql through db_call(), which answers and
  * publishes the committed events (friend_request, friend_accepted,
  * friend_removed; for a deleted user's cancelled reservations the queue's
- * own). The friendship rules are written down at the top of 0006_social.sql.
+ * own). The friendship rules are written down at the top of 04_social.sql.
  *
  * The caller is the token's uid; only the admin routes name another user,
  * by uid in the path.

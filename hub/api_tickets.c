@@ -4,11 +4,11 @@
  * provider's signed webhooks.
  *
  * Each handler checks the shape of what it was given (400) and runs one SQL
- * function of storage/migrations/0004_tickets.sql through db_call(), which
+ * function of storage/sql/02_tickets.sql (profiles: 04_social.sql) through db_call(), which
  * answers and publishes the committed `balance` events (db.h). The caller is
  * always the token's uid: no route takes another user's id.
  *
- * A purchase is two transactions around the payment (see 0004_tickets.sql):
+ * A purchase is two transactions around the payment (see 02_tickets.sql):
  *
  *   rn_purchase_begin   Idempotency-Key claimed, purchase 'pending'
  *        |                 (an error or a replayed answer ends here)

@@ -1,7 +1,7 @@
 /*
  * cabinet_lease: this process renews the leases of the cabinets it holds
  * (every --cabinet-lease-ms / 3) and sweeps, in every process, the arcades
- * whose lease ran out to offline (storage/migrations/0007_cabinet_lease.sql).
+ * whose lease ran out to offline (storage/sql/03_queue.sql).
  * That is how an arcade stops showing online when the hub holding its
  * cabinet dies without a goodbye.
  */

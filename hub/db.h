@@ -1,7 +1,7 @@
 /*
  * db: how a REST handler runs its one SQL function and answers.
  *
- * Every state change is one SQL function (storage/migrations) that runs as
+ * Every state change is one SQL function (storage/sql) that runs as
  * one transaction and returns one jsonb value:
  *
  *   {"status": 201, "body": {...}, "events": [...]}

@@ -23,13 +23,15 @@ static int cmd_migrate(const hub_config_t *cfg)
 {
     char err[512];
     size_t n;
+    int files = 0;
     const migration_t *all = migrations_builtin(&n);
-    int applied = migrate_apply(cfg->database_url, all, n, err, sizeof err);
+    int applied = migrate_apply_counted(cfg->database_url, all, n, &files, err, sizeof err);
     if (applied < 0) {
         fprintf(stderr, "migrate: %s\n", err);
         return 1;
     }
-    printf("applied %d migration(s); schema at version %d\n", applied, n ? all[n - 1].version : 0);
+    printf("applied %d migration(s) and %d SQL domain file(s); schema at version %d\n", applied,
+           files, n ? all[n - 1].version : 0);
     return 0;
 }
 

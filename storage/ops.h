@@ -4,7 +4,7 @@
  * never inside the hub.
  *
  * ops_audit (`retronova-hub audit`) runs rn_audit()
- * (storage/migrations/0004_tickets.sql), which verifies that for every user
+ * (storage/sql/02_tickets.sql), which verifies that for every user
  * tickets_balance = sum(ledger.delta) and each ledger row's balance_after is
  * the running sum, and that every succeeded purchase, promo use and
  * reservation debit has exactly its one ledger row and every refund is where

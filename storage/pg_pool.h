@@ -5,7 +5,7 @@
  * and read with PQconsumeInput/PQisBusy under a uv_poll_t on PQsocket().
  *
  * One statement in flight per connection. Work that needs several statements
- * in one transaction lives in SQL functions (storage/migrations), so every
+ * in one transaction lives in SQL functions (storage/sql), so every
  * request is one round trip.
  *
  * A lost connection is re-established from a backoff timer. While no

@@ -1,7 +1,7 @@
 -- 0001_init: the whole schema of DESIGN.md (PostgreSQL 15).
 --
--- Schema only; the business functions (reserve, cancel, purchase, ...) come in
--- later migrations. The runner applies this file inside one transaction
+-- Schema only; the business functions (reserve, cancel, purchase, ...) live in
+-- storage/sql (one file per domain). The runner applies this file inside one transaction
 -- together with its schema_migrations row, so it has no BEGIN/COMMIT of its own.
 --
 -- Conventions:

@@ -1,6 +1,6 @@
 // The REST side of the queues: reserve, cancel, read one's reservations, and
 // the public catalogue and queue views, against a real PostgreSQL through the
-// hub (storage/migrations/0003_queue.sql behind hub/api_queue.c).
+// hub (storage/sql/03_queue.sql behind hub/api_queue.c).
 //
 // Each test works on arcades and users of its own (made with SQL below), so
 // that the tests do not depend on one another's queues.

@@ -2,7 +2,7 @@
 // accept / reject / unfriend, the duo reservation that needs a friend, player
 // search, one's profile, leaderboards and stats after a real game on a
 // cabinet, and the admin's soft delete (refunding waiting reservations) and
-// restore (storage/migrations/0006_social.sql behind hub/api_social.c).
+// restore (storage/sql/04_social.sql behind hub/api_social.c).
 //
 // The tests share one world and run in order: carol and dave register and
 // become friends, play, and so on.

@@ -1,0 +1,207 @@
+-- 01_common: helpers every domain uses: answers and errors, the caller's
+-- user id, private events, idempotency keys, pages, JSON body fields.
+--
+-- Layout (storage/sql/README.md): every SQL function of the hub lives in
+-- exactly one domain file, as CREATE OR REPLACE; the runner (storage/migrate.c)
+-- applies a file again whenever its content changes, after the migrations, in
+-- their transaction, in file-name order (01 .. 05). Tables, indexes and data
+-- changes stay in storage/migrations. A LANGUAGE sql body is checked when it
+-- is created, so it may only call functions of this file defined above it or
+-- of a file applied earlier; PL/pgSQL binds late and may call anything.
+-- A function removed from here must be DROPped by a new migration.
+--
+-- A function called by a REST handler returns one jsonb value (hub/db.h):
+--   {"status": 201, "body": {...}, "events": [...]}
+-- Business errors are answers, returned before anything is written:
+--   {"status": 409, "body": {"error": {"code": "...", "message": "...", ...}}}
+-- A caller without a profile always gets rn_not_registered().
+-- events are the user_events rows the transaction wrote, each in the shape
+-- hub/events.h delivers after the commit: {id, kind, payload, at_ms, uid} (a
+-- user's) or {id, kind, payload, at_ms, arcade_id} (a cabinet's).
+
+-- An answer, and a business error as an answer. Labelled STABLE (what
+-- jsonb_build_object is), they inline into their callers' plans; labelled
+-- IMMUTABLE they could not be, and were planned at every call.
+CREATE OR REPLACE FUNCTION rn_answer(p_status integer, p_body jsonb, p_events jsonb DEFAULT '[]')
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('status', p_status, 'body', p_body, 'events', p_events)
+$$;
+
+CREATE OR REPLACE FUNCTION rn_error(p_status integer, p_code text, p_message text,
+                                    p_extra jsonb DEFAULT '{}')
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('status', p_status, 'events', '[]'::jsonb, 'body',
+        jsonb_build_object('error',
+            jsonb_build_object('code', p_code, 'message', p_message) || p_extra))
+$$;
+
+-- The answer to a caller without a profile (unknown or deleted uid): every
+-- function answers it through here, never with its own copy.
+CREATE OR REPLACE FUNCTION rn_not_registered()
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT rn_error(404, 'not_registered', 'no profile yet: POST /api/v1/auth/register')
+$$;
+
+-- The id of a live (not deleted) user, or NULL. PL/pgSQL: a plan kept for
+-- the session instead of one per call (the ack and resume queries of
+-- hub/events.c call it too).
+CREATE OR REPLACE FUNCTION rn_user_id(p_uid text)
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT id INTO v_id FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
+    RETURN v_id;
+END
+$$;
+
+-- Reads an optional member of a JSON body as text, checking its JSON type:
+-- NULL when absent or null; raises 22023 (answered 400 by the callers) when
+-- it has another type.
+CREATE OR REPLACE FUNCTION rn_body_field(p_body jsonb, p_name text, p_type text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_body -> p_name IS NULL OR jsonb_typeof(p_body -> p_name) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_body -> p_name) <> p_type THEN
+        RAISE EXCEPTION '% must be a %', p_name, p_type USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN p_body ->> p_name;
+END
+$$;
+
+-- A page of a list: p_items (already limited to p_limit + 1 rows, newest
+-- first) -> {"items": [first p_limit], "next_cursor": id of the last one as
+-- text when there is more, else null}.
+CREATE OR REPLACE FUNCTION rn_page(p_items jsonb, p_limit integer)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object(
+        'items', coalesce((SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements(p_items)
+                           WITH ORDINALITY AS t (e, n) WHERE n <= p_limit), '[]'::jsonb),
+        'next_cursor', CASE WHEN jsonb_array_length(p_items) > p_limit
+                            THEN to_jsonb((p_items -> (p_limit - 1) ->> 'id')) END)
+$$;
+
+-- Milliseconds since the epoch, NULL for NULL.
+CREATE OR REPLACE FUNCTION rn_ms(p_ts timestamptz)
+RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT (extract(epoch FROM p_ts) * 1000)::bigint
+$$;
+
+-- Writes a private event for a user; returns it for the answer's "events".
+-- created_at is the clock, not the transaction start, so commit -> ack
+-- latency is measured from when the event was made.
+CREATE OR REPLACE FUNCTION rn_user_event(p_user_id bigint, p_kind text, p_payload jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    v_at timestamptz;
+BEGIN
+    INSERT INTO user_events (user_id, kind, payload, created_at)
+    VALUES (p_user_id, p_kind, p_payload, clock_timestamp())
+    RETURNING id, created_at INTO v_id, v_at;
+    RETURN jsonb_build_object(
+        'id', v_id, 'kind', p_kind, 'payload', p_payload,
+        'at_ms', (extract(epoch FROM v_at) * 1000)::bigint,
+        'uid', (SELECT firebase_uid FROM users WHERE id = p_user_id));
+END
+$$;
+
+-- Writes a command for a cabinet (its inbox is acked like a phone's).
+CREATE OR REPLACE FUNCTION rn_cabinet_event(p_arcade_id bigint, p_kind text, p_payload jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    v_at timestamptz;
+BEGIN
+    INSERT INTO user_events (arcade_id, kind, payload, created_at)
+    VALUES (p_arcade_id, p_kind, p_payload, clock_timestamp())
+    RETURNING id, created_at INTO v_id, v_at;
+    RETURN jsonb_build_object(
+        'id', v_id, 'kind', p_kind, 'payload', p_payload,
+        'at_ms', (extract(epoch FROM v_at) * 1000)::bigint,
+        'arcade_id', p_arcade_id);
+END
+$$;
+
+-- Writes private events, one per (user, kind, payload) of the three arrays
+-- (same length; a NULL user is skipped), in array order: their ids follow
+-- that order. Returns them as an array in id order, each as rn_user_event
+-- returns it. The multi-row form of rn_user_event.
+CREATE OR REPLACE FUNCTION rn_users_events_x(p_users bigint[], p_kinds text[], p_payloads jsonb[])
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_events jsonb;
+BEGIN
+    WITH ins AS (
+        INSERT INTO user_events (user_id, kind, payload, created_at)
+        SELECT t.u, t.k, t.p, clock_timestamp()
+        FROM unnest(p_users, p_kinds, p_payloads) WITH ORDINALITY AS t (u, k, p, n)
+        WHERE t.u IS NOT NULL
+        ORDER BY t.n
+        RETURNING id, user_id, kind, payload, created_at)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', ins.id, 'kind', ins.kind, 'payload', ins.payload,
+               'at_ms', (extract(epoch FROM ins.created_at) * 1000)::bigint,
+               'uid', u.firebase_uid) ORDER BY ins.id), '[]'::jsonb)
+    INTO v_events
+    FROM ins JOIN users u ON u.id = ins.user_id;
+    RETURN v_events;
+END
+$$;
+
+-- Idempotency, first half: claims (user, key) for this request.
+-- NULL: a fresh key (or none given), go on. Otherwise the answer to return:
+-- the stored first answer for the same request, 422 for the same key with
+-- another request, 409 while the first request is still running (a payment).
+-- A concurrent first claim of the same key waits on the unique index until
+-- that transaction ends, then replays its stored answer: one effect.
+CREATE OR REPLACE FUNCTION rn_idem_begin(p_user_id bigint, p_key text, p_hash text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    k idempotency_keys;
+BEGIN
+    IF p_key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO idempotency_keys (user_id, key, request_hash)
+    VALUES (p_user_id, p_key, p_hash)
+    ON CONFLICT (user_id, key) DO NOTHING;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO k FROM idempotency_keys WHERE user_id = p_user_id AND key = p_key;
+    IF k.request_hash <> p_hash THEN
+        RETURN rn_error(422, 'idempotency_key_reused',
+                        'this Idempotency-Key was used for a different request');
+    END IF;
+    IF k.status_code IS NULL THEN
+        RETURN rn_error(409, 'request_in_progress',
+                        'a request with this Idempotency-Key is still being processed');
+    END IF;
+    RETURN jsonb_build_object('status', k.status_code, 'body', k.response::jsonb,
+                              'events', '[]'::jsonb, 'replayed', true);
+END
+$$;
+
+-- Idempotency, second half: stores the first answer (errors included) and
+-- returns it unchanged, so a function can end with RETURN rn_idem_finish(...).
+CREATE OR REPLACE FUNCTION rn_idem_finish(p_user_id bigint, p_key text, p_result jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_key IS NOT NULL THEN
+        UPDATE idempotency_keys
+           SET status_code = (p_result->>'status')::integer, response = (p_result->'body')::text
+         WHERE user_id = p_user_id AND key = p_key;
+    END IF;
+    RETURN p_result;
+END
+$$;
+
+-- Keys are kept at least 24 h; the hub calls this now and then.
+CREATE OR REPLACE FUNCTION rn_idem_expire(p_keep interval DEFAULT interval '48 hours')
+RETURNS integer LANGUAGE sql AS $$
+    WITH gone AS (DELETE FROM idempotency_keys WHERE created_at < now() - p_keep RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;

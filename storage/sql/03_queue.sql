@@ -1,0 +1,1245 @@
+-- 03_queue: the queue of each arcade (DESIGN.md "Queue semantics"):
+-- reserve, cancel, call, unlock, game over, expiry, the cabinet's side and
+-- its lease, the public snapshot, and the catalogue reads (arcades, games).
+--
+-- Layout (storage/sql/README.md): every SQL function of the hub lives in
+-- exactly one domain file, as CREATE OR REPLACE; the runner (storage/migrate.c)
+-- applies a file again whenever its content changes, after the migrations, in
+-- their transaction, in file-name order (01 .. 05). Tables, indexes and data
+-- changes stay in storage/migrations. A LANGUAGE sql body is checked when it
+-- is created, so it may only call functions of this file defined above it or
+-- of a file applied earlier; PL/pgSQL binds late and may call anything.
+-- A function removed from here must be DROPped by a new migration.
+--
+-- Every function here that changes an arcade's queue
+--   * first locks the arcade row (SELECT ... FOR UPDATE): one arcade's
+--     transitions are serialised, whichever hub process runs them; lock order
+--     is always arcade, then user (balance), so they cannot deadlock;
+--   * bumps arcades.queue_version once, before it writes its events, so that
+--     every event and snapshot it makes carries the new version;
+--   * returns its answer (hub/db.h) with the new public snapshot as "arcade".
+-- A call that changes nothing (a repeated transition, a second process trying
+-- the same one) leaves queue_version alone and returns no "arcade".
+--
+-- Reservations are served in id order: the head of an arcade's queue is its
+-- lowest waiting id, position = 1 + the number of waiting ids below. At most
+-- one reservation per arcade is called or playing (a unique index of 0001).
+--
+-- Users are named by their Firebase uid (rn_user_id); the public snapshot
+-- names players by pseudo only, and no REST body ever carries an unlock code:
+-- the code travels only in the players' private your_turn event.
+--
+-- Speed (migration 0008 made reserve + cancel 2.5x faster; keep it so,
+-- measured by tests/bench/reserve_pgbench.sh):
+--   * helpers are PL/pgSQL, not LANGUAGE sql: PostgreSQL 15 plans a sql
+--     function that cannot be inlined again at every call, PL/pgSQL keeps its
+--     plans for the session;
+--   * what one transaction needs several times is computed once and passed
+--     down: internal helpers (suffix _x) take what the caller already knows:
+--       rn_queue_snapshot_x(arcade row, avg)  the snapshot in one statement
+--       rn_reservation_json_x(row, avg, pos)  the REST body of a reservation
+--       rn_step_events_x(users[], kinds[], payloads[], arcade, after, avg)
+--           a step's own events and its position events, one INSERT ... SELECT
+--       rn_users_events_x / rn_position_events_x  the two halves of it
+--     The rolling mean only changes when a game completes (rn_game_over),
+--     which none of reserve, cancel or call-next does, so computing it once
+--     per transaction gives the same numbers;
+--   * event order is kept: the rows of one INSERT ... SELECT ... ORDER BY get
+--     their ids (the serial default) in that order, and every array lists
+--     them by id, booker before player 2.
+
+-- A fresh 6-digit unlock code from the server's CSPRNG. gen_random_uuid()
+-- (core since PostgreSQL 13, no extension) draws from pg_strong_random(); the
+-- first 8 hex digits of a version-4 UUID are 32 random bits. Values at or
+-- above 4,294,000,000 (the largest multiple of 10^6 below 2^32) are drawn
+-- again, so every code is equally likely.
+CREATE OR REPLACE FUNCTION rn_unlock_code()
+RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v bigint;
+BEGIN
+    LOOP
+        v := ('x' || substr(gen_random_uuid()::text, 1, 8))::bit(32)::bigint;
+        IF v < 4294000000 THEN
+            RETURN lpad((v % 1000000)::text, 6, '0');
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Mean length in seconds of the arcade's last 20 completed games (start of
+-- play -> game over); 180 while fewer than 3 are known. At least 1.
+CREATE OR REPLACE FUNCTION rn_avg_game_s(p_arcade_id bigint)
+RETURNS integer LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_avg integer;
+BEGIN
+    SELECT CASE WHEN count(*) >= 3
+                THEN greatest(1, round(avg(extract(epoch FROM t.ended_at - t.started_at))))::integer
+                ELSE 180 END
+    INTO v_avg
+    FROM (SELECT r.started_at, r.ended_at
+          FROM reservations r
+          WHERE r.arcade_id = p_arcade_id AND r.status = 'completed'
+            AND r.started_at IS NOT NULL AND r.ended_at IS NOT NULL
+          ORDER BY r.ended_at DESC
+          LIMIT 20) t;
+    RETURN v_avg;
+END
+$$;
+
+-- A reservation's players by pseudo, booker first.
+CREATE OR REPLACE FUNCTION rn_players(p_user_id bigint, p_player2_id bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_players jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(u.pseudo ORDER BY o.n), '[]'::jsonb)
+    INTO v_players
+    FROM (VALUES (1, p_user_id), (2, p_player2_id)) AS o (n, uid)
+    JOIN users u ON u.id = o.uid;
+    RETURN v_players;
+END
+$$;
+
+-- 1-based position of a waiting reservation in its arcade's queue; NULL
+-- for any other status.
+CREATE OR REPLACE FUNCTION rn_position(p_res reservations)
+RETURNS integer LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_pos integer;
+BEGIN
+    IF p_res.status IS DISTINCT FROM 'waiting' THEN
+        RETURN NULL;
+    END IF;
+    SELECT count(*)::integer INTO v_pos FROM reservations w
+    WHERE w.arcade_id = p_res.arcade_id AND w.status = 'waiting' AND w.id <= p_res.id;
+    RETURN v_pos;
+END
+$$;
+
+-- Writes one private event per player of a reservation (booker first);
+-- returns them as an array.
+CREATE OR REPLACE FUNCTION rn_players_event(p_user_id bigint, p_player2_id bigint, p_kind text,
+                                            p_payload jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN rn_users_events_x(ARRAY[p_user_id, p_player2_id], ARRAY[p_kind, p_kind],
+                             ARRAY[p_payload, p_payload]);
+END
+$$;
+
+-- rn_queue_snapshot for an arcade row the caller already holds (as it is
+-- now, queue_version included) and its rolling mean game length p_avg
+-- (rn_avg_game_s). NULL for a deleted arcade. Players by pseudo only.
+-- At most one reservation of an arcade is called or playing (the unique
+-- index reservations_one_active_per_arcade): one query finds it.
+CREATE OR REPLACE FUNCTION rn_queue_snapshot_x(a arcades, p_avg integer)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_snapshot jsonb;
+BEGIN
+    IF a.id IS NULL OR a.deleted_at IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT jsonb_build_object(
+               'type', 'queue', 'arcade_id', a.id, 'v', a.queue_version, 'name', a.name,
+               'status', a.status,
+               'called', CASE WHEN act.status = 'called' THEN act.obj END,
+               'playing', CASE WHEN act.status = 'playing' THEN act.obj END,
+               'waiting', wl.list, 'avg_game_s', p_avg, 'eta_is_estimate', true)
+    INTO v_snapshot
+    FROM (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                     'reservation_id', w.id, 'position', w.pos, 'game_id', w.game_id,
+                     'game', g.name,
+                     'players', CASE WHEN w.player2_id IS NULL
+                                     THEN jsonb_build_array(u1.pseudo)
+                                     ELSE jsonb_build_array(u1.pseudo, u2.pseudo) END,
+                     'eta_s', w.pos * p_avg)
+                     ORDER BY w.id), '[]'::jsonb) AS list
+          FROM (SELECT r.id, r.game_id, r.user_id, r.player2_id,
+                       row_number() OVER (ORDER BY r.id) AS pos
+                FROM reservations r
+                WHERE r.arcade_id = a.id AND r.status = 'waiting') w
+          JOIN games g ON g.id = w.game_id
+          JOIN users u1 ON u1.id = w.user_id
+          LEFT JOIN users u2 ON u2.id = w.player2_id) wl
+    LEFT JOIN LATERAL (
+          SELECT r.status,
+                 jsonb_build_object('reservation_id', r.id, 'game_id', r.game_id,
+                                    'game', g.name, 'slot', ag.slot,
+                                    'players', CASE WHEN r.player2_id IS NULL
+                                                    THEN jsonb_build_array(u1.pseudo)
+                                                    ELSE jsonb_build_array(u1.pseudo, u2.pseudo) END)
+                 || CASE WHEN r.status = 'called'
+                         THEN jsonb_build_object('deadline_ms', rn_ms(r.deadline))
+                         ELSE jsonb_build_object('started_ms', rn_ms(r.started_at)) END AS obj
+          FROM reservations r
+          JOIN games g ON g.id = r.game_id
+          JOIN users u1 ON u1.id = r.user_id
+          LEFT JOIN users u2 ON u2.id = r.player2_id
+          LEFT JOIN arcade_games ag ON ag.arcade_id = r.arcade_id AND ag.game_id = r.game_id
+          WHERE r.arcade_id = a.id AND r.status IN ('called', 'playing')) act ON true;
+    RETURN v_snapshot;
+END
+$$;
+
+-- The public view of an arcade's queue (hub/queue.h), or NULL for an unknown
+-- or deleted arcade. Players by pseudo only: never a uid, never a code.
+-- eta_s = position x avg_game_s (rn_avg_game_s): always an estimate.
+CREATE OR REPLACE FUNCTION rn_queue_snapshot(p_arcade_id bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    a arcades;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN rn_queue_snapshot_x(a, rn_avg_game_s(a.id));
+END
+$$;
+
+-- The answer of a queue mutation: rn_answer plus the arcade's new snapshot,
+-- built in one go.
+CREATE OR REPLACE FUNCTION rn_queue_answer(p_status integer, p_body jsonb, p_events jsonb,
+                                           p_arcade_id bigint)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('status', p_status, 'body', p_body, 'events', p_events,
+                              'arcade', rn_queue_snapshot(p_arcade_id))
+$$;
+
+-- rn_position_events with the arcade's rolling mean game length given: one
+-- INSERT for all of them (by reservation id, booker before player 2).
+CREATE OR REPLACE FUNCTION rn_position_events_x(p_arcade_id bigint, p_after_id bigint, p_avg integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_events jsonb;
+BEGIN
+    WITH ins AS (
+        INSERT INTO user_events (user_id, kind, payload, created_at)
+        SELECT p.uid, 'position',
+               jsonb_build_object('reservation_id', t.id, 'arcade_id', p_arcade_id,
+                                  'position', t.pos, 'eta_s', t.pos * p_avg,
+                                  'eta_is_estimate', true),
+               clock_timestamp()
+        FROM (SELECT r.id, r.user_id, r.player2_id,
+                     row_number() OVER (ORDER BY r.id)::integer AS pos
+              FROM reservations r
+              WHERE r.arcade_id = p_arcade_id AND r.status = 'waiting') t
+        CROSS JOIN LATERAL (VALUES (1, t.user_id), (2, t.player2_id)) AS p (n, uid)
+        WHERE t.id > p_after_id AND p.uid IS NOT NULL
+        ORDER BY t.id, p.n
+        RETURNING id, user_id, kind, payload, created_at)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', ins.id, 'kind', ins.kind, 'payload', ins.payload,
+               'at_ms', (extract(epoch FROM ins.created_at) * 1000)::bigint,
+               'uid', u.firebase_uid) ORDER BY ins.id), '[]'::jsonb)
+    INTO v_events
+    FROM ins JOIN users u ON u.id = ins.user_id;
+    RETURN v_events;
+END
+$$;
+
+-- A step's own events (rn_users_events_x's arrays) followed by the position
+-- events rn_position_events_x(p_arcade_id, p_after_id, p_avg) would write:
+-- the same rows in the same order, in one INSERT.
+CREATE OR REPLACE FUNCTION rn_step_events_x(p_users bigint[], p_kinds text[], p_payloads jsonb[],
+                                 p_arcade_id bigint, p_after_id bigint, p_avg integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_events jsonb;
+BEGIN
+    WITH ins AS (
+        INSERT INTO user_events (user_id, kind, payload, created_at)
+        SELECT e.uid, e.kind, e.payload, clock_timestamp()
+        FROM (SELECT 0 AS part, t.n AS k1, 0 AS k2, t.u AS uid, t.k AS kind, t.p AS payload
+              FROM unnest(p_users, p_kinds, p_payloads) WITH ORDINALITY AS t (u, k, p, n)
+              UNION ALL
+              SELECT 1, w.id, p.n, p.uid, 'position',
+                     jsonb_build_object('reservation_id', w.id, 'arcade_id', p_arcade_id,
+                                        'position', w.pos, 'eta_s', w.pos * p_avg,
+                                        'eta_is_estimate', true)
+              FROM (SELECT r.id, r.user_id, r.player2_id,
+                           row_number() OVER (ORDER BY r.id)::integer AS pos
+                    FROM reservations r
+                    WHERE r.arcade_id = p_arcade_id AND r.status = 'waiting') w
+              CROSS JOIN LATERAL (VALUES (1, w.user_id), (2, w.player2_id)) AS p (n, uid)
+              WHERE w.id > p_after_id) e
+        WHERE e.uid IS NOT NULL
+        ORDER BY e.part, e.k1, e.k2
+        RETURNING id, user_id, kind, payload, created_at)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', ins.id, 'kind', ins.kind, 'payload', ins.payload,
+               'at_ms', (extract(epoch FROM ins.created_at) * 1000)::bigint,
+               'uid', u.firebase_uid) ORDER BY ins.id), '[]'::jsonb)
+    INTO v_events
+    FROM ins JOIN users u ON u.id = ins.user_id;
+    RETURN v_events;
+END
+$$;
+
+-- position events {reservation_id, arcade_id, position, eta_s,
+-- eta_is_estimate} to the players of every waiting reservation of the arcade
+-- whose id is above p_after_id: those whose position changed when
+-- p_after_id left the waiting list (0: all of them).
+CREATE OR REPLACE FUNCTION rn_position_events(p_arcade_id bigint, p_after_id bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN rn_position_events_x(p_arcade_id, p_after_id, rn_avg_game_s(p_arcade_id));
+END
+$$;
+
+-- The cabinet's own view of its queue: the public snapshot without "type"
+-- (the event's kind is cabinet_queue). Never the code: the hub compares it.
+CREATE OR REPLACE FUNCTION rn_cabinet_queue_event(p_arcade_id bigint)
+RETURNS jsonb LANGUAGE sql AS $$
+    SELECT rn_cabinet_event(p_arcade_id, 'cabinet_queue', rn_queue_snapshot(p_arcade_id) - 'type')
+$$;
+
+-- Calls the head of the queue when the arcade is idle, nothing is called or
+-- playing, and someone waits: the head becomes called with a deadline of
+-- p_deadline_s seconds (120 when NULL or not positive). Events: your_turn
+-- (with the code) and reservation called to its players, cabinet_queue to
+-- the cabinet, position to every player still waiting. Returns the events
+-- (an array, empty when nothing was called).
+CREATE OR REPLACE FUNCTION rn_call_next(p_arcade_id bigint, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_game text;
+    v_slot integer;
+    v_avg integer;
+    v_turn jsonb;
+    v_called jsonb;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id;
+    IF NOT FOUND OR a.deleted_at IS NOT NULL OR a.status <> 'idle' THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    IF EXISTS (SELECT 1 FROM reservations
+               WHERE arcade_id = a.id AND status IN ('called', 'playing')) THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    SELECT * INTO r FROM reservations
+    WHERE arcade_id = a.id AND status = 'waiting'
+    ORDER BY id LIMIT 1
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN '[]'::jsonb;
+    END IF;
+
+    UPDATE reservations
+       SET status = 'called', called_at = now(),
+           deadline = now() + make_interval(secs => CASE WHEN coalesce(p_deadline_s, 0) > 0
+                                                         THEN p_deadline_s ELSE 120 END)
+     WHERE id = r.id
+    RETURNING * INTO r;
+    SELECT g.name, ag.slot INTO v_game, v_slot
+    FROM games g
+    LEFT JOIN arcade_games ag ON ag.arcade_id = r.arcade_id AND ag.game_id = g.id
+    WHERE g.id = r.game_id;
+
+    v_turn := jsonb_build_object(
+        'reservation_id', r.id, 'arcade_id', a.id, 'arcade', a.name,
+        'code', r.unlock_code, 'deadline_ms', rn_ms(r.deadline),
+        'game_id', r.game_id, 'game', v_game, 'slot', v_slot);
+    v_called := jsonb_build_object(
+        'reservation_id', r.id, 'arcade_id', a.id, 'game_id', r.game_id,
+        'status', 'called', 'deadline_ms', rn_ms(r.deadline));
+    v_avg := rn_avg_game_s(a.id);
+    RETURN rn_users_events_x(ARRAY[r.user_id, r.player2_id, r.user_id, r.player2_id],
+                             ARRAY['your_turn', 'your_turn', 'reservation', 'reservation'],
+                             ARRAY[v_turn, v_turn, v_called, v_called])
+        || jsonb_build_array(rn_cabinet_event(a.id, 'cabinet_queue',
+                                              rn_queue_snapshot_x(a, v_avg) - 'type'))
+        || rn_position_events_x(a.id, r.id, v_avg);
+END
+$$;
+
+-- Puts the called reservation (if any) back at the head of the queue: the
+-- cabinet went away or into maintenance before it was unlocked, so its
+-- players keep their turn (and their code) for when it is back. Returns the
+-- events: reservation waiting to its players, positions of everyone waiting.
+CREATE OR REPLACE FUNCTION rn_uncall(p_arcade_id bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    r reservations;
+BEGIN
+    UPDATE reservations SET status = 'waiting', called_at = NULL, deadline = NULL
+     WHERE arcade_id = p_arcade_id AND status = 'called'
+    RETURNING * INTO r;
+    IF NOT FOUND THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    RETURN rn_players_event(r.user_id, r.player2_id, 'reservation', jsonb_build_object(
+               'reservation_id', r.id, 'arcade_id', r.arcade_id, 'game_id', r.game_id,
+               'status', 'waiting', 'position', rn_position(r),
+               'reason', 'cabinet_unavailable'))
+        || rn_position_events(p_arcade_id, 0);
+END
+$$;
+
+-- The outcome of a completed reservation: {scores:[{pseudo, score}] (booker
+-- first), winner: pseudo|null, tie}.
+CREATE OR REPLACE FUNCTION rn_game_result(p_res reservations)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'scores', coalesce(jsonb_agg(jsonb_build_object('pseudo', u.pseudo, 'score', s.score)
+                                     ORDER BY (s.user_id = p_res.user_id) DESC), '[]'::jsonb),
+        'winner', (SELECT u2.pseudo FROM scores s2 JOIN users u2 ON u2.id = s2.user_id
+                   WHERE s2.reservation_id = p_res.id AND s2.is_winner),
+        'tie', coalesce(bool_or(s.is_tie), false))
+    FROM scores s JOIN users u ON u.id = s.user_id
+    WHERE s.reservation_id = p_res.id
+$$;
+
+-- rn_reservation_json with the arcade's rolling mean game length and the
+-- reservation's position (rn_position) given when the caller knows them
+-- (NULL: looked up, and only when needed, i.e. for a waiting reservation).
+CREATE OR REPLACE FUNCTION rn_reservation_json_x(p_res reservations, p_avg integer, p_pos integer)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_pos integer;
+    v_body jsonb;
+BEGIN
+    IF p_res.status = 'waiting' THEN
+        v_pos := p_pos;
+        IF v_pos IS NULL THEN
+            SELECT count(*)::integer INTO v_pos FROM reservations w
+            WHERE w.arcade_id = p_res.arcade_id AND w.status = 'waiting' AND w.id <= p_res.id;
+        END IF;
+        IF p_avg IS NULL THEN
+            p_avg := rn_avg_game_s(p_res.arcade_id);
+        END IF;
+    END IF;
+    SELECT jsonb_build_object(
+               'id', p_res.id, 'arcade_id', p_res.arcade_id, 'arcade', a.name,
+               'game_id', p_res.game_id, 'game', g.name, 'slot', ag.slot,
+               'status', p_res.status, 'position', v_pos,
+               'eta_s', v_pos * p_avg,
+               'eta_is_estimate', true, 'cost', p_res.cost,
+               'players', CASE WHEN p_res.player2_id IS NULL
+                               THEN jsonb_build_array(u1.pseudo)
+                               ELSE jsonb_build_array(u1.pseudo, u2.pseudo) END,
+               'created_at', p_res.created_at, 'called_at', p_res.called_at,
+               'deadline', p_res.deadline, 'deadline_ms', rn_ms(p_res.deadline),
+               'started_at', p_res.started_at, 'ended_at', p_res.ended_at)
+    INTO v_body
+    FROM arcades a, games g
+    LEFT JOIN arcade_games ag ON ag.arcade_id = p_res.arcade_id AND ag.game_id = g.id
+    JOIN users u1 ON u1.id = p_res.user_id
+    LEFT JOIN users u2 ON u2.id = p_res.player2_id
+    WHERE a.id = p_res.arcade_id AND g.id = p_res.game_id;
+    IF p_res.status = 'completed' THEN
+        v_body := v_body || jsonb_build_object('result', rn_game_result(p_res));
+    END IF;
+    RETURN v_body;
+END
+$$;
+
+-- A reservation as its participants see it over REST. Never the code.
+CREATE OR REPLACE FUNCTION rn_reservation_json(p_res reservations)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN rn_reservation_json_x(p_res, NULL, NULL);
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Reserve and cancel (REST)
+
+-- The work of rn_reserve once the caller is known and its key claimed.
+CREATE OR REPLACE FUNCTION rn_reserve_do(p_user_id bigint, p_arcade_id bigint, p_game_id bigint,
+                                         p_player2_uid text, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_game_name text;
+    v_min integer;
+    v_max integer;
+    v_cost integer;
+    v_p2 bigint;
+    v_players integer;
+    v_balance integer;
+    v_post jsonb;
+    v_pos integer;
+    v_avg integer;
+    v_reservation jsonb;
+    v_events jsonb;
+    v_called jsonb;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    IF a.status = 'maintenance' THEN
+        RETURN rn_error(409, 'arcade_unavailable',
+                        format('arcade %s is in maintenance; try again later', a.id));
+    END IF;
+    SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost
+    INTO v_game_name, v_min, v_max, v_cost
+    FROM games g0
+    JOIN arcade_games ag ON ag.game_id = g0.id AND ag.arcade_id = a.id
+    WHERE g0.id = p_game_id AND g0.active;
+    IF NOT FOUND THEN
+        RETURN rn_error(422, 'game_not_on_arcade',
+                        format('game %s is not available on arcade %s', p_game_id, a.id));
+    END IF;
+
+    IF p_player2_uid IS NOT NULL THEN
+        SELECT id INTO v_p2 FROM users WHERE firebase_uid = p_player2_uid AND deleted_at IS NULL;
+        IF v_p2 = p_user_id THEN
+            RETURN rn_error(422, 'not_a_friend', 'player 2 must be a friend, not yourself');
+        END IF;
+        IF v_p2 IS NULL OR NOT EXISTS (
+               SELECT 1 FROM friendships f
+               WHERE f.status = 'accepted'
+                 AND least(f.requester_id, f.addressee_id) = least(p_user_id, v_p2)
+                 AND greatest(f.requester_id, f.addressee_id) = greatest(p_user_id, v_p2)) THEN
+            RETURN rn_error(422, 'not_a_friend', 'player 2 must be one of your accepted friends');
+        END IF;
+    END IF;
+    v_players := CASE WHEN v_p2 IS NULL THEN 1 ELSE 2 END;
+    IF v_players < v_min OR v_players > v_max THEN
+        RETURN rn_error(422, 'wrong_player_count',
+                        format('%s is for %s to %s players; this reservation has %s',
+                               v_game_name, v_min, v_max, v_players),
+                        jsonb_build_object('min_players', v_min, 'max_players', v_max));
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM reservations
+               WHERE arcade_id = a.id AND status IN ('waiting', 'called', 'playing')
+                 AND (user_id = p_user_id OR player2_id = p_user_id)) THEN
+        RETURN rn_error(409, 'already_queued',
+                        format('you are already in the queue of arcade %s', a.id));
+    END IF;
+    IF v_p2 IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM reservations
+                   WHERE arcade_id = a.id AND status IN ('waiting', 'called', 'playing')
+                     AND (user_id = v_p2 OR player2_id = v_p2)) THEN
+            RETURN rn_error(409, 'already_queued',
+                            format('player 2 is already in the queue of arcade %s', a.id));
+        END IF;
+    END IF;
+
+    -- Under the user rows' locks again: an admin deleting the booker or player 2
+    -- (rn_admin_user_delete: arcade rows then user rows, as here) commits first or waits for us.
+    SELECT tickets_balance INTO v_balance FROM users
+     WHERE id = p_user_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_not_registered();
+    END IF;
+    IF v_p2 IS NOT NULL THEN
+        PERFORM 1 FROM users WHERE id = v_p2 AND deleted_at IS NULL FOR SHARE;
+        IF NOT FOUND THEN
+            RETURN rn_error(422, 'not_a_friend', 'player 2 must be one of your accepted friends');
+        END IF;
+    END IF;
+    IF v_balance < v_cost THEN
+        RETURN rn_error(409, 'insufficient_tickets',
+                        format('%s costs %s tickets; your balance is %s',
+                               v_game_name, v_cost, v_balance),
+                        jsonb_build_object('balance', v_balance, 'cost', v_cost));
+    END IF;
+
+    -- Every check passed: from here on, change things.
+    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id
+    RETURNING * INTO a;
+    INSERT INTO reservations (arcade_id, game_id, user_id, player2_id, unlock_code, cost)
+    VALUES (a.id, p_game_id, p_user_id, v_p2, rn_unlock_code(), v_cost)
+    RETURNING * INTO r;
+    -- The balance was checked under the user's row lock above: this debit
+    -- cannot fail. Its balance event goes into the step's one INSERT.
+    v_post := rn_ledger_post(p_user_id, -v_cost, 'reservation', p_reservation_id => r.id,
+                             p_event => false);
+    v_balance := (v_post ->> 'balance')::integer;
+
+    SELECT count(*)::integer INTO v_pos FROM reservations w
+    WHERE w.arcade_id = a.id AND w.status = 'waiting' AND w.id <= r.id;
+    v_avg := rn_avg_game_s(a.id);
+    v_reservation := jsonb_build_object(
+        'reservation_id', r.id, 'arcade_id', a.id, 'game_id', p_game_id,
+        'status', 'waiting', 'position', v_pos);
+    v_events := rn_step_events_x(
+        ARRAY[p_user_id, r.user_id, r.player2_id],
+        ARRAY['balance', 'reservation', 'reservation'],
+        ARRAY[v_post -> 'payload', v_reservation, v_reservation],
+        a.id, r.id - 1, v_avg);
+    -- rn_call_next calls only on an idle arcade (this row is locked, and
+    -- nothing here changed its status).
+    IF a.status = 'idle' THEN
+        v_called := rn_call_next(a.id, p_deadline_s);
+        IF jsonb_array_length(v_called) > 0 THEN
+            v_events := v_events || v_called;
+            SELECT * INTO r FROM reservations WHERE id = r.id; -- called already, perhaps
+            v_pos := NULL; -- and if not, one ahead of it was
+        END IF;
+    END IF;
+
+    RETURN jsonb_build_object(
+        'status', 201,
+        'body', jsonb_build_object('reservation', rn_reservation_json_x(r, v_avg, v_pos),
+                                   'balance', v_balance),
+        'events', v_events,
+        'arcade', rn_queue_snapshot_x(a, v_avg));
+END
+$$;
+
+-- POST /api/v1/reservations. Books p_game_id on p_arcade_id for p_uid (and
+-- player 2, an accepted friend, by uid), debits the game's ticket cost, queues
+-- it at the tail and calls it at once if the cabinet is idle. Idempotent on
+-- (user, p_idem_key) with p_req_hash the request's hash (rn_idem_begin).
+-- 201 {"reservation": {...}, "balance": N}.
+CREATE OR REPLACE FUNCTION rn_reserve(p_uid text, p_arcade_id bigint, p_game_id bigint,
+                                      p_player2_uid text, p_idem_key text, p_req_hash text,
+                                      p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_user bigint;
+    v_replay jsonb;
+BEGIN
+    SELECT id INTO v_user FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
+    IF v_user IS NULL THEN
+        RETURN rn_not_registered();
+    END IF;
+    v_replay := rn_idem_begin(v_user, p_idem_key, coalesce(p_req_hash, ''));
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+    RETURN rn_idem_finish(v_user, p_idem_key,
+                          rn_reserve_do(v_user, p_arcade_id, p_game_id, p_player2_uid,
+                                        p_deadline_s));
+END
+$$;
+
+-- DELETE /api/v1/reservations/{id}: the booker cancels a waiting reservation
+-- and gets its cost back (once: ledger_refund_once). 404 for anyone but its
+-- players (its existence is not theirs to know), 403 for player 2, 409 once
+-- it is no longer waiting (a repeated cancel included).
+CREATE OR REPLACE FUNCTION rn_cancel(p_uid text, p_reservation_id bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_user bigint;
+    v_arcade bigint;
+    a arcades;
+    r reservations;
+    v_balance integer;
+    v_post jsonb;
+    v_avg integer;
+    v_cancelled jsonb;
+    v_events jsonb;
+BEGIN
+    SELECT id INTO v_user FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
+    IF v_user IS NULL THEN
+        RETURN rn_not_registered();
+    END IF;
+    SELECT arcade_id INTO v_arcade FROM reservations WHERE id = p_reservation_id;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'reservation_not_found', 'no such reservation');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = v_arcade FOR UPDATE;
+    SELECT * INTO r FROM reservations WHERE id = p_reservation_id FOR UPDATE;
+    IF r.user_id <> v_user THEN
+        IF r.player2_id = v_user THEN
+            RETURN rn_error(403, 'not_owner', 'only the player who booked it can cancel it');
+        END IF;
+        RETURN rn_error(404, 'reservation_not_found', 'no such reservation');
+    END IF;
+    IF r.status <> 'waiting' THEN
+        RETURN rn_error(409, 'not_cancellable',
+                        format('the reservation is %s: only a waiting reservation can be cancelled',
+                               r.status),
+                        jsonb_build_object('status', r.status));
+    END IF;
+
+    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = v_arcade
+    RETURNING * INTO a;
+    UPDATE reservations SET status = 'cancelled', ended_at = now()
+     WHERE id = r.id
+    RETURNING * INTO r;
+    v_post := rn_reservation_refund(r, p_event => false); -- its event: in the batch below
+    v_balance := (v_post ->> 'balance')::integer;
+
+    v_avg := rn_avg_game_s(v_arcade);
+    v_cancelled := jsonb_build_object(
+        'reservation_id', r.id, 'arcade_id', r.arcade_id, 'game_id', r.game_id,
+        'status', 'cancelled');
+    v_events := rn_step_events_x(
+        ARRAY[r.user_id, r.user_id, r.player2_id],
+        ARRAY['balance', 'reservation', 'reservation'],
+        ARRAY[v_post -> 'payload', v_cancelled, v_cancelled],
+        v_arcade, r.id, v_avg);
+    RETURN jsonb_build_object(
+        'status', 200,
+        'body', jsonb_build_object('reservation', rn_reservation_json_x(r, NULL, NULL),
+                                   'balance', v_balance, 'refunded', r.cost),
+        'events', v_events,
+        'arcade', rn_queue_snapshot_x(a, v_avg));
+END
+$$;
+
+-- The cabinet's socket authenticated: a new epoch (returned, for
+-- rn_cabinet_offline), offline -> idle (or playing while a reservation still
+-- plays; maintenance stays), then the head is called if it can be. The
+-- cabinet always gets a cabinet_queue event with its current queue.
+-- 200 {"epoch": N, "status": "..."}.
+CREATE OR REPLACE FUNCTION rn_cabinet_online(p_arcade_id bigint, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    v_events jsonb;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    UPDATE arcades
+       SET cabinet_epoch = cabinet_epoch + 1, queue_version = queue_version + 1,
+           status = CASE
+               WHEN status = 'maintenance' THEN 'maintenance'
+               WHEN EXISTS (SELECT 1 FROM reservations
+                            WHERE arcade_id = p_arcade_id AND status = 'playing') THEN 'playing'
+               ELSE 'idle' END
+     WHERE id = a.id
+    RETURNING * INTO a;
+    v_events := rn_call_next(a.id, p_deadline_s);
+    IF jsonb_array_length(v_events) = 0 THEN
+        v_events := jsonb_build_array(rn_cabinet_queue_event(a.id));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_build_object('epoch', a.cabinet_epoch, 'status', a.status),
+                           v_events, a.id);
+END
+$$;
+
+-- The cabinet has been gone longer than the grace window. Only when no newer
+-- connection came since (cabinet_epoch = p_epoch): status -> offline, and a
+-- called reservation goes back to the head of the queue (rn_uncall); one
+-- that plays stays playing. 200 {"changed": bool}.
+CREATE OR REPLACE FUNCTION rn_cabinet_offline(p_arcade_id bigint, p_epoch bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    v_events jsonb;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    IF a.cabinet_epoch <> p_epoch OR a.status = 'offline' THEN
+        RETURN rn_answer(200, jsonb_build_object('changed', false, 'epoch', a.cabinet_epoch));
+    END IF;
+    UPDATE arcades SET status = 'offline', queue_version = queue_version + 1 WHERE id = a.id;
+    v_events := rn_uncall(a.id);
+    RETURN rn_queue_answer(200, jsonb_build_object('changed', true, 'epoch', a.cabinet_epoch),
+                           v_events, a.id);
+END
+$$;
+
+-- The cabinet reports its state: 'idle' (ready: the head is called if any;
+-- 409 game_in_progress while a reservation plays: it must send game_over) or
+-- 'maintenance' (a called reservation goes back to the head of the queue; a
+-- playing one plays on). 'playing' is set by a right unlock code, not here:
+-- 422. 200 {"status": "...", "changed": bool}.
+CREATE OR REPLACE FUNCTION rn_cabinet_status(p_arcade_id bigint, p_state text, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    v_events jsonb := '[]';
+BEGIN
+    IF p_state IS NULL OR p_state NOT IN ('idle', 'maintenance') THEN
+        RETURN rn_error(422, 'bad_state', 'state must be "idle" or "maintenance"');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    IF p_state = 'idle' AND EXISTS (SELECT 1 FROM reservations
+                                    WHERE arcade_id = a.id AND status = 'playing') THEN
+        RETURN rn_error(409, 'game_in_progress',
+                        'a reservation is playing: send game_over for it first');
+    END IF;
+    -- Nothing to do: already in that state, and (idle) nobody could be called.
+    IF a.status = p_state
+       AND (p_state = 'maintenance'
+            OR EXISTS (SELECT 1 FROM reservations WHERE arcade_id = a.id AND status = 'called')
+            OR NOT EXISTS (SELECT 1 FROM reservations
+                           WHERE arcade_id = a.id AND status = 'waiting')) THEN
+        RETURN rn_answer(200, jsonb_build_object('status', a.status, 'changed', false));
+    END IF;
+    UPDATE arcades SET status = p_state, queue_version = queue_version + 1 WHERE id = a.id;
+    IF p_state = 'maintenance' THEN
+        v_events := rn_uncall(a.id);
+    ELSE
+        v_events := rn_call_next(a.id, p_deadline_s);
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_build_object('status', p_state, 'changed', true),
+                           v_events, a.id);
+END
+$$;
+
+-- Seconds the arcade's unlock is still locked: after 5 wrong codes within 5
+-- minutes, 60 s from the latest of them. 0 when not locked.
+-- PL/pgSQL: as LANGUAGE sql it was planned at every call.
+CREATE OR REPLACE FUNCTION rn_unlock_locked_for_s(p_arcade_id bigint)
+RETURNS integer LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_locked integer;
+BEGIN
+    SELECT coalesce(max(greatest(0, ceil(extract(epoch FROM
+               f.created_at + interval '60 seconds' - now())))::integer), 0)
+    INTO v_locked
+    FROM (SELECT u.created_at FROM unlock_failures u
+          WHERE u.arcade_id = p_arcade_id AND u.created_at > now() - interval '5 minutes'
+          ORDER BY u.created_at DESC
+          LIMIT 1) f
+    WHERE (SELECT count(*) FROM unlock_failures u2
+           WHERE u2.arcade_id = p_arcade_id
+             AND u2.created_at > f.created_at - interval '5 minutes'
+             AND u2.created_at <= f.created_at) >= 5;
+    RETURN v_locked;
+END
+$$;
+
+-- For the hub's constant-time compare: the called reservation and its code
+-- (both NULL when nothing is called), and how many seconds unlock is locked
+-- (0: not locked). One row for a live arcade, none for an unknown or
+-- deleted one. PL/pgSQL: as LANGUAGE sql it was inlined into the hub's unnamed
+-- statement, so its body was parsed and planned again at every unlock.
+CREATE OR REPLACE FUNCTION rn_called_code(p_arcade_id bigint)
+RETURNS TABLE (reservation_id bigint, unlock_code text, locked_for_s integer)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT r.id, r.unlock_code, rn_unlock_locked_for_s(a.id)
+    FROM arcades a
+    LEFT JOIN reservations r ON r.arcade_id = a.id AND r.status = 'called'
+    WHERE a.id = p_arcade_id AND a.deleted_at IS NULL;
+END
+$$;
+
+-- The hub compared a typed code with the called one (rn_called_code).
+-- p_ok: the reservation, if still called, starts playing (single use: 409
+-- not_called otherwise); 200 {"ok":true,"reservation_id":N}, reservation
+-- playing to its players, unlock_result to the cabinet.
+-- Not ok: the failure counts towards the lock; 200 {"ok":false,
+-- "attempts_left":N,"locked_for_s":S}. While locked nothing is recorded and
+-- even a right code is refused (ok false, attempts_left 0). Failures count
+-- for 5 minutes: once a lock has run out, a further wrong code within those
+-- minutes locks again.
+CREATE OR REPLACE FUNCTION rn_unlock_result(p_arcade_id bigint, p_reservation_id bigint, p_ok boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_found boolean;
+    v_locked integer;
+    v_recent integer;
+    v_events jsonb;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    v_locked := rn_unlock_locked_for_s(a.id);
+    IF v_locked > 0 THEN
+        RETURN rn_answer(200, jsonb_build_object('ok', false, 'attempts_left', 0,
+                                                 'locked_for_s', v_locked));
+    END IF;
+    SELECT * INTO r FROM reservations
+    WHERE id = p_reservation_id AND arcade_id = a.id
+    FOR UPDATE;
+    v_found := FOUND;
+
+    IF NOT coalesce(p_ok, false) THEN
+        DELETE FROM unlock_failures
+         WHERE arcade_id = a.id AND created_at < now() - interval '1 hour';
+        INSERT INTO unlock_failures (arcade_id, reservation_id)
+        VALUES (a.id, CASE WHEN v_found THEN r.id END);
+        SELECT count(*) INTO v_recent FROM unlock_failures
+        WHERE arcade_id = a.id AND created_at > now() - interval '5 minutes';
+        RETURN rn_answer(200, jsonb_build_object(
+            'ok', false, 'attempts_left', greatest(0, 5 - v_recent),
+            'locked_for_s', rn_unlock_locked_for_s(a.id)));
+    END IF;
+
+    IF NOT v_found THEN
+        RETURN rn_error(404, 'reservation_not_found',
+                        format('no reservation %s on arcade %s', p_reservation_id, a.id));
+    END IF;
+    IF r.status <> 'called' THEN
+        RETURN rn_error(409, 'not_called',
+                        format('reservation %s is %s, not called', r.id, r.status),
+                        jsonb_build_object('status', r.status));
+    END IF;
+    UPDATE arcades SET status = 'playing', queue_version = queue_version + 1 WHERE id = a.id;
+    UPDATE reservations SET status = 'playing', started_at = now()
+     WHERE id = r.id
+    RETURNING * INTO r;
+    v_events := rn_players_event(r.user_id, r.player2_id, 'reservation', jsonb_build_object(
+                    'reservation_id', r.id, 'arcade_id', a.id, 'game_id', r.game_id,
+                    'status', 'playing'))
+        || jsonb_build_array(rn_cabinet_event(a.id, 'unlock_result', jsonb_build_object(
+               'ok', true, 'reservation_id', r.id, 'game_id', r.game_id,
+               'players', rn_players(r.user_id, r.player2_id))));
+    RETURN rn_queue_answer(200, jsonb_build_object('ok', true, 'reservation_id', r.id),
+                           v_events, a.id);
+END
+$$;
+
+-- The cabinet says the game started: an acknowledgement, changes nothing.
+-- 200 {"ok":true} while the reservation plays (or is already over); 404
+-- unknown here; 409 not_playing before it was unlocked.
+CREATE OR REPLACE FUNCTION rn_game_started(p_arcade_id bigint, p_reservation_id bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    r reservations;
+BEGIN
+    SELECT * INTO r FROM reservations WHERE id = p_reservation_id AND arcade_id = p_arcade_id;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'reservation_not_found',
+                        format('no reservation %s on arcade %s', p_reservation_id, p_arcade_id));
+    END IF;
+    IF r.status NOT IN ('playing', 'completed') THEN
+        RETURN rn_error(409, 'not_playing', format('reservation %s is %s', r.id, r.status),
+                        jsonb_build_object('status', r.status));
+    END IF;
+    RETURN rn_answer(200, jsonb_build_object('ok', true, 'reservation_id', r.id,
+                                             'status', r.status));
+END
+$$;
+
+-- Game over for the playing reservation. p_scores is a JSON array with one
+-- entry per player, either integers in player order ([booker, player 2]) or
+-- objects {"pseudo": "...", "score": N} (any order, each player once). The
+-- highest score wins; equal scores of a duo are a tie; a solo game has no
+-- winner. Saves the scores, completes the reservation, frees the cabinet
+-- (playing -> idle; maintenance or offline stay), pushes score and
+-- reservation completed to the players and calls the next one.
+-- Idempotent: for a completed reservation the same body again, nothing new.
+-- 200 {"reservation_id":N,"scores":[{pseudo,score}],"winner":pseudo|null,"tie":bool}.
+-- 422 bad_scores, 404 unknown here, 409 not_playing.
+CREATE OR REPLACE FUNCTION rn_game_over(p_arcade_id bigint, p_reservation_id bigint, p_scores jsonb,
+                             p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_uids bigint[];
+    v_scores bigint[] := '{}';
+    v_n integer;
+    v_kind text;
+    v_best bigint;
+    v_tie boolean;
+    v_result jsonb;
+    v_events jsonb := '[]';
+    v_e jsonb;
+    v_idx integer;
+    v_uid bigint;
+    v_text text;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    SELECT * INTO r FROM reservations
+    WHERE id = p_reservation_id AND arcade_id = a.id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'reservation_not_found',
+                        format('no reservation %s on arcade %s', p_reservation_id, a.id));
+    END IF;
+    IF r.status = 'completed' THEN
+        RETURN rn_answer(200, jsonb_build_object('reservation_id', r.id) || rn_game_result(r));
+    END IF;
+    IF r.status <> 'playing' THEN
+        RETURN rn_error(409, 'not_playing', format('reservation %s is %s', r.id, r.status),
+                        jsonb_build_object('status', r.status));
+    END IF;
+
+    -- Validate the scores, all before any change.
+    v_uids := CASE WHEN r.player2_id IS NULL THEN ARRAY[r.user_id]
+                   ELSE ARRAY[r.user_id, r.player2_id] END;
+    v_n := array_length(v_uids, 1);
+    IF jsonb_typeof(p_scores) IS DISTINCT FROM 'array' OR jsonb_array_length(p_scores) <> v_n THEN
+        RETURN rn_error(422, 'bad_scores', format('scores must be an array of %s entries', v_n));
+    END IF;
+    v_scores := array_fill(NULL::bigint, ARRAY[v_n]);
+    FOR v_idx IN 1 .. v_n LOOP
+        v_e := p_scores -> (v_idx - 1);
+        v_kind := jsonb_typeof(v_e);
+        IF v_kind = 'number' THEN
+            v_uid := v_uids[v_idx];
+        ELSIF v_kind = 'object' AND jsonb_typeof(v_e -> 'pseudo') = 'string' THEN
+            SELECT u.id INTO v_uid FROM users u
+            WHERE u.id = ANY (v_uids) AND lower(u.pseudo) = lower(v_e ->> 'pseudo');
+            IF NOT FOUND THEN
+                RETURN rn_error(422, 'bad_scores',
+                                format('%s is not a player of this reservation', v_e ->> 'pseudo'));
+            END IF;
+            v_e := v_e -> 'score';
+        ELSE
+            RETURN rn_error(422, 'bad_scores',
+                            'each score is an integer or {"pseudo": "...", "score": N}');
+        END IF;
+        v_text := v_e #>> '{}';
+        IF jsonb_typeof(v_e) IS DISTINCT FROM 'number' OR v_text !~ '^-?[0-9]{1,18}$' THEN
+            RETURN rn_error(422, 'bad_scores', 'a score is an integer');
+        END IF;
+        IF v_scores[array_position(v_uids, v_uid)] IS NOT NULL THEN
+            RETURN rn_error(422, 'bad_scores', 'each player has exactly one score');
+        END IF;
+        v_scores[array_position(v_uids, v_uid)] := v_text::bigint;
+    END LOOP;
+
+    IF v_n = 2 THEN
+        v_best := greatest(v_scores[1], v_scores[2]);
+        v_tie := v_scores[1] = v_scores[2];
+    ELSE
+        v_tie := false;
+    END IF;
+
+    UPDATE arcades
+       SET queue_version = queue_version + 1,
+           status = CASE WHEN status = 'playing' THEN 'idle' ELSE status END
+     WHERE id = a.id;
+    INSERT INTO scores (reservation_id, user_id, score, is_winner, is_tie)
+    SELECT r.id, v_uids[i], v_scores[i], v_n = 2 AND NOT v_tie AND v_scores[i] = v_best,
+           v_tie
+    FROM generate_series(1, v_n) AS i;
+    UPDATE reservations SET status = 'completed', ended_at = now()
+     WHERE id = r.id
+    RETURNING * INTO r;
+
+    v_result := jsonb_build_object('reservation_id', r.id) || rn_game_result(r);
+    FOR v_idx IN 1 .. v_n LOOP
+        v_events := v_events || jsonb_build_array(rn_user_event(v_uids[v_idx], 'score',
+            jsonb_build_object('arcade_id', a.id, 'game_id', r.game_id) || v_result
+            || jsonb_build_object('you', jsonb_build_object(
+                   'score', v_scores[v_idx],
+                   'won', v_n = 2 AND NOT v_tie AND v_scores[v_idx] = v_best))));
+    END LOOP;
+    v_events := v_events
+        || rn_players_event(r.user_id, r.player2_id, 'reservation', jsonb_build_object(
+               'reservation_id', r.id, 'arcade_id', a.id, 'game_id', r.game_id,
+               'status', 'completed'))
+        || rn_call_next(a.id, p_deadline_s);
+    RETURN rn_queue_answer(200, v_result, v_events, a.id);
+END
+$$;
+
+-- The called reservation's deadline passed (no-show). Conditional: only a
+-- reservation still called with its deadline gone expires, so a second
+-- process trying the same changes nothing (200 {"changed":false}, with
+-- "retry_in_ms" when it is still called but not yet due: the caller's clock
+-- ran ahead). Refunded when p_refund. Then the next one is called.
+-- 200 {"changed":true,"reservation_id":N,"refunded":bool}.
+CREATE OR REPLACE FUNCTION rn_expire(p_arcade_id bigint, p_reservation_id bigint, p_deadline_s integer,
+                          p_refund boolean)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_events jsonb := '[]';
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    UPDATE reservations SET status = 'expired', ended_at = now()
+     WHERE id = p_reservation_id AND arcade_id = a.id
+       AND status = 'called' AND deadline <= now()
+    RETURNING * INTO r;
+    IF NOT FOUND THEN
+        SELECT * INTO r FROM reservations WHERE id = p_reservation_id AND arcade_id = a.id;
+        RETURN rn_answer(200, jsonb_strip_nulls(jsonb_build_object(
+            'changed', false, 'status', r.status,
+            'retry_in_ms', CASE WHEN r.status = 'called'
+                                THEN greatest(0, rn_ms(r.deadline) - rn_ms(now())) END)));
+    END IF;
+    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id;
+
+    IF coalesce(p_refund, false) THEN
+        v_events := v_events || jsonb_build_array(rn_reservation_refund(r) -> 'event');
+    END IF;
+    v_events := v_events
+        || rn_players_event(r.user_id, r.player2_id, 'reservation', jsonb_build_object(
+               'reservation_id', r.id, 'arcade_id', a.id, 'game_id', r.game_id,
+               'status', 'expired', 'refunded', coalesce(p_refund, false)))
+        || rn_call_next(a.id, p_deadline_s);
+    RETURN rn_queue_answer(200, jsonb_build_object('changed', true, 'reservation_id', r.id,
+                                                   'refunded', coalesce(p_refund, false)),
+                           v_events, a.id);
+END
+$$;
+
+-- GET /api/v1/reservations/{id}: its players only (404 for anyone else).
+CREATE OR REPLACE FUNCTION rn_reservation_get(p_uid text, p_id bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_user bigint := rn_user_id(p_uid);
+    r reservations;
+BEGIN
+    SELECT * INTO r FROM reservations
+    WHERE id = p_id AND v_user IS NOT NULL AND (user_id = v_user OR player2_id = v_user);
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'reservation_not_found', 'no such reservation');
+    END IF;
+    RETURN rn_answer(200, jsonb_build_object('reservation', rn_reservation_json(r)));
+END
+$$;
+
+-- GET /api/v1/reservations/my: the caller's reservations (booked or as
+-- player 2), newest first, p_limit (1..100) after the cursor (an id, exclusive).
+-- 200 {"items":[...],"next_cursor":id|null}.
+CREATE OR REPLACE FUNCTION rn_reservations_my(p_uid text, p_limit integer, p_cursor bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_user bigint := rn_user_id(p_uid);
+    v_limit integer := least(greatest(coalesce(p_limit, 20), 1), 100);
+    v_items jsonb;
+    v_count integer;
+    v_last bigint;
+BEGIN
+    IF v_user IS NULL THEN
+        RETURN rn_not_registered();
+    END IF;
+    SELECT coalesce(jsonb_agg(rn_reservation_json(t.res) ORDER BY (t.res).id DESC), '[]'::jsonb),
+           count(*), min((t.res).id)
+    INTO v_items, v_count, v_last
+    FROM (SELECT r AS res FROM reservations r
+          WHERE (r.user_id = v_user OR r.player2_id = v_user)
+            AND (p_cursor IS NULL OR r.id < p_cursor)
+          ORDER BY r.id DESC
+          LIMIT v_limit) t;
+    RETURN rn_answer(200, jsonb_build_object(
+        'items', v_items,
+        'next_cursor', CASE WHEN v_count = v_limit AND EXISTS (
+                                 SELECT 1 FROM reservations r
+                                 WHERE (r.user_id = v_user OR r.player2_id = v_user)
+                                   AND r.id < v_last)
+                            THEN v_last END));
+END
+$$;
+
+-- An arcade as the catalogue shows it: its games by slot and its queue length.
+CREATE OR REPLACE FUNCTION rn_public_arcade_json(p_arcade arcades)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', p_arcade.id, 'name', p_arcade.name, 'location', p_arcade.location,
+        'status', p_arcade.status,
+        'queue_length', (SELECT count(*) FROM reservations r
+                         WHERE r.arcade_id = p_arcade.id AND r.status = 'waiting'),
+        'avg_game_s', rn_avg_game_s(p_arcade.id),
+        'games', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'slot', ag.slot, 'game_id', g.id, 'name', g.name,
+                             'ticket_cost', g.ticket_cost, 'min_players', g.min_players,
+                             'max_players', g.max_players) ORDER BY ag.slot), '[]'::jsonb)
+                  FROM arcade_games ag JOIN games g ON g.id = ag.game_id
+                  WHERE ag.arcade_id = p_arcade.id AND g.active))
+$$;
+
+-- GET /api/v1/arcades: every live arcade. 200 {"items":[...],"next_cursor":null}.
+CREATE OR REPLACE FUNCTION rn_arcades_list()
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT rn_answer(200, jsonb_build_object(
+        'items', coalesce(jsonb_agg(rn_public_arcade_json(a) ORDER BY a.id), '[]'::jsonb),
+        'next_cursor', NULL))
+    FROM arcades a
+    WHERE a.deleted_at IS NULL
+$$;
+
+-- GET /api/v1/arcades/{id}. 200 {"arcade": {...}} or 404.
+CREATE OR REPLACE FUNCTION rn_arcade_get(p_id bigint)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT rn_answer(200, jsonb_build_object('arcade', rn_public_arcade_json(a)))
+         FROM arcades a WHERE a.id = p_id AND a.deleted_at IS NULL),
+        rn_error(404, 'arcade_not_found', format('no arcade %s', p_id)))
+$$;
+
+-- GET /api/v1/arcades/{id}/queue: the public snapshot, or 404.
+CREATE OR REPLACE FUNCTION rn_arcade_queue(p_id bigint)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN s IS NULL
+                THEN rn_error(404, 'arcade_not_found', format('no arcade %s', p_id))
+                ELSE rn_answer(200, s) END
+    FROM rn_queue_snapshot(p_id) AS s
+$$;
+
+-- A game as the catalogue shows it, with the live arcades that have it.
+CREATE OR REPLACE FUNCTION rn_public_game_json(p_game games)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', p_game.id, 'name', p_game.name, 'description', p_game.description,
+        'min_players', p_game.min_players, 'max_players', p_game.max_players,
+        'ticket_cost', p_game.ticket_cost, 'active', p_game.active,
+        'arcades', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'arcade_id', a.id, 'name', a.name, 'slot', ag.slot,
+                                'status', a.status) ORDER BY a.id), '[]'::jsonb)
+                    FROM arcade_games ag JOIN arcades a ON a.id = ag.arcade_id
+                    WHERE ag.game_id = p_game.id AND a.deleted_at IS NULL))
+$$;
+
+-- GET /api/v1/games: the active games. 200 {"items":[...],"next_cursor":null}.
+CREATE OR REPLACE FUNCTION rn_games_list()
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT rn_answer(200, jsonb_build_object(
+        'items', coalesce(jsonb_agg(rn_public_game_json(g) ORDER BY g.id), '[]'::jsonb),
+        'next_cursor', NULL))
+    FROM games g
+    WHERE g.active
+$$;
+
+-- GET /api/v1/games/{id}. 200 {"game": {...}} or 404.
+CREATE OR REPLACE FUNCTION rn_game_get(p_id bigint)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT rn_answer(200, jsonb_build_object('game', rn_public_game_json(g)))
+         FROM games g WHERE g.id = p_id),
+        rn_error(404, 'game_not_found', format('no game %s', p_id)))
+$$;
+
+-- Renews the leases of the arcades a process holds. Returns how many.
+CREATE OR REPLACE FUNCTION rn_cabinet_heartbeat(p_arcade_ids bigint[])
+RETURNS integer LANGUAGE sql AS $$
+    WITH renewed AS (
+        UPDATE arcades SET cabinet_seen_at = now()
+         WHERE id = ANY (p_arcade_ids) AND deleted_at IS NULL
+        RETURNING 1)
+    SELECT count(*)::integer FROM renewed
+$$;
+
+-- Shows offline every arcade not offline whose lease is older than
+-- p_stale_ms. Returns the rn_cabinet_offline answers that changed something
+-- (each with its events and snapshot, to publish). Conditional on the epoch,
+-- so a cabinet that just came back, or a second process sweeping the same
+-- arcade, changes nothing.
+CREATE OR REPLACE FUNCTION rn_cabinet_sweep(p_stale_ms integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a record;
+    answer jsonb;
+    answers jsonb := '[]';
+BEGIN
+    FOR a IN
+        SELECT id, cabinet_epoch FROM arcades
+         WHERE status <> 'offline' AND deleted_at IS NULL
+           AND cabinet_seen_at < now() - make_interval(secs => p_stale_ms / 1000.0)
+    LOOP
+        -- under the row lock again: a renewal that committed meanwhile wins
+        PERFORM 1 FROM arcades
+          WHERE id = a.id
+            AND cabinet_seen_at < now() - make_interval(secs => p_stale_ms / 1000.0)
+          FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
+        answer := rn_cabinet_offline(a.id, a.cabinet_epoch);
+        IF answer ? 'arcade' THEN
+            answers := answers || jsonb_build_array(answer);
+        END IF;
+    END LOOP;
+    RETURN answers;
+END
+$$;
