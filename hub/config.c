@@ -1,6 +1,7 @@
 /* config: the settings table, its parser and its help (see config.h). */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -25,7 +26,8 @@ typedef struct option_spec {
 #define O(field) offsetof(hub_config_t, field)
 
 static const option_spec_t options[] = {
-    {"listen", "HUB_LISTEN", OPT_STR, O(listen), "127.0.0.1", "address to listen on"},
+    {"listen", "HUB_LISTEN", OPT_STR, O(listen), "127.0.0.1",
+     "IPv4 or IPv6 address to bind, exactly (0.0.0.0 or :: for every interface)"},
     {"port", "HUB_PORT", OPT_INT, O(port), "8080", "HTTP + WebSocket port"},
     {"database-url", "DATABASE_URL", OPT_STR, O(database_url), NULL,
      "PostgreSQL URI (use an IP or a unix socket, not a host name)"},
@@ -157,6 +159,13 @@ int config_parse_args(hub_config_t *cfg, int argc, char **argv, int first)
     return i;
 }
 
+/* The hub binds exactly one address: a literal (no interface names, no DNS). */
+static bool listen_address_ok(const char *addr)
+{
+    struct in6_addr a;
+    return addr && (inet_pton(AF_INET, addr, &a) == 1 || inet_pton(AF_INET6, addr, &a) == 1);
+}
+
 int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->database_url || !*cfg->database_url) {
@@ -167,6 +176,11 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
         cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
+        return -1;
+    }
+    if (!listen_address_ok(cfg->listen)) {
+        snprintf(err, errlen, "--listen %s: not an IPv4 or IPv6 address",
+                 cfg->listen ? cfg->listen : "(none)");
         return -1;
     }
     if (!cfg->tls_cert != !cfg->tls_key) {
