@@ -139,6 +139,12 @@ static void on_pool_log(void *arg, int level, const char *msg)
     log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres", json_pack("{s:s}", "detail", msg));
 }
 
+static void on_bus_log(void *arg, int warn, const char *msg)
+{
+    (void)arg;
+    log_event(warn ? LOG_WARN : LOG_INFO, "redis", json_pack("{s:s}", "detail", msg));
+}
+
 /* Bus messages go where their channel says: private lanes and admins to events. */
 static void on_bus_message(void *arg, const char *channel, const char *payload, size_t len)
 {
@@ -262,7 +268,7 @@ static int start_services(hub_t *hub)
                            .log = on_pool_log};
     hub->pool = pg_pool_new(&hub->loop, &pc);
     const char *why = NULL;
-    bus_config_t bc = {.url = cfg->redis_url};
+    bus_config_t bc = {.url = cfg->redis_url, .log = on_bus_log};
     hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, &why);
     if (!hub->pool || !hub->bus) {
         log_error("storage configuration",
