@@ -1,6 +1,9 @@
 /* config: the settings table, its parser and its help (see config.h). */
 #include "config.h"
 
+#include "firebase_keys.h"
+#include "https_get.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -41,7 +44,7 @@ static const option_spec_t options[] = {
     {"firebase-project", "HUB_FIREBASE_PROJECT", OPT_STR, O(firebase_project), NULL,
      "Firebase project id (aud of ID tokens)"},
     {"firebase-certs", "HUB_FIREBASE_CERTS", OPT_STR, O(firebase_certs), NULL,
-     "file of Google's kid -> PEM certificate JSON"},
+     "file of Google's kid -> PEM certificate JSON, read once (offline; no live fetch)"},
     {"web-root", "HUB_WEB_ROOT", OPT_STR, O(web_root), RN_SOURCE_DIR "/web-demo",
      "static files served at /"},
     {"tls-cert", "HUB_TLS_CERT", OPT_STR, O(tls_cert), NULL, "PEM certificate: serve https/wss"},
@@ -75,6 +78,12 @@ static const option_spec_t options[] = {
     {"debug-routes", "HUB_DEBUG_ROUTES", OPT_BOOL, O(debug_routes), "0",
      "enable /api/v1/debug/* (tests only)"},
     {"log-level", "HUB_LOG_LEVEL", OPT_STR, O(log_level), "info", "debug, info, warn or error"},
+    {"firebase-keys-url", "HUB_FIREBASE_KEYS_URL", OPT_STR, O(firebase_keys_url), FIREBASE_KEYS_URL,
+     "Firebase key document, fetched live (per its max-age) unless --firebase-certs is given"},
+    {"firebase-ca-file", "HUB_FIREBASE_CA_FILE", OPT_STR, O(firebase_ca_file), NULL,
+     "PEM CA certificates trusted for --firebase-keys-url (default: the system's)"},
+    {"firebase-refetch-ms", "HUB_FIREBASE_REFETCH_MS", OPT_INT, O(firebase_refetch_ms), "60000",
+     "a token with an unknown kid refetches the keys at most once per this"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -176,6 +185,16 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
         cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
+        return -1;
+    }
+    char why[160];
+    if (cfg->firebase_project && *cfg->firebase_project && !cfg->firebase_certs &&
+        https_url_check(cfg->firebase_keys_url, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--firebase-keys-url: %s", why);
+        return -1;
+    }
+    if (cfg->firebase_refetch_ms < 1000) {
+        snprintf(err, errlen, "--firebase-refetch-ms must be at least 1000");
         return -1;
     }
     if (!listen_address_ok(cfg->listen)) {

@@ -39,6 +39,9 @@ typedef struct hub_config {
     const char *log_level;        /* HUB_LOG_LEVEL, info */
     /* HUB_PAYMENT_WEBHOOK_SECRET; without one the webhook route answers 503 */
     const char *payment_webhook_secret;
+    const char *firebase_keys_url; /* HUB_FIREBASE_KEYS_URL: live keys unless firebase_certs */
+    const char *firebase_ca_file;  /* HUB_FIREBASE_CA_FILE: CAs for it (default: system's) */
+    int firebase_refetch_ms;       /* HUB_FIREBASE_REFETCH_MS: unknown kid refetch interval */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

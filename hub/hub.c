@@ -12,6 +12,7 @@
 #include "cabinet_lease.h"
 #include "events.h"
 #include "fanout.h"
+#include "firebase_keys.h"
 #include "log.h"
 #include "metrics.h"
 #include "msgbuf.h"
@@ -25,6 +26,7 @@ struct hub {
     uv_loop_t loop;
     const hub_config_t *cfg;
     auth_t *auth;
+    firebase_keys_t *firebase_keys; /* NULL unless the keys are fetched live */
     pg_pool_t *pool;
     bus_t *bus;
     server_t *server;
@@ -64,6 +66,11 @@ bus_t *hub_bus(hub_t *hub)
 const auth_t *hub_auth(const hub_t *hub)
 {
     return hub->auth;
+}
+
+firebase_keys_t *hub_firebase_keys(hub_t *hub)
+{
+    return hub->firebase_keys;
 }
 
 sessions_t *hub_sessions(hub_t *hub)
@@ -106,6 +113,16 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
     g->pg_connections = hub->pool ? pg_pool_connected(hub->pool) : 0;
     g->bus_up = hub->bus ? bus_is_up(hub->bus) : 0;
     g->bus_reconnects = hub->bus ? bus_reconnects(hub->bus) : 0;
+    g->firebase_live = hub->firebase_keys != NULL;
+    if (hub->firebase_keys) {
+        firebase_keys_stats_t fs;
+        firebase_keys_get_stats(hub->firebase_keys, &fs);
+        g->firebase_key_age_s = fs.age_s;
+        g->firebase_keys = fs.keys;
+        g->firebase_fetches = fs.fetches;
+        g->firebase_failures = fs.failures;
+        g->firebase_kid_refetches = fs.kid_refetches;
+    }
 }
 
 /* Once a second, this process's live stats to its admin dashboards. */
@@ -193,6 +210,8 @@ static void shutdown_now(hub_t *hub)
     fanout_detach_bus(hub->fanout);
     bus_close(hub->bus);
     hub->bus = NULL;
+    firebase_keys_close(hub->firebase_keys);
+    hub->firebase_keys = NULL;
     cabinet_lease_close(hub->lease);
     hub->lease = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
@@ -254,6 +273,16 @@ static int start_up(hub_t *hub)
     if (!hub->auth) {
         log_error("auth configuration", json_pack("{s:s}", "error", err));
         return -1;
+    }
+    if (ac.firebase_project && *ac.firebase_project && !ac.firebase_certs_path) {
+        firebase_keys_config_t fc = {.url = hub->cfg->firebase_keys_url,
+                                     .ca_file = hub->cfg->firebase_ca_file,
+                                     .refetch_interval_ms = hub->cfg->firebase_refetch_ms};
+        hub->firebase_keys = firebase_keys_new(&hub->loop, hub->auth, &fc, err, sizeof err);
+        if (!hub->firebase_keys) {
+            log_error("firebase keys configuration", json_pack("{s:s}", "error", err));
+            return -1;
+        }
     }
     return 0;
 }
@@ -330,6 +359,8 @@ int hub_run(const hub_config_t *cfg)
 
 fail:
     /* Nothing served yet: close whatever started and let the loop run dry. */
+    firebase_keys_close(hub->firebase_keys);
+    hub->firebase_keys = NULL;
     if (hub->fanout)
         fanout_detach_bus(hub->fanout);
     if (hub->bus)

@@ -13,6 +13,7 @@
 #include "envelope.h"
 #include "events.h"
 #include "fanout.h"
+#include "firebase_keys.h"
 #include "log.h"
 #include "queue.h"
 #include "session_priv.h"
@@ -271,15 +272,70 @@ static void reject(session_t *s, bool has_id, int64_t id, const char *why)
     session_close(s, CLOSE_UNAUTHENTICATED, "unauthenticated");
 }
 
-static void auth_token(session_t *s, const char *token, bool has_id, int64_t id)
+/* A token waiting for the Firebase keys that its unknown kid made us refetch. */
+typedef struct token_wait {
+    session_ref_t *ref;
+    bool has_id;
+    int64_t id;
+    char token[];
+} token_wait_t;
+
+static void verify_token(session_t *s, const char *token, bool has_id, int64_t id, bool may_wait);
+
+static void on_keys_refetched(void *arg)
+{
+    token_wait_t *w = arg;
+    session_t *s = session_ref_get(w->ref);
+    if (s && !s->closing) {
+        s->authenticating = false;
+        verify_token(s, w->token, w->has_id, w->id, false);
+    }
+    session_ref_release(w->ref);
+    free(w);
+}
+
+/*
+ * An unknown kid has just started a refetch of the Firebase keys (auth's
+ * hook): verify again once it ends instead of refusing a token signed with a
+ * key that Google has just rotated in. 0 when waiting.
+ */
+static int wait_for_keys(session_t *s, const char *token, bool has_id, int64_t id)
+{
+    size_t len = strlen(token) + 1;
+    token_wait_t *w = malloc(sizeof *w + len);
+    if (!w || !(w->ref = session_ref(s))) {
+        free(w);
+        return -1;
+    }
+    w->has_id = has_id;
+    w->id = id;
+    memcpy(w->token, token, len);
+    if (firebase_keys_wait(hub_firebase_keys(s->hub), on_keys_refetched, w) != 0) {
+        session_ref_release(w->ref);
+        free(w);
+        return -1;
+    }
+    s->authenticating = true;
+    return 0;
+}
+
+static void verify_token(session_t *s, const char *token, bool has_id, int64_t id, bool may_wait)
 {
     auth_identity_t who;
     const char *why = "invalid token";
     if (auth_verify(hub_auth(s->hub), token, time(NULL), &who, &why) != 0) {
+        if (may_wait && why && strcmp(why, "unknown_kid") == 0 &&
+            wait_for_keys(s, token, has_id, id) == 0)
+            return;
         reject(s, has_id, id, why);
         return;
     }
     accept_identity(s, &who, has_id, id);
+}
+
+static void auth_token(session_t *s, const char *token, bool has_id, int64_t id)
+{
+    verify_token(s, token, has_id, id, true);
 }
 
 static void on_cabinet_row(void *arg, int status, PGresult *res, const char *errmsg)
