@@ -103,7 +103,7 @@ static int parse_url(const char *url, char *host, int *port, size_t *path_at, ch
             snprintf(err, errlen, "bad host in URL");
             return -1;
         }
-    if (strchr(host, ':') && !resolve_is_literal(host)) {
+    if ((strchr(host, ':') || h[-1] == '[') && (!strchr(host, ':') || !resolve_is_literal(host))) {
         snprintf(err, errlen, "bad IPv6 address in URL");
         return -1;
     }
