@@ -7,9 +7,9 @@
  *   verifies and firebase_keys_ready() is false (/readyz answers 503).
  * - After a good document the next refresh is due after its
  *   Cache-Control max-age (1 s .. 24 h; 1 h when absent).
- * - A failed refresh (no answer, TLS, HTTP status, bad document) keeps the
- *   old keys and retries with a doubling backoff (1 s .. 60 s, capped by the
- *   max-age when keys are loaded), each failure logged.
+ * - A failed refresh (no answer, TLS, HTTP status, oversized or bad
+ *   document) keeps the old keys and retries with a doubling backoff
+ *   (1 s .. 60 s), each failure logged.
  * - A token naming an unknown kid (auth's hook) refetches at once, at most
  *   once per refetch interval: rotated keys are picked up without waiting for
  *   the max-age, and garbage kids cannot make the hub hammer Google.

@@ -32,6 +32,13 @@ function makePki() {
 function listen(p = 0) {
   server = https.createServer({ key: file('srv.key'), cert: file('srv.pem') }, (req, res) => {
     served.hits++;
+    if (served.mode === 'huge') {
+      // A valid-looking document past the hub's 256 KiB cap.
+      const body = JSON.stringify({ k2: served.doc.k2, pad: 'x'.repeat(300 * 1024) });
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     if (served.mode === '500') {
       res.writeHead(500, { 'Content-Type': 'text/plain' });
       res.end('backend error');
@@ -160,7 +167,13 @@ test('rotation: the document is refreshed per max-age=2 and the new key works wi
   assert.equal((await fbMetrics()).kidRefetches, before.kidRefetches, 'k2 was already loaded');
 });
 
-test('an outage of the endpoint (500s, then a closed port) leaves the old keys working', async () => {
+test('an outage of the endpoint (oversized answer, 500s, closed port) leaves the old keys working', async () => {
+  const base0 = await fbMetrics();
+  served.mode = 'huge';
+  await waitFor(async () => (await fbMetrics()).failures >= base0.failures + 1, { timeoutMs: 15000, what: 'an oversized answer refused' });
+  assert.match(hub.logs(), /firebase keys refresh failed.*larger than/);
+  assert.equal((await wsAuth(idToken('fb-bob', 'k2'))).type, 'ok', 'old key kept past an oversized answer');
+
   const base = await fbMetrics();
   served.mode = '500';
   await waitFor(async () => (await fbMetrics()).failures >= base.failures + 2, { timeoutMs: 15000, what: 'two failed refreshes' });
