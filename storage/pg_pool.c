@@ -463,7 +463,7 @@ static void conn_start(pg_conn_t *c, const char *const *keywords, const char *co
         return;
     }
     PQsetNoticeProcessor(c->pg, quiet_notice, NULL);
-    if (!uv_is_active((uv_handle_t *)&c->timer)) /* a resolution's already runs */
+    if (!uv_is_active((uv_handle_t *)&c->timer)) /* armed already if a resolution ran first */
         uv_timer_start(&c->timer, on_timer, (uint64_t)pool->connect_timeout_ms, 0);
     /* libpq: after PQconnectStart, behave as if PQconnectPoll returned WRITING. */
     conn_connect_step(c, PGRES_POLLING_WRITING);
