@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "firebase_keys.h"
 #include "http.h"
 #include "metrics.h"
 
@@ -19,11 +20,16 @@ static void get_readyz(http_req_t *req)
 {
     hub_t *hub = http_req_hub(req);
     bool pg = pg_pool_connected(hub_pool(hub)) > 0, redis = bus_is_up(hub_bus(hub));
-    bool ready = pg && redis && !hub_draining(hub);
-    http_respond_json(req, ready ? 200 : 503,
-                      json_pack("{s:s, s:s, s:s}", "status",
-                                ready ? "ready" : hub_draining(hub) ? "draining" : "unavailable",
-                                "postgres", pg ? "up" : "down", "redis", redis ? "up" : "down"));
+    /* Live Firebase keys: not ready before the first key document is loaded. */
+    firebase_keys_t *fk = hub_firebase_keys(hub);
+    bool keys = !fk || firebase_keys_ready(fk);
+    bool ready = pg && redis && keys && !hub_draining(hub);
+    json_t *body = json_pack("{s:s, s:s, s:s}", "status",
+                             ready ? "ready" : hub_draining(hub) ? "draining" : "unavailable",
+                             "postgres", pg ? "up" : "down", "redis", redis ? "up" : "down");
+    if (fk)
+        json_object_set_new(body, "firebase_keys", json_string(keys ? "loaded" : "none"));
+    http_respond_json(req, ready ? 200 : 503, body);
 }
 
 static void get_metrics(http_req_t *req)

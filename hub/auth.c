@@ -53,6 +53,8 @@ struct auth {
     int leeway_s;
     auth_key_t *keys;
     size_t nkeys;
+    auth_unknown_kid_cb on_unknown_kid; /* may refetch the keys */
+    void *unknown_kid_arg;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -313,6 +315,17 @@ fail:
     return NULL;
 }
 
+size_t auth_key_count(const auth_t *auth)
+{
+    return auth ? auth->nkeys : 0;
+}
+
+void auth_set_unknown_kid_cb(auth_t *auth, auth_unknown_kid_cb cb, void *arg)
+{
+    auth->on_unknown_kid = cb;
+    auth->unknown_kid_arg = arg;
+}
+
 void auth_free(auth_t *auth)
 {
     if (auth == NULL)
@@ -546,8 +559,11 @@ int auth_verify(const auth_t *auth, const char *token, time_t now, auth_identity
                 break;
             }
         }
-        if (key == NULL)
+        if (key == NULL) {
+            if (auth->on_unknown_kid != NULL)
+                auth->on_unknown_kid(auth->unknown_kid_arg);
             goto fail;
+        }
         pinned = JWT_ALG_RS256;
         firebase = true;
     } else if (strcmp(alg, "HS256") == 0 && auth->secret != NULL) {

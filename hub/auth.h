@@ -1,10 +1,11 @@
 /*
  * auth: verifies the bearer tokens of phones and admins.
  *
- * Firebase ID tokens: RS256 only, the `kid` must name a key of the configured
- * certificate file (Google's format: a JSON object kid -> PEM X.509
- * certificate), aud = project id, iss = https://securetoken.google.com/<project>,
- * sub non-empty and at most 128 bytes, exp in the future, iat and auth_time in
+ * Firebase ID tokens: RS256 only, the `kid` must name a key of the current
+ * certificate document (Google's format: a JSON object kid -> PEM X.509
+ * certificate; read from a file, or fetched live by firebase_keys.c),
+ * aud = project id, iss = https://securetoken.google.com/<project>, sub
+ * non-empty and at most 128 bytes, exp in the future, iat and auth_time in
  * the past, all with the configured leeway (default 60 s).
  *
  * HS256 tokens only when a dev secret is configured; they need sub, iat and
@@ -46,6 +47,18 @@ void auth_free(auth_t *auth);
  * as the file). 0, or -1 with a message in err (the old keys are kept).
  */
 int auth_set_certs(auth_t *auth, const char *json, size_t len, char *err, size_t errlen);
+
+/* How many Firebase keys are loaded. */
+size_t auth_key_count(const auth_t *auth);
+
+/*
+ * Called (on the verifying thread, the loop) whenever a Firebase token names
+ * a kid that no loaded key has, before auth_verify() refuses it with
+ * "unknown_kid": the keys may have rotated (firebase_keys refetches). NULL
+ * clears it.
+ */
+typedef void (*auth_unknown_kid_cb)(void *arg);
+void auth_set_unknown_kid_cb(auth_t *auth, auth_unknown_kid_cb cb, void *arg);
 
 /*
  * Verifies token at time now. Returns 0 and fills out, or -1 with *why set to

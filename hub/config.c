@@ -2,8 +2,11 @@
 #include "config.h"
 
 #include "clientip.h"
+#include "firebase_keys.h"
+#include "https_get.h"
 #include "ratelimit.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -28,12 +31,13 @@ typedef struct option_spec {
 #define O(field) offsetof(hub_config_t, field)
 
 static const option_spec_t options[] = {
-    {"listen", "HUB_LISTEN", OPT_STR, O(listen), "127.0.0.1", "address to listen on"},
+    {"listen", "HUB_LISTEN", OPT_STR, O(listen), "127.0.0.1",
+     "IPv4 or IPv6 address to bind, exactly (0.0.0.0 or :: for every interface)"},
     {"port", "HUB_PORT", OPT_INT, O(port), "8080", "HTTP + WebSocket port"},
     {"database-url", "DATABASE_URL", OPT_STR, O(database_url), NULL,
-     "PostgreSQL URI (use an IP or a unix socket, not a host name)"},
+     "PostgreSQL URI (a host name is resolved off the loop at every connect)"},
     {"redis-url", "REDIS_URL", OPT_STR, O(redis_url), "redis://127.0.0.1:6379",
-     "Redis URL: redis://IP:PORT or unix:/path"},
+     "Redis URL: redis://HOST:PORT or unix:/path"},
     {"pg-pool", "HUB_PG_POOL", OPT_INT, O(pg_pool_size), "4", "PostgreSQL connections"},
     {"pg-statement-timeout-ms", "HUB_PG_STATEMENT_TIMEOUT_MS", OPT_INT,
      O(pg_statement_timeout_ms), "10000", "server-side statement timeout"},
@@ -42,7 +46,7 @@ static const option_spec_t options[] = {
     {"firebase-project", "HUB_FIREBASE_PROJECT", OPT_STR, O(firebase_project), NULL,
      "Firebase project id (aud of ID tokens)"},
     {"firebase-certs", "HUB_FIREBASE_CERTS", OPT_STR, O(firebase_certs), NULL,
-     "file of Google's kid -> PEM certificate JSON"},
+     "file of Google's kid -> PEM certificate JSON, read once (offline; no live fetch)"},
     {"web-root", "HUB_WEB_ROOT", OPT_STR, O(web_root), RN_SOURCE_DIR "/web-demo",
      "static files served at /"},
     {"tls-cert", "HUB_TLS_CERT", OPT_STR, O(tls_cert), NULL, "PEM certificate: serve https/wss"},
@@ -94,6 +98,12 @@ static const option_spec_t options[] = {
      "failed token verifications per client IP (429 / close 4008 past it)"},
     {"trusted-proxies", "HUB_TRUSTED_PROXIES", OPT_STR, O(trusted_proxies), "",
      "proxies (IPs/CIDRs, comma-separated) whose X-Forwarded-For names the client"},
+    {"firebase-keys-url", "HUB_FIREBASE_KEYS_URL", OPT_STR, O(firebase_keys_url), FIREBASE_KEYS_URL,
+     "Firebase key document, fetched live (per its max-age) unless --firebase-certs is given"},
+    {"firebase-ca-file", "HUB_FIREBASE_CA_FILE", OPT_STR, O(firebase_ca_file), NULL,
+     "PEM CA certificates trusted for --firebase-keys-url (default: the system's)"},
+    {"firebase-refetch-ms", "HUB_FIREBASE_REFETCH_MS", OPT_INT, O(firebase_refetch_ms), "60000",
+     "a token with an unknown kid refetches the keys at most once per this"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -202,6 +212,13 @@ static int config_validate_limits(const hub_config_t *cfg, char *err, size_t err
     return t ? 0 : -1;
 }
 
+/* The hub binds exactly one address: a literal (no interface names, no DNS). */
+static bool listen_address_ok(const char *addr)
+{
+    struct in6_addr a;
+    return addr && (inet_pton(AF_INET, addr, &a) == 1 || inet_pton(AF_INET6, addr, &a) == 1);
+}
+
 int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->database_url || !*cfg->database_url) {
@@ -212,6 +229,21 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
         cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
+        return -1;
+    }
+    char why[160];
+    if (cfg->firebase_project && *cfg->firebase_project && !cfg->firebase_certs &&
+        https_url_check(cfg->firebase_keys_url, why, sizeof why) != 0) {
+        snprintf(err, errlen, "--firebase-keys-url: %s", why);
+        return -1;
+    }
+    if (cfg->firebase_refetch_ms < 1000) {
+        snprintf(err, errlen, "--firebase-refetch-ms must be at least 1000");
+        return -1;
+    }
+    if (!listen_address_ok(cfg->listen)) {
+        snprintf(err, errlen, "--listen %s: not an IPv4 or IPv6 address",
+                 cfg->listen ? cfg->listen : "(none)");
         return -1;
     }
     if (!cfg->tls_cert != !cfg->tls_key) {

@@ -48,6 +48,9 @@ typedef struct hub_config {
     const char *limit_promo;       /* HUB_LIMIT_PROMO: failed promo codes per user */
     const char *limit_token;       /* HUB_LIMIT_TOKEN: failed token verifications per IP */
     const char *trusted_proxies;   /* HUB_TRUSTED_PROXIES: IPs/CIDRs allowed to set XFF */
+    const char *firebase_keys_url; /* HUB_FIREBASE_KEYS_URL: live keys unless firebase_certs */
+    const char *firebase_ca_file;  /* HUB_FIREBASE_CA_FILE: CAs for it (default: system's) */
+    int firebase_refetch_ms;       /* HUB_FIREBASE_REFETCH_MS: unknown kid refetch interval */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

@@ -15,6 +15,7 @@
 #include "clientip.h"
 #include "events.h"
 #include "fanout.h"
+#include "firebase_keys.h"
 #include "log.h"
 #include "metrics.h"
 #include "msgbuf.h"
@@ -30,6 +31,7 @@ struct hub {
     uv_loop_t loop;
     const hub_config_t *cfg;
     auth_t *auth;
+    firebase_keys_t *firebase_keys; /* NULL unless the keys are fetched live */
     pg_pool_t *pool;
     bus_t *bus;
     server_t *server;
@@ -72,6 +74,11 @@ bus_t *hub_bus(hub_t *hub)
 const auth_t *hub_auth(const hub_t *hub)
 {
     return hub->auth;
+}
+
+firebase_keys_t *hub_firebase_keys(hub_t *hub)
+{
+    return hub->firebase_keys;
 }
 
 sessions_t *hub_sessions(hub_t *hub)
@@ -145,6 +152,16 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
     g->pg_connections = hub->pool ? pg_pool_connected(hub->pool) : 0;
     g->bus_up = hub->bus ? bus_is_up(hub->bus) : 0;
     g->bus_reconnects = hub->bus ? bus_reconnects(hub->bus) : 0;
+    g->firebase_live = hub->firebase_keys != NULL;
+    if (hub->firebase_keys) {
+        firebase_keys_stats_t fs;
+        firebase_keys_get_stats(hub->firebase_keys, &fs);
+        g->firebase_key_age_s = fs.age_s;
+        g->firebase_keys = fs.keys;
+        g->firebase_fetches = fs.fetches;
+        g->firebase_failures = fs.failures;
+        g->firebase_kid_refetches = fs.kid_refetches;
+    }
 }
 
 /* Once a second, this process's live stats to its admin dashboards. */
@@ -176,6 +193,12 @@ static void on_pool_log(void *arg, int level, const char *msg)
 {
     (void)arg;
     log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres", json_pack("{s:s}", "detail", msg));
+}
+
+static void on_bus_log(void *arg, int warn, const char *msg)
+{
+    (void)arg;
+    log_event(warn ? LOG_WARN : LOG_INFO, "redis", json_pack("{s:s}", "detail", msg));
 }
 
 /* Bus messages go where their channel says: private lanes and admins to events. */
@@ -234,6 +257,8 @@ static void shutdown_now(hub_t *hub)
     hub->ratelimit = NULL;
     userstate_close(hub->userstate);
     hub->userstate = NULL;
+    firebase_keys_close(hub->firebase_keys);
+    hub->firebase_keys = NULL;
     cabinet_lease_close(hub->lease);
     hub->lease = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
@@ -296,6 +321,16 @@ static int start_up(hub_t *hub)
         log_error("auth configuration", json_pack("{s:s}", "error", err));
         return -1;
     }
+    if (ac.firebase_project && *ac.firebase_project && !ac.firebase_certs_path) {
+        firebase_keys_config_t fc = {.url = hub->cfg->firebase_keys_url,
+                                     .ca_file = hub->cfg->firebase_ca_file,
+                                     .refetch_interval_ms = hub->cfg->firebase_refetch_ms};
+        hub->firebase_keys = firebase_keys_new(&hub->loop, hub->auth, &fc, err, sizeof err);
+        if (!hub->firebase_keys) {
+            log_error("firebase keys configuration", json_pack("{s:s}", "error", err));
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -332,7 +367,7 @@ static int start_services(hub_t *hub)
                            .log = on_pool_log};
     hub->pool = pg_pool_new(&hub->loop, &pc);
     const char *why = NULL;
-    bus_config_t bc = {.url = cfg->redis_url};
+    bus_config_t bc = {.url = cfg->redis_url, .log = on_bus_log};
     hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, &why);
     if (!hub->pool || !hub->bus) {
         log_error("storage configuration",
@@ -398,6 +433,8 @@ int hub_run(const hub_config_t *cfg)
 
 fail:
     /* Nothing served yet: close whatever started and let the loop run dry. */
+    firebase_keys_close(hub->firebase_keys);
+    hub->firebase_keys = NULL;
     if (hub->fanout)
         fanout_detach_bus(hub->fanout);
     if (hub->bus)

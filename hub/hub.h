@@ -36,6 +36,9 @@ const hub_config_t *hub_config(const hub_t *hub);
 pg_pool_t *hub_pool(hub_t *hub);
 bus_t *hub_bus(hub_t *hub);
 const auth_t *hub_auth(const hub_t *hub);
+/* The live Firebase key fetcher; NULL unless keys come from a URL. */
+struct firebase_keys;
+struct firebase_keys *hub_firebase_keys(hub_t *hub);
 sessions_t *hub_sessions(hub_t *hub);
 fanout_t *hub_fanout(hub_t *hub);
 queues_t *hub_queues(hub_t *hub);

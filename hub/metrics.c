@@ -251,6 +251,24 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "closed.\n# TYPE rn_deleted_user_refused_total counter\n"
             "rn_deleted_user_refused_total %lu\n",
         m.limit_local, m.deleted_refused);
+    if (g->firebase_live)
+        put(&t,
+            "# HELP rn_firebase_key_age_seconds Age of the Firebase keys in use (-1: none yet).\n"
+            "# TYPE rn_firebase_key_age_seconds gauge\nrn_firebase_key_age_seconds %.3f\n"
+            "# HELP rn_firebase_keys Firebase signing keys loaded.\n"
+            "# TYPE rn_firebase_keys gauge\nrn_firebase_keys %lu\n"
+            "# HELP rn_firebase_key_fetches_total Key documents fetched and loaded.\n"
+            "# TYPE rn_firebase_key_fetches_total counter\nrn_firebase_key_fetches_total %lu\n"
+            "# HELP rn_firebase_key_refresh_failures_total Key fetches that failed (old keys "
+            "kept).\n"
+            "# TYPE rn_firebase_key_refresh_failures_total counter\n"
+            "rn_firebase_key_refresh_failures_total %lu\n"
+            "# HELP rn_firebase_key_kid_refetches_total Fetches started by a token's unknown "
+            "kid.\n"
+            "# TYPE rn_firebase_key_kid_refetches_total counter\n"
+            "rn_firebase_key_kid_refetches_total %lu\n",
+            g->firebase_key_age_s, g->firebase_keys, g->firebase_fetches, g->firebase_failures,
+            g->firebase_kid_refetches);
     if (t.failed) {
         free(t.buf);
         return NULL;

@@ -1,6 +1,7 @@
 /* server: the lws context, vhost and protocols (see server.h). */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <libwebsockets.h>
 #include <stdlib.h>
@@ -60,6 +61,21 @@ static void pin_uv_plugin(void)
         log_warn("cannot pin the lws libuv plugin", json_pack("{s:s}", "error", dlerror()));
 }
 
+/*
+ * lws 4.1 takes `iface` as an interface name or an IP literal. With IPv6
+ * enabled, an IPv4 literal is written by inet_pton(AF_INET) into the
+ * sockaddr_in6 it has prepared, at sin_addr's offset, which is
+ * sin6_flowinfo: sin6_addr stays zero and the hub binds [::], every
+ * interface. So an IPv4 address gets an IPv4-only vhost, whose sockaddr_in
+ * the literal lands in correctly; an IPv6 literal keeps IPv6 (it parses
+ * right there). config_validate has already refused anything else.
+ */
+static bool listen_is_ipv4(const char *addr)
+{
+    struct in_addr a4;
+    return addr && inet_pton(AF_INET, addr, &a4) == 1;
+}
+
 server_t *server_new(hub_t *hub, const hub_config_t *cfg)
 {
     server_t *srv = calloc(1, sizeof *srv);
@@ -94,6 +110,8 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
     info.timeout_secs = 30;
     if (cfg->workers > 1)
         info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    if (listen_is_ipv4(cfg->listen))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     if (cfg->tls_cert) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;

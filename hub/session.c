@@ -13,6 +13,7 @@
 #include "envelope.h"
 #include "events.h"
 #include "fanout.h"
+#include "firebase_keys.h"
 #include "log.h"
 #include "queue.h"
 #include "ratelimit.h"
@@ -388,16 +389,69 @@ static ws_check_t *ws_check_new(ws_check_kind_t kind, bool has_id, int64_t id)
     return c;
 }
 
+/* A token waiting for the Firebase keys that its unknown kid made us refetch. */
+typedef struct token_wait {
+    session_ref_t *ref;
+    bool has_id;
+    int64_t id;
+    char token[];
+} token_wait_t;
+
+static void verify_token(session_t *s, const char *token, bool has_id, int64_t id, bool may_wait);
+
+static void on_keys_refetched(void *arg)
+{
+    token_wait_t *w = arg;
+    session_t *s = session_ref_get(w->ref);
+    if (s && !s->closing) {
+        s->authenticating = false;
+        verify_token(s, w->token, w->has_id, w->id, false);
+    }
+    session_ref_release(w->ref);
+    OPENSSL_cleanse(w->token, strlen(w->token));
+    free(w);
+}
+
+/*
+ * An unknown kid has just started a refetch of the Firebase keys (auth's
+ * hook): verify again once it ends instead of refusing a token signed with a
+ * key that Google has just rotated in. 0 when waiting.
+ */
+static int wait_for_keys(session_t *s, const char *token, bool has_id, int64_t id)
+{
+    size_t len = strlen(token) + 1;
+    token_wait_t *w = malloc(sizeof *w + len);
+    if (!w || !(w->ref = session_ref(s))) {
+        free(w);
+        return -1;
+    }
+    w->has_id = has_id;
+    w->id = id;
+    memcpy(w->token, token, len);
+    if (firebase_keys_wait(hub_firebase_keys(s->hub), on_keys_refetched, w) != 0) {
+        session_ref_release(w->ref);
+        free(w);
+        return -1;
+    }
+    s->authenticating = true;
+    return 0;
+}
+
 /*
  * A token: a bad one counts against the client IP's budget of failed
  * verifications (4001, or 4008 past it); a good one against the user's
  * budget of authentications; a deleted user's is refused with 4003.
+ * An unknown kid (Google rotated its keys) first waits for one refetch of
+ * the keys and is verified again (may_wait).
  */
-static void auth_token(session_t *s, const char *token, bool has_id, int64_t id)
+static void verify_token(session_t *s, const char *token, bool has_id, int64_t id, bool may_wait)
 {
     auth_identity_t who;
     const char *why = "invalid token";
     bool ok = auth_verify(hub_auth(s->hub), token, time(NULL), &who, &why) == 0;
+    if (!ok && may_wait && why && strcmp(why, "unknown_kid") == 0 &&
+        wait_for_keys(s, token, has_id, id) == 0)
+        return;
     if (ok && refuse_deleted(s, who.uid, has_id, id))
         return;
     ws_check_t *c = ws_check_new(ok ? WS_CHECK_USER : WS_CHECK_BAD_TOKEN, has_id, id);
@@ -409,6 +463,11 @@ static void auth_token(session_t *s, const char *token, bool has_id, int64_t id)
     if (ok)
         c->who = who;
     ws_check(s, c, ok ? LIMIT_WS_USER : LIMIT_TOKEN, ok ? who.uid : s->client_ip);
+}
+
+static void auth_token(session_t *s, const char *token, bool has_id, int64_t id)
+{
+    verify_token(s, token, has_id, id, true);
 }
 
 static void on_cabinet_row(void *arg, int status, PGresult *res, const char *errmsg)

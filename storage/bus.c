@@ -29,15 +29,24 @@
  *  - User callbacks run only from reply callbacks or timers, never from the
  *    connect/disconnect callbacks of the context that is being freed, so a
  *    user may call bus_close() from any of them.
+ *  - hiredis resolves a host name with a blocking getaddrinfo(): a name in
+ *    the URL is resolved here first (storage/resolve.c, off the loop), again
+ *    before every reconnect so that a failover that moves it is followed,
+ *    and hiredis is handed the address. The resolution runs under the sub
+ *    link's connect deadline; a failure is a failed attempt like any other.
  */
 #include "bus.h"
 
 #include "redis_uv.h"
+#include "resolve.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
@@ -92,8 +101,15 @@ struct bus {
     int backoff_ms; /* delay before the next reconnect */
 
     int is_unix;
-    char host[INET6_ADDRSTRLEN];
+    char host[INET6_ADDRSTRLEN]; /* the address hiredis connects to */
     int port;
+    char name[256];           /* the URL's host when it is a name: resolve it first */
+    resolve_req_t *resolving; /* a resolution of name in flight */
+    unsigned pick;            /* which of name's addresses; moves on after a failure */
+    char addrs[RESOLVE_MAX_ADDRS * (RESOLVE_ADDR_LEN + 1)]; /* name's last addresses */
+    int resolve_failing; /* the failure was logged; log the recovery */
+    bus_log_cb log;
+    void *log_arg;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
     bus_link_t sub;
@@ -423,10 +439,65 @@ static int bus_link_open(bus_link_t *link)
     return 0;
 }
 
-static void bus_connect(bus_t *bus)
+static void bus_log(bus_t *bus, int warn, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (bus->log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    bus->log(bus->log_arg, warn, line);
+}
+
+static void bus_open_links(bus_t *bus)
 {
     if (bus_link_open(&bus->sub) != 0 || bus_link_open(&bus->cmd) != 0)
         bus_lost(bus);
+}
+
+/* The name resolved: connect to one of its addresses (the next one after a failure). */
+static void bus_on_resolved(void *arg, int status, const resolve_result_t *res)
+{
+    bus_t *bus = arg;
+    char addrs[sizeof(bus->addrs)];
+
+    bus->resolving = NULL;
+    if (status < 0) {
+        if (!bus->resolve_failing)
+            bus_log(bus, 1, "cannot resolve Redis host %s (retrying): %s", bus->name,
+                    uv_strerror(status));
+        bus->resolve_failing = 1;
+        bus_lost(bus);
+        return;
+    }
+    if (resolve_join(res, addrs, sizeof(addrs)) == 0 && strcmp(addrs, bus->addrs) != 0) {
+        bus_log(bus, 0, "Redis host %s resolved to %s", bus->name, addrs);
+        memcpy(bus->addrs, addrs, sizeof(addrs));
+    }
+    bus->resolve_failing = 0;
+    memcpy(bus->host, res->addr[bus->pick % (unsigned)res->n], sizeof(bus->host));
+    uv_timer_stop(&bus->sub.timer);
+    bus_open_links(bus);
+}
+
+static void bus_connect(bus_t *bus)
+{
+    int err = 0;
+
+    if (bus->name[0] == '\0') {
+        bus_open_links(bus);
+        return;
+    }
+    /* The sub link's deadline covers the lookup; bus_lost cancels it. */
+    uv_timer_start(&bus->sub.timer, bus_on_link_timer, (uint64_t)bus->connect_timeout_ms, 0);
+    bus->resolving = resolve_start(bus->loop, bus->name, bus_on_resolved, bus, &err);
+    if (bus->resolving == NULL) {
+        bus_log(bus, 1, "cannot resolve Redis host %s: %s", bus->name, uv_strerror(err));
+        bus_lost(bus);
+    }
 }
 
 static void bus_on_retry(uv_timer_t *timer)
@@ -439,6 +510,10 @@ static void bus_lost(bus_t *bus)
 {
     int was_up = bus->up;
 
+    resolve_cancel(bus->resolving);
+    bus->resolving = NULL;
+    if (!was_up)
+        bus->pick++; /* this address failed: the next attempt tries the name's next one */
     bus_link_close(&bus->sub);
     bus_link_close(&bus->cmd);
     uv_timer_stop(&bus->ping_timer);
@@ -490,16 +565,50 @@ static int bus_parse_port(const char *s, size_t n, int *port)
     return 0;
 }
 
+/* A DNS name as RFC 1123 spells it: letters, digits, '-' and '.', at most 253. */
+static int bus_host_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 253 || s[0] == '-' || s[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
+            return 0;
+    return 1;
+}
+
+/* An [IPv6] or IPv4 literal goes to hiredis as is; a name is resolved first. */
+static int bus_set_host(bus_t *bus, const char *host, size_t n, int bracketed, const char **err)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    if (n < sizeof(bus->host)) {
+        memcpy(bus->host, host, n);
+        bus->host[n] = '\0';
+        if (inet_pton(bracketed ? AF_INET6 : AF_INET, bus->host, addr) == 1)
+            return 0;
+    }
+    if (bracketed) {
+        *err = "bus: bad IPv6 address in Redis URL";
+        return -1;
+    }
+    if (!bus_host_name_ok(host, n)) {
+        *err = "bus: bad host in Redis URL";
+        return -1;
+    }
+    memcpy(bus->name, host, n);
+    bus->name[n] = '\0';
+    bus->host[0] = '\0';
+    return 0;
+}
+
 /*
- * redis://IP[:PORT][/DB] with an IPv4 or [IPv6] literal, or "localhost";
- * unix:/path or unix:///path. Host names are refused: hiredis would resolve
- * them with a blocking getaddrinfo() on the loop at every reconnect.
+ * redis://HOST[:PORT][/DB] with an IPv4 or [IPv6] literal or a host name
+ * (resolved off the loop before every connect); unix:/path or unix:///path.
  */
 static int bus_parse_url(bus_t *bus, const char *url, const char **err)
 {
     const char *p, *end, *host;
     size_t hostlen;
-    unsigned char addr[sizeof(struct in6_addr)];
 
     if (strncmp(url, "unix:", 5) == 0) {
         p = url + 5;
@@ -518,7 +627,7 @@ static int bus_parse_url(bus_t *bus, const char *url, const char **err)
         return 0;
     }
     if (strncmp(url, "redis://", 8) != 0) {
-        *err = "bus: URL must be redis://IP:PORT[/db] or unix:/path";
+        *err = "bus: URL must be redis://HOST:PORT[/db] or unix:/path";
         return -1;
     }
     p = url + 8;
@@ -539,20 +648,12 @@ static int bus_parse_url(bus_t *bus, const char *url, const char **err)
         hostlen = strcspn(p, ":/");
         p += hostlen;
     }
-    if (hostlen == 0 || hostlen >= sizeof(bus->host)) {
+    if (hostlen == 0 || hostlen >= sizeof(bus->name)) {
         *err = "bus: missing or bad host in Redis URL";
         return -1;
     }
-    memcpy(bus->host, host, hostlen);
-    bus->host[hostlen] = '\0';
-    if (strcmp(bus->host, "localhost") == 0)
-        strcpy(bus->host, "127.0.0.1");
-    if (inet_pton(host[-1] == '[' ? AF_INET6 : AF_INET, bus->host, addr) != 1) {
-        *err = host[-1] == '[' ? "bus: bad IPv6 address in Redis URL"
-                               : "bus: Redis host must be an IP address or localhost (a host name "
-                                 "would need a blocking DNS lookup)";
+    if (bus_set_host(bus, host, hostlen, host[-1] == '[', err) != 0)
         return -1;
-    }
     bus->port = 6379;
     if (*p == ':') {
         size_t n = strcspn(++p, "/");
@@ -610,6 +711,8 @@ bus_t *bus_new(uv_loop_t *loop, const bus_config_t *cfg, bus_message_cb on_messa
     bus->on_message = on_message;
     bus->on_link = on_link;
     bus->arg = arg;
+    bus->log = cfg->log;
+    bus->log_arg = arg;
     bus->connect_timeout_ms = bus_default(cfg->connect_timeout_ms, BUS_DEFAULT_CONNECT_TIMEOUT_MS);
     bus->backoff_min_ms = bus_default(cfg->backoff_min_ms, BUS_DEFAULT_BACKOFF_MIN_MS);
     bus->backoff_max_ms = bus_default(cfg->backoff_max_ms, BUS_DEFAULT_BACKOFF_MAX_MS);
@@ -759,6 +862,8 @@ void bus_close(bus_t *bus)
         return;
     bus->closing = 1;
     bus->up = 0;
+    resolve_cancel(bus->resolving);
+    bus->resolving = NULL;
     bus_link_close(&bus->sub);
     bus_link_close(&bus->cmd);
     bus->open_handles = 4;

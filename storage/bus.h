@@ -24,12 +24,21 @@ typedef void (*bus_message_cb)(void *arg, const char *channel, const char *paylo
 /* The link went up (1: resynchronise now) or down (0). */
 typedef void (*bus_link_cb)(void *arg, int up);
 
+/*
+ * Optional: the rare events an operator wants to see (a host name that does
+ * not resolve, or resolves to new addresses). One line, borrowed; warn is 1
+ * for a problem, 0 for information. It gets bus_new's arg.
+ */
+typedef void (*bus_log_cb)(void *arg, int warn, const char *msg);
+
 typedef struct bus_config {
-    const char *url;        /* redis://IP:PORT[/db] or unix:/path/to/socket; no host names */
+    const char *url;        /* redis://HOST:PORT[/db] or unix:/path/to/socket; a host name is
+                               resolved off the loop before every connect */
     int connect_timeout_ms; /* default 2000 */
     int backoff_min_ms;     /* default 100 */
     int backoff_max_ms;     /* default 5000 */
     int ping_interval_ms;   /* health check on the publish link, default 1000 */
+    bus_log_cb log;         /* optional */
 } bus_config_t;
 
 /* Starts connecting. NULL on a bad URL (*err says why, if err != NULL). */

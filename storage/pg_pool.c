@@ -14,6 +14,12 @@
  * may get the same fd number back, which epoll would no longer watch. So while
  * connecting, every PQconnectPoll step gets a fresh poll handle.
  *
+ * A host name in the conninfo is resolved before every connect (storage/
+ * resolve.c, in libuv's thread pool) and handed to libpq as hostaddr, with
+ * host= kept for TLS and SNI: libpq then does no DNS on the loop, and a
+ * failover that moves the name is followed at the next reconnect. The
+ * resolution runs in CONNECTING under the same connect timer.
+ *
  * The poll handle is always closed before PQfinish() closes its fd: uv_close
  * removes the fd from epoll at once, and a uv handle must never outlive the
  * fd it watches.
@@ -32,10 +38,13 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "resolve.h"
 
 #define DEFAULT_SIZE 4
 #define MAX_SIZE 256
@@ -77,14 +86,17 @@ typedef struct pg_conn {
     uv_timer_t timer; /* connect timeout (CONNECTING) or backoff (DOWN) */
     int backoff_ms;
     pg_query_t *inflight;
+    resolve_req_t *resolving; /* CONNECTING: the host name is being resolved */
 } pg_conn_t;
 
 struct pg_pool {
     uv_loop_t *loop;
-    const char *keywords[4];
-    const char *values[4];
+    const char *keywords[6]; /* the last two: host + hostaddr once resolved */
+    const char *values[6];
     char *conninfo;
-    char *options; /* "-c statement_timeout=N", after any options of conninfo */
+    char *resolve_host; /* the conninfo's host when it is a name: resolve it first */
+    char *last_addrs;   /* what it resolved to last (logged when it changes) */
+    char *options;      /* "-c statement_timeout=N", after any options of conninfo */
     int connect_timeout_ms;
     int max_queued;
     pg_observe_cb observe;
@@ -164,6 +176,8 @@ static void pool_handle_closed(pg_pool_t *pool)
         return;
     free(pool->conns);
     free(pool->conninfo);
+    free(pool->resolve_host);
+    free(pool->last_addrs);
     free(pool->options);
     free(pool);
 }
@@ -331,6 +345,8 @@ static int conn_watch(pg_conn_t *c, int events, int fresh)
 /* Closes the libpq side of c: poll handle first, then the fd via PQfinish. */
 static void conn_drop(pg_conn_t *c)
 {
+    resolve_cancel(c->resolving);
+    c->resolving = NULL;
     conn_unwatch(c);
     PQclear(c->result);
     c->result = NULL;
@@ -429,12 +445,13 @@ static void conn_connect_step(pg_conn_t *c, PostgresPollingStatusType st)
     }
 }
 
-static void conn_connect(pg_conn_t *c)
+/* Starts libpq's connect; keywords/values are read during the call only. */
+static void conn_start(pg_conn_t *c, const char *const *keywords, const char *const *values)
 {
     pg_pool_t *pool = c->pool;
     char line[512];
 
-    c->pg = PQconnectStartParams(pool->keywords, pool->values, 1);
+    c->pg = PQconnectStartParams(keywords, values, 1);
     if (!c->pg) {
         c->state = CONN_CONNECTING;
         conn_lost(c, "out of memory");
@@ -446,9 +463,78 @@ static void conn_connect(pg_conn_t *c)
         return;
     }
     PQsetNoticeProcessor(c->pg, quiet_notice, NULL);
-    uv_timer_start(&c->timer, on_timer, (uint64_t)pool->connect_timeout_ms, 0);
+    if (!uv_is_active((uv_handle_t *)&c->timer)) /* armed already if a resolution ran first */
+        uv_timer_start(&c->timer, on_timer, (uint64_t)pool->connect_timeout_ms, 0);
     /* libpq: after PQconnectStart, behave as if PQconnectPoll returned WRITING. */
     conn_connect_step(c, PGRES_POLLING_WRITING);
+}
+
+/*
+ * The host name resolved: connect to its addresses, in order, as hostaddr,
+ * with the name repeated as host (libpq pairs the two lists) so that TLS
+ * still verifies and sends the name.
+ */
+static void on_host_resolved(void *arg, int status, const resolve_result_t *res)
+{
+    pg_conn_t *c = arg;
+    pg_pool_t *pool = c->pool;
+    size_t hlen = strlen(pool->resolve_host) + 1;
+    char addrs[RESOLVE_MAX_ADDRS * (RESOLVE_ADDR_LEN + 1)], why[512];
+    char *hosts;
+
+    c->resolving = NULL;
+    if (status < 0) {
+        snprintf(why, sizeof(why), "cannot resolve host %s: %s", pool->resolve_host,
+                 uv_strerror(status));
+        conn_lost(c, why);
+        return;
+    }
+    hosts = malloc(hlen * (size_t)res->n);
+    if (!hosts || resolve_join(res, addrs, sizeof(addrs)) != 0) {
+        free(hosts);
+        conn_lost(c, "out of memory");
+        return;
+    }
+    for (int i = 0; i < res->n; i++) {
+        memcpy(hosts + hlen * (size_t)i, pool->resolve_host, hlen);
+        hosts[hlen * (size_t)(i + 1) - 1] = i + 1 < res->n ? ',' : '\0';
+    }
+    if (!pool->last_addrs || strcmp(pool->last_addrs, addrs) != 0) {
+        pool_log(pool->log, pool->log_arg, PG_LOG_INFO, "pg_pool: host %s resolved to %s",
+                 pool->resolve_host, addrs);
+        free(pool->last_addrs);
+        pool->last_addrs = strdup(addrs);
+    }
+    const char *keywords[6], *values[6];
+    memcpy(keywords, pool->keywords, sizeof(keywords));
+    memcpy(values, pool->values, sizeof(values));
+    keywords[3] = "host";
+    values[3] = hosts;
+    keywords[4] = "hostaddr";
+    values[4] = addrs;
+    keywords[5] = values[5] = NULL;
+    conn_start(c, keywords, values);
+    free(hosts);
+}
+
+static void conn_connect(pg_conn_t *c)
+{
+    pg_pool_t *pool = c->pool;
+    char why[512];
+    int err = 0;
+
+    if (!pool->resolve_host) {
+        conn_start(c, pool->keywords, pool->values);
+        return;
+    }
+    c->state = CONN_CONNECTING;
+    uv_timer_start(&c->timer, on_timer, (uint64_t)pool->connect_timeout_ms, 0);
+    c->resolving = resolve_start(pool->loop, pool->resolve_host, on_host_resolved, c, &err);
+    if (!c->resolving) {
+        snprintf(why, sizeof(why), "cannot resolve host %s: %s", pool->resolve_host,
+                 uv_strerror(err));
+        conn_lost(c, why);
+    }
 }
 
 static void on_timer(uv_timer_t *t)
@@ -665,6 +751,37 @@ static void on_poll(uv_poll_t *handle, int status, int events)
 
 /* ---- public ---- */
 
+/*
+ * The host the pool must resolve itself: the conninfo's host when it is one
+ * name (not an IP, not a unix socket directory) and no hostaddr is given.
+ * *out is a malloc'd copy, or NULL when there is nothing to resolve.
+ * -1 for a list of hosts holding a name (libpq would resolve it, blocking).
+ */
+static int conninfo_host(const PQconninfoOption *opts, char **out)
+{
+    const char *host = NULL, *hostaddr = NULL;
+
+    *out = NULL;
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        if (strcmp(o->keyword, "host") == 0 && o->val && *o->val)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0 && o->val && *o->val)
+            hostaddr = o->val;
+    }
+    if (!host || hostaddr || host[0] == '/' || host[0] == '@' || resolve_is_literal(host))
+        return 0;
+    if (strchr(host, ',')) {
+        char *copy = strdup(host), *save = NULL;
+        int names = 0;
+        for (char *h = copy ? strtok_r(copy, ",", &save) : NULL; h; h = strtok_r(NULL, ",", &save))
+            names += h[0] != '/' && !resolve_is_literal(h);
+        free(copy);
+        return copy && names == 0 ? 0 : -1;
+    }
+    *out = strdup(host);
+    return *out ? 0 : -1;
+}
+
 pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg)
 {
     pg_pool_t *pool = NULL;
@@ -706,6 +823,11 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg)
     pool->log = cfg->log;
     pool->log_arg = cfg->log_arg;
 
+    if (conninfo_host(opts, &pool->resolve_host) != 0) {
+        pool_log(cfg->log, cfg->log_arg, PG_LOG_WARN,
+                 "pg_pool: give one host name, or IP addresses, in the database URL");
+        goto fail;
+    }
     pool->conninfo = strdup(cfg->conninfo);
     len = (user_options ? strlen(user_options) + 1 : 0) + 64;
     pool->options = malloc(len);
@@ -751,6 +873,7 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg)
 fail:
     PQconninfoFree(opts);
     if (pool) {
+        free(pool->resolve_host);
         free(pool->conninfo);
         free(pool->options);
         free(pool->conns);

@@ -50,7 +50,8 @@ enum { PG_LOG_INFO = 0, PG_LOG_WARN = 1 };
 typedef void (*pg_log_cb)(void *arg, int level, const char *msg);
 
 typedef struct pg_pool_config {
-    const char *conninfo;     /* libpq URI or key=value; use hostaddr= or a unix socket */
+    const char *conninfo;     /* libpq URI or key=value; a host name is resolved off the
+                                 loop before every connect (storage/resolve.h) */
     int size;                 /* connections (default 4) */
     int connect_timeout_ms;   /* default 5000 */
     int statement_timeout_ms; /* default 10000; sent as the connection's statement_timeout */

@@ -407,13 +407,13 @@ const NO_LIMITS = Object.fromEntries(
  * environment; opts.limits keeps the abuse limits on (see NO_LIMITS).
  * Returns { url, wsUrl, port, secret, proc, stop(), kill(), exited, logs() }.
  */
-export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = true, secret, readyTimeoutMs = 30000, limits = false } = {}) {
+export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = true, secret, readyTimeoutMs = 30000, limits = false, host } = {}) {
   if (!limits) env = { ...NO_LIMITS, ...env };
   if (!fs.existsSync(HUB_BIN)) throw new Error(`hub binary not found: ${HUB_BIN} (set RN_HUB_BIN)`);
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs });
+      return await startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs, host });
     } catch (err) {
       lastErr = err;
       if (!err.portTaken) break;
@@ -422,10 +422,12 @@ export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = t
   throw lastErr;
 }
 
-async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs }) {
+async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs, host = '127.0.0.1' }) {
   const port = await freePort();
   secret ||= crypto.randomBytes(24).toString('hex');
-  const argv = ['serve', '--listen', '127.0.0.1', '--port', String(port), '--jwt-hs256-secret', secret];
+  // opts.host: the address the hub binds (--listen) and every helper talks to.
+  const hostUrl = host.includes(':') ? `[${host}]` : host;
+  const argv = ['serve', '--listen', host, '--port', String(port), '--jwt-hs256-secret', secret];
   if (pg) argv.push('--database-url', pg.url);
   if (redis) argv.push('--redis-url', redis.url);
   if (debugRoutes) argv.push('--debug-routes');
@@ -456,11 +458,12 @@ async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTi
 
   const hub = {
     port,
+    host,
     secret,
     proc,
     pid: proc.pid,
-    url: `http://127.0.0.1:${port}`,
-    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    url: `http://${hostUrl}:${port}`,
+    wsUrl: `ws://${hostUrl}:${port}/ws`,
     exited,
     logs,
     tail,
@@ -591,7 +594,7 @@ function httpRequest(hub, method, urlPath, { token: tok, body, headers = {}, tim
     }
     if (tok) hdrs.Authorization = `Bearer ${tok}`;
     const req = http.request(
-      { host: '127.0.0.1', port: hub.port, method, path: urlPath, headers: hdrs, agent: false },
+      { host: hub.host || '127.0.0.1', port: hub.port, method, path: urlPath, headers: hdrs, agent: false },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));

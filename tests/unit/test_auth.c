@@ -1016,6 +1016,50 @@ static void test_garbage(void)
     auth_free(both);
 }
 
+/* ---- the unknown-kid hook (firebase_keys.c refetches from it) ---- */
+
+static int unknown_kid_calls;
+
+static void on_unknown_kid(void *arg)
+{
+    CHECK(arg == &unknown_kid_calls, "the hook gets its argument");
+    unknown_kid_calls++;
+}
+
+static void test_unknown_kid_hook(void)
+{
+    auth_t *fb = make_auth(PROJECT, DEV_SECRET, 0, certs1);
+    char *p = dump(fb_claims());
+    char *known = fb_token(key1, fb_claims());
+    char *unknown = tok_rs256(key2, "{\"alg\":\"RS256\",\"kid\":\"kid2\"}", p);
+    char *forged = tok_rs256(key2, HDR_RS256_KID1, p);
+    char *dev = dev_token(DEV_SECRET, dev_claims());
+    char *two = certs_json(2, "kid1", cert1, "kid2", cert2);
+    char err[256];
+
+    CHECK(auth_key_count(fb) == 1, "one key loaded");
+    expect_fail(fb, unknown, NOW, "unknown_kid", "kid2 unknown without a hook");
+    auth_set_unknown_kid_cb(fb, on_unknown_kid, &unknown_kid_calls);
+    expect_fail(fb, unknown, NOW, "unknown_kid", "kid2 unknown");
+    CHECK(unknown_kid_calls == 1, "an unknown kid calls the hook once");
+    expect_ok(fb, known, NOW, "uid-alice", false, "a known kid");
+    expect_fail(fb, forged, NOW, "bad_signature", "a known kid, forged");
+    expect_ok(fb, dev, NOW, "dev-bob", false, "an HS256 dev token");
+    CHECK(unknown_kid_calls == 1, "known kids and HS256 tokens never call it");
+    /* What firebase_keys does from the hook: load the rotated document. */
+    CHECK(auth_set_certs(fb, two, strlen(two), err, sizeof err) == 0 && auth_key_count(fb) == 2,
+          "rotated document loads");
+    expect_ok(fb, unknown, NOW, "uid-alice", false, "kid2 after the refetch");
+    auth_set_unknown_kid_cb(fb, NULL, NULL);
+    free(two);
+    free(dev);
+    free(forged);
+    free(unknown);
+    free(known);
+    free(p);
+    auth_free(fb);
+}
+
 int main(void)
 {
     key1 = rsa_key(2048);
@@ -1031,6 +1075,7 @@ int main(void)
     test_config();
     test_dev();
     test_garbage();
+    test_unknown_kid_hook();
 
     free(certs1);
     free(pub1);
