@@ -71,8 +71,10 @@ static const option_spec_t options[] = {
     {"payment-webhook-secret", "HUB_PAYMENT_WEBHOOK_SECRET", OPT_STR, O(payment_webhook_secret),
      NULL, "HMAC secret of signed payment webhooks (none: the webhook route answers 503)"},
     {"debug-routes", "HUB_DEBUG_ROUTES", OPT_BOOL, O(debug_routes), "0",
-     "enable /api/v1/debug/* (tests only)"},
+     "enable /api/v1/debug/* (test builds only: -DRN_DEBUG_ROUTES=ON)"},
     {"log-level", "HUB_LOG_LEVEL", OPT_STR, O(log_level), "info", "debug, info, warn or error"},
+    {"cors-origins", "HUB_CORS_ORIGINS", OPT_STR, O(cors_origins), NULL,
+     "comma list of browser origins allowed to call /api/v1 (e.g. https://app.example.com)"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -173,6 +175,13 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
         return -1;
     }
+#ifndef RN_DEBUG_ROUTES
+    if (cfg->debug_routes) {
+        snprintf(err, errlen, "--debug-routes: this build has no debug routes "
+                              "(test builds only: cmake -DRN_DEBUG_ROUTES=ON)");
+        return -1;
+    }
+#endif
     return 0;
 }
 

@@ -39,6 +39,7 @@ typedef struct hub_config {
     const char *log_level;        /* HUB_LOG_LEVEL, info */
     /* HUB_PAYMENT_WEBHOOK_SECRET; without one the webhook route answers 503 */
     const char *payment_webhook_secret;
+    const char *cors_origins; /* HUB_CORS_ORIGINS: comma list of origins allowed on /api/v1 */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

@@ -22,6 +22,27 @@
 
 typedef struct http_req http_req_t;
 
+/*
+ * Request size limits at the edge. lws stores each known header (and the
+ * request target) up to its token limit (http_token_limits) in a header
+ * buffer of HTTP_AH_SIZE bytes per connection; a longer target is answered
+ * 414, more than HTTP_HEADERS_MAX bytes of headers 431. A request that
+ * overflows the whole buffer (e.g. with unknown headers) is closed by lws
+ * 4.1 without a status: it has no hook to answer there.
+ */
+#define HTTP_URI_MAX 4096
+#define HTTP_HEADERS_MAX 8192
+#define HTTP_AH_SIZE 32768
+
+/* Fills the per-header limits lws applies (lws_context_creation_info.token_limits). */
+void http_token_limits(struct lws_token_limits *out);
+
+/*
+ * Logs one request refused at the edge at info level, rate-limited (one line
+ * per 10 s with the count of the others): anyone can send bad requests.
+ */
+void http_log_refused(const char *what, const char *detail);
+
 /* The lws protocol callback and its per-connection size. */
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len);
@@ -94,5 +115,7 @@ extern const route_table_t api_tickets_routes;
 extern const route_table_t api_admin_routes;
 extern const route_table_t api_queue_routes;
 extern const route_table_t api_social_routes;
+/* Test builds only (RN_DEBUG_ROUTES): see debug_routes.c. */
+extern const route_table_t api_debug_routes;
 
 #endif

@@ -392,13 +392,14 @@ function hubEnv(extra) {
 }
 
 /*
- * Starts RN_HUB_BIN serve against pg and redis with --debug-routes and a
- * random HS256 secret, on a free port; resolves once GET /healthz is 200.
+ * Starts RN_HUB_BIN serve against pg and redis with a random HS256 secret, on
+ * a free port; resolves once GET /healthz is 200. opts.debugRoutes adds
+ * --debug-routes (only a test build, -DRN_DEBUG_ROUTES=ON, accepts it).
  * opts.args are appended to the command line; opts.env is added to its
  * environment. Returns { url, wsUrl, port, secret, proc, stop(), kill(),
  * exited, logs() }.
  */
-export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = true, secret, readyTimeoutMs = 30000 } = {}) {
+export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = false, secret, readyTimeoutMs = 30000 } = {}) {
   if (!fs.existsSync(HUB_BIN)) throw new Error(`hub binary not found: ${HUB_BIN} (set RN_HUB_BIN)`);
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
