@@ -49,8 +49,6 @@ static const route_table_t *const route_tables[] = {
 /* Methods for which lws reads a body even without Content-Length. */
 #define BODY_METHOD(m) ((m) == HTTP_POST || (m) == HTTP_PUT || (m) == HTTP_PATCH)
 
-/* Sent with every answer; static files add the CSP below. */
-#define SECURITY_HEADERS "x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n"
 /*
  * The demo pages load their scripts and styles from files (no inline code),
  * talk to this origin only (REST and WebSocket: CSP3 'self' covers ws/wss of
@@ -60,7 +58,6 @@ static const route_table_t *const route_tables[] = {
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "                 \
     "frame-ancestors 'none'"
-static const char static_headers[] = SECURITY_HEADERS "content-security-policy: " CSP_VALUE "\r\n";
 
 #define CORS_ALLOW_METHODS "GET, POST, PUT, PATCH, DELETE"
 #define CORS_ALLOW_HEADERS "Authorization, Content-Type, Idempotency-Key"
@@ -72,16 +69,18 @@ typedef enum resp_state { RESP_NONE = 0, RESP_HEADERS, RESP_BODY, RESP_DONE } re
 typedef struct http_conn http_conn_t;
 
 struct http_req {
-    struct lws *wsi;   /* NULL once the connection is gone (detached) */
-    http_conn_t *conn; /* the connection's memory, NULL once detached */
-    int refs;          /* see the top of this file */
-    bool handler_owns; /* the handler's reference is held (dispatched, not answered) */
-    bool close_after;  /* close the connection after the answer (framing is unknown) */
-    bool chunked;      /* Transfer-Encoding: chunked body */
-    bool cors;         /* origin is allowed: answer with Access-Control-Allow-Origin */
-    bool vary_origin;  /* CORS is configured on this path: Vary: Origin */
-    bool preflight;    /* an OPTIONS answer: Allow (+ the CORS preflight headers) */
-    unsigned allow;    /* methods (1 << http_method_t) for Allow on 204 / 405 */
+    struct lws *wsi;    /* NULL once the connection is gone (detached) */
+    http_conn_t *conn;  /* the connection's memory, NULL once detached */
+    int refs;           /* see the top of this file */
+    bool handler_owns;  /* the handler's reference is held (dispatched, not answered) */
+    bool close_after;   /* close the connection after the answer (framing is unknown) */
+    bool chunked;       /* Transfer-Encoding: chunked body */
+    bool cors;          /* origin is allowed: answer with Access-Control-Allow-Origin */
+    bool vary_origin;   /* CORS is configured on this path: Vary: Origin */
+    bool preflight;     /* an OPTIONS answer: Allow (+ the CORS preflight headers) */
+    bool static_file;   /* a file of the web root: CSP, revalidated caching */
+    bool body_complete; /* lws has delivered the whole body */
+    unsigned allow;     /* methods (1 << http_method_t) for Allow on 204 / 405 */
     chunked_t chunk;
     char origin[ORIGIN_MAX];
     hub_t *hub;
@@ -284,6 +283,13 @@ static void respond_bytes(http_req_t *req, int status, const char *content_type,
         return;
     }
     metrics_http_response(status);
+    /*
+     * An answer before lws has read all of a Content-Length body: lws 4.1
+     * would then "discard" the rest and, with a request pipelined behind it,
+     * spin the loop forever. Close instead of keeping the connection alive.
+     */
+    if (req->body_expected && !req->body_complete)
+        req->close_after = true;
     req->status = status;
     req->content_type = content_type;
     req->resp = resp;
@@ -508,18 +514,43 @@ static const char *mime_of(const char *path)
     return "application/octet-stream";
 }
 
+#define STATIC_MAX (4 * 1024 * 1024)
+
+/*
+ * Reads a whole static file into a response buffer (LWS_PRE first). NULL when
+ * it is not a readable regular file of at most STATIC_MAX bytes. The web root
+ * is a few small local files: read here like /openapi.json, not streamed.
+ */
+static char *read_static(const char *file, size_t *len)
+{
+    struct stat st;
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= STATIC_MAX &&
+        (buf = malloc(LWS_PRE + (size_t)st.st_size + 1)) != NULL) {
+        *len = fread(buf + LWS_PRE, 1, (size_t)st.st_size, f);
+        if (*len != (size_t)st.st_size || ferror(f)) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
 /*
  * Serves a file of the web root, or of protocol/ for the JS client, through
- * lws (which answers HEAD itself). <0: close. lws may complete the
- * transaction, and drop our per-connection memory, before this returns.
+ * our own answer path (HEAD, keep-alive and pipelining like every route):
+ * lws 4.1's lws_serve_http_file() misparses a request pipelined after it.
  */
-static int serve_static(http_req_t *req)
+static void serve_static(http_req_t *req)
 {
     const char *path = req->path;
-    struct stat st;
     if (strstr(path, "..") || strchr(path, '\\')) {
         http_respond_error(req, 404, "not_found", "no such page");
-        return 0;
+        return;
     }
     char file[PATH_MAX_LEN + 256];
     const char *root = hub_config(req->hub)->web_root;
@@ -529,13 +560,14 @@ static int serve_static(http_req_t *req)
         snprintf(file, sizeof file, "%s/../protocol/retronova.js", root);
     else
         snprintf(file, sizeof file, "%s%s", root, path);
-    if (stat(file, &st) != 0 || !S_ISREG(st.st_mode)) {
+    size_t len = 0;
+    char *buf = read_static(file, &len);
+    if (!buf) {
         http_respond_error(req, 404, "not_found", "no such page");
-        return 0;
+        return;
     }
-    int rc = lws_serve_http_file(req->wsi, file, mime_of(file), static_headers,
-                                 (int)sizeof static_headers - 1);
-    return rc < 0 ? -1 : rc;
+    req->static_file = true;
+    respond_bytes(req, 200, mime_of(file), buf, len);
 }
 
 /* Methods served on req->path, as an Allow bit set (HEAD with GET). */
@@ -711,8 +743,10 @@ static int handle_request(http_req_t *req)
         return 0;
     }
     if (found == ROUTE_NOT_FOUND && strncmp(req->path, "/api/", 5) != 0 &&
-        (req->method == HTTP_GET || req->method == HTTP_HEAD))
-        return serve_static(req);
+        (req->method == HTTP_GET || req->method == HTTP_HEAD)) {
+        serve_static(req);
+        return 0;
+    }
     if (found == ROUTE_NOT_FOUND) {
         http_respond_error(req, 404, "not_found", "no route for %s", req->path);
         return 0;
@@ -745,9 +779,6 @@ static int on_request(struct lws *wsi, http_conn_t *conn)
     conn->req = req;
     req->hub = lws_context_user(lws_get_context(wsi));
     int rc = handle_request(req);
-    /* lws now owns a static file's transaction: the request has no answer to write */
-    if (req->conn && req->state == RESP_NONE && !req->dispatched && !req->body)
-        conn_release(req);
     req_unref(req);
     return rc;
 }
@@ -783,6 +814,8 @@ static int on_body(http_req_t *req, const char *in, size_t len)
 
 static void on_body_complete(http_req_t *req)
 {
+    if (req)
+        req->body_complete = true;
     if (!req || req->state != RESP_NONE || req->dispatched)
         return;
     if (req->chunked) /* the client ended the body without the last chunk */
@@ -803,11 +836,15 @@ static int add_headers(struct lws *wsi, http_req_t *req, unsigned char **p, unsi
         if (req->allow & (1u << m))
             snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
                      *allow ? ", " : "", names[m]);
-    int rc = ADD("cache-control:", "no-store", 8) || ADD("x-content-type-options:", "nosniff", 7) ||
-             ADD("referrer-policy:", "no-referrer", 11) ||
-             (*allow && ADD("allow:", allow, strlen(allow))) ||
-             (req->vary_origin && ADD("vary:", "Origin", 6)) ||
-             (req->close_after && ADD("connection:", "close", 5));
+    const char *cache = req->static_file ? "no-cache" : "no-store";
+    int rc =
+        ADD("cache-control:", cache, strlen(cache)) ||
+        ADD("x-content-type-options:", "nosniff", 7) ||
+        ADD("referrer-policy:", "no-referrer", 11) ||
+        (req->static_file && ADD("content-security-policy:", CSP_VALUE, sizeof CSP_VALUE - 1)) ||
+        (*allow && ADD("allow:", allow, strlen(allow))) ||
+        (req->vary_origin && ADD("vary:", "Origin", 6)) ||
+        (req->close_after && ADD("connection:", "close", 5));
     if (rc || !req->cors)
         return rc;
     rc = ADD("access-control-allow-origin:", req->origin, strlen(req->origin));
