@@ -670,12 +670,14 @@ static int read_target(http_req_t *req, char *uri, int urilen)
     if (urilen <= 0 || urilen >= PATH_MAX_LEN ||
         lws_hdr_total_length(req->wsi, WSI_TOKEN_HTTP_URI_ARGS) >= QUERY_MAX_LEN ||
         urilen >= HTTP_URI_MAX) {
+        metrics_http_refused(HTTP_REFUSED_URI);
         http_log_refused("uri too long", NULL);
         http_respond_error(req, 414, "uri_too_long", "the request target is over %d bytes",
                            PATH_MAX_LEN);
         return -1;
     }
     if (headers_too_big(req->wsi)) {
+        metrics_http_refused(HTTP_REFUSED_HEADERS);
         http_log_refused("headers too large", NULL);
         http_respond_error(req, 431, "headers_too_large", "request headers over %d bytes",
                            HTTP_HEADERS_MAX);

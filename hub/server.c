@@ -9,6 +9,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 
 /*
@@ -67,6 +68,8 @@ static void lws_log_to_json(int level, const char *line)
     if (per_request_complaint(line)) {
         char detail[128];
         snprintf(detail, sizeof detail, "%.*s", (int)(n < 127 ? n : 127), line);
+        if (!strstr(line, "exceeds limit")) /* a truncated header still gets our 431 */
+            metrics_http_refused(HTTP_REFUSED_LWS);
         http_log_refused("lws refused the request", detail);
         return;
     }

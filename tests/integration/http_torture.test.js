@@ -9,7 +9,7 @@
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyDemo, http, startHub, startPostgres, startRedis, token } from '../lib/harness.js';
+import { applyDemo, http, parseMetrics, startHub, startPostgres, startRedis, token } from '../lib/harness.js';
 import { rawConnect, rawOnce } from '../lib/rawhttp.js';
 
 let hub, alice, admin;
@@ -161,6 +161,12 @@ test('an oversized URI gets 414, oversized headers 431, with the JSON error', as
   assert.ok(lines.length >= 1 && lines.length <= 4, `${lines.length} log lines for 25 refusals`);
   for (const l of lines) assert.equal(JSON.parse(l).level, 'info');
   assert.equal(hub.logs().split('\n').filter((l) => /header data space|exceeds limit/.test(l) && !l.includes('refused')).length, 0);
+  // and counted
+  const refused = Object.fromEntries(parseMetrics((await http(hub, 'GET', '/metrics')).text)
+    .filter((s) => s.name === 'rn_http_refused_total').map((s) => [s.labels.why, s.value]));
+  assert.ok(refused.uri_too_long >= 22, JSON.stringify(refused));
+  assert.ok(refused.headers_too_large >= 3, JSON.stringify(refused));
+  assert.ok(refused.lws_closed >= 1, JSON.stringify(refused));
   await assertAlive();
 });
 
