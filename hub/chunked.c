@@ -103,7 +103,7 @@ int chunked_feed(chunked_t *c, const char *in, size_t len, size_t *used, char *o
         if (c->state == ST_DATA) {
             size_t n = len - i < c->remain ? len - i : c->remain;
             if (n > cap - *outlen)
-                return CHUNKED_ETOOBIG;
+                break;
             memcpy(out + *outlen, in + i, n);
             *outlen += n;
             c->remain -= n;
@@ -113,7 +113,7 @@ int chunked_feed(chunked_t *c, const char *in, size_t len, size_t *used, char *o
             continue;
         }
         if (c->state == ST_SIZE_LF && c->remain > cap - *outlen)
-            return CHUNKED_ETOOBIG; /* refuse before reading a byte of it */
+            break; /* refuse before reading a byte of it */
         int rc = step(c, in[i++]);
         if (rc != CHUNKED_MORE) {
             *used = i;
@@ -121,5 +121,5 @@ int chunked_feed(chunked_t *c, const char *in, size_t len, size_t *used, char *o
         }
     }
     *used = i;
-    return CHUNKED_MORE;
+    return i < len ? CHUNKED_ETOOBIG : CHUNKED_MORE;
 }

@@ -33,8 +33,9 @@ void chunked_init(chunked_t *c);
 
 /*
  * Decodes in[0..len): the data bytes are appended to out[*outlen..cap) and
- * *outlen grows. *used is how many bytes of in were consumed (all of them
- * unless CHUNKED_DONE). After an error, the decoder must not be fed again.
+ * *outlen grows. *used is always set: how many bytes of in were consumed
+ * (all of them on CHUNKED_MORE). After an error, the decoder must not be fed
+ * again.
  */
 int chunked_feed(chunked_t *c, const char *in, size_t len, size_t *used, char *out, size_t cap,
                  size_t *outlen);
