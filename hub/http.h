@@ -6,8 +6,17 @@
  * exactly one http_respond_*() per request.
  *
  * A request outlives its connection when the client goes away while a query
- * runs: the request is then detached, and the late respond just frees it.
- * Paths outside the API are served from the web root.
+ * runs: the request is then detached, and the late respond just frees it
+ * (it is reference-counted: see http.c). Paths outside the API are served
+ * from the web root, through the same answer path (HEAD included).
+ *
+ * Before any route runs, the edge checks: target size (414), header size
+ * (431), UTF-8 of the path, query and used headers (400), framing
+ * (Content-Length digits only, or chunked on POST/PUT/PATCH up to
+ * --max-body; 400 / 413 and the connection closed otherwise). Every answer
+ * carries nosniff and Referrer-Policy, static files a CSP; OPTIONS answers
+ * 204 with Allow, and CORS headers go to the origins of --cors-origins on
+ * /api/v1/ only.
  */
 #ifndef RN_HTTP_H
 #define RN_HTTP_H
