@@ -672,8 +672,9 @@ static int read_target(http_req_t *req, char *uri, int urilen)
         urilen >= HTTP_URI_MAX) {
         metrics_http_refused(HTTP_REFUSED_URI);
         http_log_refused("uri too long", NULL);
-        http_respond_error(req, 414, "uri_too_long", "the request target is over %d bytes",
-                           PATH_MAX_LEN);
+        http_respond_error(req, 414, "uri_too_long",
+                           "the request target is too long (path < %d, query < %d bytes)",
+                           PATH_MAX_LEN, QUERY_MAX_LEN);
         return -1;
     }
     if (headers_too_big(req->wsi)) {
