@@ -9,14 +9,15 @@
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyDemo, http, parseMetrics, startHub, startPostgres, startRedis, token } from '../lib/harness.js';
+import { applyDemo, http, parseMetrics, startHub, startPostgres, startRedis, token, waitFor } from '../lib/harness.js';
 import { rawConnect, rawOnce } from '../lib/rawhttp.js';
 
-let hub, alice, admin;
+let hub, pg, alice, admin;
 const MAX_BODY = 2048;
 
 before(async () => {
-  const [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
+  let redis;
+  [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
   await applyDemo(pg);
   hub = await startHub({ pg, redis, args: ['--max-body', String(MAX_BODY)] });
   alice = token(hub, 'demo-alice');
@@ -111,6 +112,31 @@ test('abrupt closes: before the headers end, mid-body, while the query runs, mid
   await c.responses(1);
   c.sock.resetAndDestroy();
   await assertAlive();
+});
+
+test('the client leaves while its query waits in PostgreSQL: the late answer finds the request detached', async () => {
+  const waiting = () => pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " +
+    "WHERE c.relname = 'arcades' AND NOT l.granted");
+  // hold every read of arcades on a lock for a while
+  const locked = pg.psql('BEGIN; LOCK TABLE arcades IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.5); COMMIT;');
+  await waitFor(async () => (await pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " +
+    "WHERE c.relname = 'arcades' AND l.granted AND l.mode = 'AccessExclusiveLock'")) === '1', { timeoutMs: 5000, what: 'the lock' });
+  const before = (await http(hub, 'GET', '/metrics')).text.match(/rn_http_responses_total\{code="2xx"\} (\d+)/)[1];
+  const clients = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await rawConnect(hub);
+    await c.send(get('/api/v1/arcades') + head('/api/v1/arcades'));
+    clients.push(c);
+  }
+  await waitFor(async () => Number(await waiting()) >= 1, { timeoutMs: 5000, what: 'a query waiting on the lock' });
+  for (const c of clients) c.destroy(); // gone before any answer
+  await locked;
+  // the three late answers were produced (and counted) for requests whose connection is gone
+  await waitFor(async () => {
+    const now = (await http(hub, 'GET', '/metrics')).text.match(/rn_http_responses_total\{code="2xx"\} (\d+)/)[1];
+    return Number(now) >= Number(before) + 3 + 1; // + the /metrics call itself
+  }, { timeoutMs: 5000, what: 'the late answers' });
+  assert.equal((await http(hub, 'GET', '/api/v1/arcades')).status, 200);
 });
 
 test('a request answered before its body is read: closed, and the request pipelined behind it never hangs the hub', async () => {
