@@ -24,7 +24,7 @@ build: deps
 
 build-test: deps
 	cmake -S . -B build-test -DCMAKE_BUILD_TYPE=$(CMAKE_BUILD_TYPE) \
-	      -DCMAKE_C_COMPILER=clang -DRN_SANITIZE=ON
+	      -DCMAKE_C_COMPILER=clang -DRN_SANITIZE=ON -DRN_DEBUG_ROUTES=ON
 	cmake --build build-test -j $(JOBS)
 
 # The plain build comes first, so that a warning (-Werror) under the default

@@ -78,7 +78,7 @@ static const option_spec_t options[] = {
     {"payment-webhook-secret", "HUB_PAYMENT_WEBHOOK_SECRET", OPT_STR, O(payment_webhook_secret),
      NULL, "HMAC secret of signed payment webhooks (none: the webhook route answers 503)"},
     {"debug-routes", "HUB_DEBUG_ROUTES", OPT_BOOL, O(debug_routes), "0",
-     "enable /api/v1/debug/* (tests only)"},
+     "enable /api/v1/debug/* (test builds only: -DRN_DEBUG_ROUTES=ON)"},
     {"log-level", "HUB_LOG_LEVEL", OPT_STR, O(log_level), "info", "debug, info, warn or error"},
     /* Abuse limits: N/SECONDS is a bucket of N refilled at N per SECONDS, shared by every hub
      * through Redis; 0 turns one off. */
@@ -104,6 +104,8 @@ static const option_spec_t options[] = {
      "PEM CA certificates trusted for --firebase-keys-url (default: the system's)"},
     {"firebase-refetch-ms", "HUB_FIREBASE_REFETCH_MS", OPT_INT, O(firebase_refetch_ms), "60000",
      "a token with an unknown kid refetches the keys at most once per this"},
+    {"cors-origins", "HUB_CORS_ORIGINS", OPT_STR, O(cors_origins), NULL,
+     "comma list of browser origins allowed to call /api/v1 (e.g. https://app.example.com)"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -250,6 +252,13 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
         return -1;
     }
+#ifndef RN_DEBUG_ROUTES
+    if (cfg->debug_routes) {
+        snprintf(err, errlen, "--debug-routes: this build has no debug routes "
+                              "(test builds only: cmake -DRN_DEBUG_ROUTES=ON)");
+        return -1;
+    }
+#endif
     return config_validate_limits(cfg, err, errlen);
 }
 

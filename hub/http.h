@@ -6,8 +6,17 @@
  * exactly one http_respond_*() per request.
  *
  * A request outlives its connection when the client goes away while a query
- * runs: the request is then detached, and the late respond just frees it.
- * Paths outside the API are served from the web root.
+ * runs: the request is then detached, and the late respond just frees it
+ * (it is reference-counted: see http.c). Paths outside the API are served
+ * from the web root, through the same answer path (HEAD included).
+ *
+ * Before any route runs, the edge checks: target size (414), header size
+ * (431), UTF-8 of the path, query and used headers (400), framing
+ * (Content-Length digits only, or chunked on POST/PUT/PATCH up to
+ * --max-body; 400 / 413 and the connection closed otherwise). Every answer
+ * carries nosniff and Referrer-Policy, static files a CSP; OPTIONS answers
+ * 204 with Allow, and CORS headers go to the origins of --cors-origins on
+ * /api/v1/ only.
  */
 #ifndef RN_HTTP_H
 #define RN_HTTP_H
@@ -21,6 +30,27 @@
 #include "router.h"
 
 typedef struct http_req http_req_t;
+
+/*
+ * Request size limits at the edge. lws stores each known header (and the
+ * request target) up to its token limit (http_token_limits) in a header
+ * buffer of HTTP_AH_SIZE bytes per connection; a longer target is answered
+ * 414, more than HTTP_HEADERS_MAX bytes of headers 431. A request that
+ * overflows the whole buffer (e.g. with unknown headers) is closed by lws
+ * 4.1 without a status: it has no hook to answer there.
+ */
+#define HTTP_URI_MAX 4096
+#define HTTP_HEADERS_MAX 8192
+#define HTTP_AH_SIZE 32768
+
+/* Fills the per-header limits lws applies (lws_context_creation_info.token_limits). */
+void http_token_limits(struct lws_token_limits *out);
+
+/*
+ * Logs one request refused at the edge at info level, rate-limited (one line
+ * per 10 s with the count of the others): anyone can send bad requests.
+ */
+void http_log_refused(const char *what, const char *detail);
 
 /* The lws protocol callback and its per-connection size. */
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -100,5 +130,7 @@ extern const route_table_t api_tickets_routes;
 extern const route_table_t api_admin_routes;
 extern const route_table_t api_queue_routes;
 extern const route_table_t api_social_routes;
+/* Test builds only (RN_DEBUG_ROUTES): see debug_routes.c. */
+extern const route_table_t api_debug_routes;
 
 #endif

@@ -30,10 +30,13 @@ static struct {
     unsigned long cabinet[CAB_EV_COUNT];
     unsigned long limit[LIMIT_COUNT][2]; /* [refused, allowed] */
     unsigned long limit_local, deleted_refused;
+    unsigned long http_refused[HTTP_REFUSED_COUNT];
 } m;
 
 static const char *const limit_names[] = {"rest_ip",          "rest_user",  "ws_ip",     "ws_user",
                                           "cabinet_key_fail", "promo_fail", "token_fail"};
+
+static const char *const refused_names[] = {"uri_too_long", "headers_too_large", "lws_closed"};
 
 static const char *const cabinet_event_names[] = {
     "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over"};
@@ -76,6 +79,11 @@ void metrics_http_response(int status)
 {
     int cls = status / 100;
     m.http[cls >= 1 && cls <= 5 ? cls : 0]++;
+}
+
+void metrics_http_refused(http_refused_t why)
+{
+    m.http_refused[why]++;
 }
 
 void metrics_query_observe(double seconds, query_outcome_t outcome)
@@ -214,6 +222,10 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# TYPE rn_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         put(&t, "rn_http_responses_total{code=\"%dxx\"} %lu\n", c, m.http[c]);
+    put(&t, "# HELP rn_http_refused_total Requests refused at the edge, before routing.\n"
+            "# TYPE rn_http_refused_total counter\n");
+    for (int w = 0; w < HTTP_REFUSED_COUNT; w++)
+        put(&t, "rn_http_refused_total{why=\"%s\"} %lu\n", refused_names[w], m.http_refused[w]);
     put(&t, "# HELP rn_pg_queries_total PostgreSQL statements by outcome.\n"
             "# TYPE rn_pg_queries_total counter\n");
     for (int o = 0; o < 3; o++)

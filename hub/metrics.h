@@ -25,6 +25,15 @@ long metrics_conn_count(conn_kind_t kind);
 void metrics_ws_in(void);
 void metrics_ws_out(unsigned long n);
 void metrics_http_response(int status);
+
+/* Requests refused at the edge, before routing: rn_http_refused_total{why}. */
+typedef enum http_refused {
+    HTTP_REFUSED_URI = 0, /* 414 */
+    HTTP_REFUSED_HEADERS, /* 431 */
+    HTTP_REFUSED_LWS,     /* lws closed it without a status (unparsable, header buffer full) */
+    HTTP_REFUSED_COUNT
+} http_refused_t;
+void metrics_http_refused(http_refused_t why);
 void metrics_query_observe(double seconds, query_outcome_t outcome);
 
 /*

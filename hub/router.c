@@ -58,8 +58,7 @@ int router_match(const route_table_t *const *tables, size_t ntables, http_method
     return result;
 }
 
-int router_query_param(const char *query, size_t qlen, const char *name, char *out,
-                       size_t outlen)
+int router_query_param(const char *query, size_t qlen, const char *name, char *out, size_t outlen)
 {
     size_t nlen = strlen(name), i = 0;
     if (!query || outlen == 0)
@@ -95,4 +94,58 @@ long long router_parse_id(const char *s, size_t len)
         v = v * 10 + (s[i] - '0');
     }
     return v <= (1LL << 53) ? v : -1;
+}
+
+/* The length of the sequence lead byte c starts, or 0 when c cannot lead one. */
+static size_t utf8_seq_len(unsigned char c)
+{
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return 2;
+    if (c >= 0xe0 && c <= 0xef)
+        return 3;
+    if (c >= 0xf0 && c <= 0xf4)
+        return 4;
+    return 0; /* a continuation byte, an overlong lead (c0, c1) or beyond U+10FFFF */
+}
+
+bool router_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        size_t n = utf8_seq_len(s[i]);
+        if (n == 0 || n > len - i)
+            return false;
+        for (size_t k = 1; k < n; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+        /* the second byte's range rules out overlongs, surrogates and > U+10FFFF */
+        if ((s[i] == 0xe0 && s[i + 1] < 0xa0) || (s[i] == 0xed && s[i + 1] > 0x9f) ||
+            (s[i] == 0xf0 && s[i + 1] < 0x90) || (s[i] == 0xf4 && s[i + 1] > 0x8f))
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+bool router_origin_allowed(const char *list, const char *origin, size_t len)
+{
+    if (!list || !len)
+        return false;
+    while (*list) {
+        while (*list == ' ' || *list == ',')
+            list++;
+        const char *end = list;
+        while (*end && *end != ',')
+            end++;
+        const char *last = end;
+        while (last > list && last[-1] == ' ')
+            last--;
+        if ((size_t)(last - list) == len && memcmp(list, origin, len) == 0)
+            return true;
+        list = end;
+    }
+    return false;
 }

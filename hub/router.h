@@ -73,10 +73,22 @@ int router_match(const route_table_t *const *tables, size_t ntables, http_method
  * URL-decoded (lws decodes them; decoding again would turn "%2531" into "1").
  * Returns the value's length, or -1 when absent or longer than outlen-1.
  */
-int router_query_param(const char *query, size_t qlen, const char *name, char *out,
-                       size_t outlen);
+int router_query_param(const char *query, size_t qlen, const char *name, char *out, size_t outlen);
 
 /* Parses a positive decimal id (1 .. 2^53) of exactly len bytes. -1 when not one. */
 long long router_parse_id(const char *s, size_t len);
+
+/*
+ * true when s[0..len) is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). NUL bytes count as valid here.
+ */
+bool router_utf8_valid(const char *s, size_t len);
+
+/*
+ * true when origin[0..len) is one of the comma-separated entries of list
+ * (spaces around entries ignored; exact, case-sensitive match). A NULL or
+ * empty list allows nothing.
+ */
+bool router_origin_allowed(const char *list, const char *origin, size_t len);
 
 #endif

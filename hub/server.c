@@ -4,11 +4,13 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <libwebsockets.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 
 /*
@@ -40,11 +42,38 @@ static const lws_retry_bo_t keepalive = {
     .secs_since_valid_hangup = 40,
 };
 
+/*
+ * What lws logs about one bad request (a header over its limit, a full header
+ * buffer, too many fragments): any client can cause these, so they go to the
+ * rate-limited info line instead of one warning or error per request.
+ */
+static bool per_request_complaint(const char *line)
+{
+    static const char *const known[] = {"Ran out of header data space",
+                                        "exceeds limit",
+                                        "More hdr frags",
+                                        "Duplicated method",
+                                        "Unknown method",
+                                        "lws_parse failed"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strstr(line, known[i]))
+            return true;
+    return false;
+}
+
 static void lws_log_to_json(int level, const char *line)
 {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
+    if (per_request_complaint(line)) {
+        char detail[128];
+        snprintf(detail, sizeof detail, "%.*s", (int)(n < 127 ? n : 127), line);
+        if (!strstr(line, "exceeds limit")) /* a truncated header still gets our 431 */
+            metrics_http_refused(HTTP_REFUSED_LWS);
+        http_log_refused("lws refused the request", detail);
+        return;
+    }
     log_event(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws",
               json_pack("{s:s%}", "detail", line, n));
 }
@@ -108,6 +137,10 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
     info.user = hub;
     info.retry_and_idle_policy = &keepalive;
     info.timeout_secs = 30;
+    static struct lws_token_limits token_limits; /* lws keeps the pointer */
+    http_token_limits(&token_limits);
+    info.token_limits = &token_limits;
+    info.max_http_header_data = HTTP_AH_SIZE;
     if (cfg->workers > 1)
         info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
     if (listen_is_ipv4(cfg->listen))

@@ -12,7 +12,7 @@ let hub, client;
 
 before(async () => {
   const [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
-  hub = await startHub({ pg, redis });
+  hub = await startHub({ pg, redis, debugRoutes: true });
   client = await connectWs(hub, { token: token(hub, 'demo-alice') });
 });
 

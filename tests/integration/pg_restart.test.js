@@ -8,7 +8,7 @@ let pg, redis, hub;
 
 before(async () => {
   [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
-  hub = await startHub({ pg, redis });
+  hub = await startHub({ pg, redis, debugRoutes: true });
 });
 
 const readyz = () => http(hub, 'GET', '/readyz', { timeoutMs: 2000 });

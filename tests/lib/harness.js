@@ -401,13 +401,14 @@ const NO_LIMITS = Object.fromEntries(
 );
 
 /*
- * Starts RN_HUB_BIN serve against pg and redis with --debug-routes and a
- * random HS256 secret, on a free port; resolves once GET /healthz is 200.
+ * Starts RN_HUB_BIN serve against pg and redis with a random HS256 secret, on
+ * a free port; resolves once GET /healthz is 200. opts.debugRoutes adds
+ * --debug-routes (only a test build, -DRN_DEBUG_ROUTES=ON, accepts it).
  * opts.args are appended to the command line; opts.env is added to its
  * environment; opts.limits keeps the abuse limits on (see NO_LIMITS).
  * Returns { url, wsUrl, port, secret, proc, stop(), kill(), exited, logs() }.
  */
-export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = true, secret, readyTimeoutMs = 30000, limits = false, host } = {}) {
+export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = false, secret, readyTimeoutMs = 30000, limits = false, host } = {}) {
   if (!limits) env = { ...NO_LIMITS, ...env };
   if (!fs.existsSync(HUB_BIN)) throw new Error(`hub binary not found: ${HUB_BIN} (set RN_HUB_BIN)`);
   let lastErr;

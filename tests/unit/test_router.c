@@ -1,7 +1,10 @@
 /*
- * test_router: route matching, path parameters, query parsing and ids.
+ * test_router: route matching, path parameters, query parsing and ids; the
+ * edge checks (UTF-8, CORS origin list) and the chunked body decoder.
  */
 #include "router.h"
+
+#include "chunked.h"
 
 #include <string.h>
 
@@ -82,10 +85,82 @@ static void test_ids(void)
     CHECK(router_parse_id("", 0) == -1, "empty");
 }
 
+#define UTF8(s) router_utf8_valid((s), sizeof(s) - 1)
+
+static void test_utf8(void)
+{
+    CHECK(UTF8("") && UTF8("abc") && UTF8("\xc3\xa9t\xc3\xa9") && UTF8("\xe2\x82\xac") &&
+              UTF8("\xf0\x9f\x95\xb9") && UTF8("\xf4\x8f\xbf\xbf") && UTF8("a\0b"),
+          "valid UTF-8");
+    CHECK(!UTF8("\xff") && !UTF8("\xfe\xff") && !UTF8("\x80") && !UTF8("\xc3"), "invalid bytes");
+    CHECK(!UTF8("\xc0\xaf") && !UTF8("\xe0\x80\xaf") && !UTF8("\xf0\x80\x80\xaf"), "overlong");
+    CHECK(!UTF8("\xed\xa0\x80") && !UTF8("\xf4\x90\x80\x80"), "surrogate, over U+10FFFF");
+    CHECK(!UTF8("\xe2\x82") && !UTF8("\xe2\x28\xa1"), "truncated, bad continuation");
+}
+
+static void test_origins(void)
+{
+    const char *list = "https://a.example, http://127.0.0.1:8080 ,https://b.example";
+#define ALLOWED(o) router_origin_allowed(list, (o), strlen(o))
+    CHECK(ALLOWED("https://a.example") && ALLOWED("http://127.0.0.1:8080") &&
+              ALLOWED("https://b.example"),
+          "listed origins");
+    CHECK(!ALLOWED("https://a.example.evil") && !ALLOWED("https://a.exampl") &&
+              !ALLOWED("HTTPS://A.EXAMPLE") && !ALLOWED("null") && !ALLOWED(""),
+          "exact match only");
+    CHECK(!router_origin_allowed(NULL, "x", 1) && !router_origin_allowed("", "x", 1),
+          "no list, nothing allowed");
+#undef ALLOWED
+}
+
+static int decode(const char *in, size_t step, char *out, size_t cap, size_t *outlen)
+{
+    chunked_t c;
+    size_t len = strlen(in), used = 0;
+    chunked_init(&c);
+    *outlen = 0;
+    for (size_t i = 0; i < len; i += step) {
+        size_t n = len - i < step ? len - i : step;
+        int rc = chunked_feed(&c, in + i, n, &used, out, cap, outlen);
+        if (rc != CHUNKED_MORE)
+            return rc;
+    }
+    return CHUNKED_MORE;
+}
+
+static void test_chunked(void)
+{
+    char out[64];
+    size_t n;
+    const char *body = "4;x=y\r\nWiki\r\nB\r\npedia in \r\n\r\n0\r\nT: v\r\n\r\n";
+    for (size_t step = 1; step <= strlen(body); step++)
+        CHECK(decode(body, step, out, sizeof out, &n) == CHUNKED_DONE && n == 15 &&
+                  !memcmp(out, "Wikipedia in \r\n", 15),
+              "decoded whatever the split");
+    chunked_t c;
+    size_t used;
+    chunked_init(&c);
+    n = 0;
+    CHECK(chunked_feed(&c, "1\r\na\r\n0\r\n\r\nGET /", 16, &used, out, sizeof out, &n) ==
+                  CHUNKED_DONE &&
+              used == 11 && n == 1,
+          "stops at the end of the body");
+    CHECK(decode("4\r\nabc\r\n0\r\n\r\n", 1, out, sizeof out, &n) == CHUNKED_EBAD, "short data");
+    CHECK(decode("zz\r\n", 1, out, sizeof out, &n) == CHUNKED_EBAD, "not hex");
+    CHECK(decode("\r\n", 1, out, sizeof out, &n) == CHUNKED_EBAD, "no size");
+    CHECK(decode("1\na\r\n", 1, out, sizeof out, &n) == CHUNKED_EBAD, "bare LF");
+    CHECK(decode("123456789\r\n", 1, out, sizeof out, &n) == CHUNKED_EBAD, "size too long");
+    CHECK(decode("41\r\n", 1, out, sizeof out, &n) == CHUNKED_ETOOBIG, "over the cap");
+    CHECK(decode("40\r\n", 1, out, sizeof out, &n) == CHUNKED_MORE, "exactly the cap");
+}
+
 int main(void)
 {
     test_match();
     test_query();
     test_ids();
+    test_utf8();
+    test_origins();
+    test_chunked();
     return check_report();
 }
