@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,    10};
@@ -28,7 +29,8 @@ static struct {
     histogram_t query_seconds;
     histogram_t delivery[N_DELIVERY_KINDS];
     unsigned long cabinet[CAB_EV_COUNT];
-} m;
+    int worker_index, worker_starts;
+} m = {.worker_starts = 1};
 
 static const char *const cabinet_event_names[] = {
     "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over"};
@@ -77,6 +79,12 @@ void metrics_query_observe(double seconds, query_outcome_t outcome)
 {
     m.queries[outcome]++;
     histogram_observe(&m.query_seconds, seconds);
+}
+
+void metrics_set_worker(int index, int starts)
+{
+    m.worker_index = index;
+    m.worker_starts = starts;
 }
 
 void metrics_cabinet(cabinet_event_t ev)
@@ -213,6 +221,11 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# HELP rn_bus_reconnects_total Times the Redis bus link was re-established.\n"
             "# TYPE rn_bus_reconnects_total counter\nrn_bus_reconnects_total %lu\n",
         g->pg_connections, g->bus_up, g->bus_reconnects);
+    put(&t, "# HELP rn_worker_info The process that answered: its --workers slot and pid.\n"
+            "# TYPE rn_worker_info gauge\nrn_worker_info{index=\"%d\",pid=\"%ld\"} 1\n"
+            "# HELP rn_worker_starts Times this worker slot has been started (restarts + 1).\n"
+            "# TYPE rn_worker_starts gauge\nrn_worker_starts{index=\"%d\"} %d\n",
+        m.worker_index, (long)getpid(), m.worker_index, m.worker_starts);
     if (t.failed) {
         free(t.buf);
         return NULL;

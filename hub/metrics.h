@@ -46,6 +46,13 @@ typedef enum cabinet_event {
 } cabinet_event_t;
 void metrics_cabinet(cabinet_event_t ev);
 
+/*
+ * Which --workers process this is (slot index, how many times that slot was
+ * started): /metrics shows it with the pid, so a scrape says which worker
+ * answered. A process that is not a worker is index 0, started once.
+ */
+void metrics_set_worker(int index, int starts);
+
 /* Gauges owned elsewhere, sampled when rendering. */
 typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;
