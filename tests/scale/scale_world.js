@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { http, parseMetrics, sleep, token } from '../lib/harness.js';
+import { http, parseMetrics, sleep, token, track, waitFor } from '../lib/harness.js';
 import { ARCADE, GAME_SOLO, phone } from '../integration/queue_world.js';
 
 /* The pids whose parent is ppid (from /proc; no children file on this kernel). */
@@ -69,6 +69,10 @@ export async function followingPhone(target, uid, { arcade = ARCADE } = {}) {
       }
     }
   }
+  // stop following before the service goes away at cleanup
+  track(`following phone ${uid}`, async () => {
+    p.stopped = true;
+  });
   await open(undefined);
   return p;
 }
@@ -76,6 +80,25 @@ export async function followingPhone(target, uid, { arcade = ARCADE } = {}) {
 /* Every id appears once per connection (a replay across connections is allowed). */
 export function assertNoDuplicatesPerConnection(p) {
   for (const ids of p.conns()) assert.equal(new Set(ids).size, ids.length, `${p.uid}: a duplicate on one socket`);
+}
+
+/*
+ * Waits until the phone has received every event the database holds for its
+ * user after `after`; on timeout names the missing rows (kind, created,
+ * acked) and the phone's connections.
+ */
+export async function assertAllDelivered(pg, p, after = 0, timeoutMs = 30000) {
+  const want = await dbEventIds(pg, p.uid, after);
+  assert.ok(want.length > 0, `${p.uid} has events`);
+  const missing = () => want.filter((id) => !p.received().has(id));
+  try {
+    await waitFor(() => missing().length === 0, { timeoutMs, what: `${p.uid}: all ${want.length} events` });
+  } catch (err) {
+    const rows = await pg.psql(`SELECT id, kind, created_at, acked_at FROM user_events WHERE id IN (${missing().join(',')})`);
+    const conns = p.conns().map((ids) => `${ids.length} [${ids[0]}..${ids.at(-1)}]`);
+    throw new Error(`${err.message}\nmissing: ${rows}\ndrops ${p.drops}, connections: ${conns.join(' | ')}`);
+  }
+  assertNoDuplicatesPerConnection(p);
 }
 
 /* The user's event ids in the database after `after`. */

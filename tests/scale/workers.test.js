@@ -12,9 +12,8 @@ import net from 'node:net';
 import { HUB_BIN, waitFor, within } from '../lib/harness.js';
 import { ARCADE, grant, queueVersion, startHub, startWorld } from '../integration/queue_world.js';
 import {
-  assertNoDuplicatesPerConnection,
+  assertAllDelivered,
   childPids,
-  dbEventIds,
   followingPhone,
   reservationLoad,
   whoAnswered,
@@ -88,15 +87,7 @@ test('kill -9 of a worker under load: restarted, its phones resume with nothing 
   assert.ok(dropped.length > 0, 'some phones were on the killed worker');
   assert.ok(dropped.length < PHONES, 'some phones were on the other worker');
   await Promise.all(dropped.map((p) => p.reconnecting));
-  for (const p of phones) {
-    const want = await dbEventIds(pg, p.uid, baseline);
-    assert.ok(want.length > 0, `${p.uid} has events`);
-    await waitFor(() => want.every((id) => p.received().has(id)), {
-      timeoutMs: 20000,
-      what: `${p.uid}: all ${want.length} events delivered (${want.filter((id) => !p.received().has(id)).length} missing)`,
-    });
-    assertNoDuplicatesPerConnection(p);
-  }
+  for (const p of phones) await assertAllDelivered(pg, p, baseline);
   const dbV = await queueVersion(pg, ARCADE);
   for (const p of phones) await waitFor(() => p.lastV() === dbV, { what: `${p.uid}'s snapshot at v${dbV}` });
   assert.equal(await pg.psql("SELECT count(*) FROM reservations WHERE status = 'waiting'"), '0', 'every reservation cancelled once');
