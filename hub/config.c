@@ -45,7 +45,7 @@ static const option_spec_t options[] = {
     {"tls-cert", "HUB_TLS_CERT", OPT_STR, O(tls_cert), NULL, "PEM certificate: serve https/wss"},
     {"tls-key", "HUB_TLS_KEY", OPT_STR, O(tls_key), NULL, "PEM private key for --tls-cert"},
     {"workers", "HUB_WORKERS", OPT_INT, O(workers), "1",
-     "processes sharing the port (they talk through Redis)"},
+     "processes sharing the port, restarted by a supervisor (they talk through Redis)"},
     {"auth-timeout-ms", "HUB_AUTH_TIMEOUT_MS", OPT_INT, O(auth_timeout_ms), "5000",
      "close 4001 when a socket has not authenticated by then"},
     {"drain-timeout-ms", "HUB_DRAIN_TIMEOUT_MS", OPT_INT, O(drain_timeout_ms), "5000",
@@ -73,6 +73,9 @@ static const option_spec_t options[] = {
     {"debug-routes", "HUB_DEBUG_ROUTES", OPT_BOOL, O(debug_routes), "0",
      "enable /api/v1/debug/* (tests only)"},
     {"log-level", "HUB_LOG_LEVEL", OPT_STR, O(log_level), "info", "debug, info, warn or error"},
+    {"unacked-sweep-ms", "HUB_UNACKED_SWEEP_MS", OPT_INT, O(unacked_sweep_ms), "5000",
+     "re-push private events unacked this long to local devices (a hub died before publishing); "
+     "0: off"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

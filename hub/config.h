@@ -39,6 +39,7 @@ typedef struct hub_config {
     const char *log_level;        /* HUB_LOG_LEVEL, info */
     /* HUB_PAYMENT_WEBHOOK_SECRET; without one the webhook route answers 503 */
     const char *payment_webhook_secret;
+    int unacked_sweep_ms; /* HUB_UNACKED_SWEEP_MS, 5000; 0: off (events_sweep.h) */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

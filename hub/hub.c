@@ -11,6 +11,7 @@
 #include "cabinet.h"
 #include "cabinet_lease.h"
 #include "events.h"
+#include "events_sweep.h"
 #include "fanout.h"
 #include "log.h"
 #include "metrics.h"
@@ -33,6 +34,7 @@ struct hub {
     queues_t *queues;
     cabinets_t *cabinets;
     cabinet_lease_t *lease;
+    events_sweep_t *sweep;
     payments_t *payments;
     uv_signal_t sigint, sigterm;
     uv_timer_t drain_timer;
@@ -189,6 +191,8 @@ static void shutdown_now(hub_t *hub)
     hub->bus = NULL;
     cabinet_lease_close(hub->lease);
     hub->lease = NULL;
+    events_sweep_close(hub->sweep);
+    hub->sweep = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
     hub->payments = NULL;
     pg_pool_close(hub->pool);
@@ -283,6 +287,7 @@ static int start_services(hub_t *hub)
             ? sessions_new(hub)
             : NULL;
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
+    hub->sweep = hub->server ? events_sweep_new(hub) : NULL;
     return hub->server ? 0 : -1;
 }
 
@@ -330,6 +335,7 @@ fail:
         bus_close(hub->bus);
     payments_close(hub->payments);
     cabinet_lease_close(hub->lease);
+    events_sweep_close(hub->sweep);
     if (hub->pool)
         pg_pool_close(hub->pool);
     if (hub->server) {

@@ -30,6 +30,7 @@ static struct {
     histogram_t delivery[N_DELIVERY_KINDS];
     unsigned long cabinet[CAB_EV_COUNT];
     int worker_index, worker_starts;
+    unsigned long unacked_sweep;
 } m = {.worker_starts = 1};
 
 static const char *const cabinet_event_names[] = {
@@ -85,6 +86,11 @@ void metrics_set_worker(int index, int starts)
 {
     m.worker_index = index;
     m.worker_starts = starts;
+}
+
+void metrics_unacked_sweep(unsigned long n)
+{
+    m.unacked_sweep += n;
 }
 
 void metrics_cabinet(cabinet_event_t ev)
@@ -226,6 +232,9 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# HELP rn_worker_starts Times this worker slot has been started (restarts + 1).\n"
             "# TYPE rn_worker_starts gauge\nrn_worker_starts{index=\"%d\"} %d\n",
         m.worker_index, (long)getpid(), m.worker_index, m.worker_starts);
+    put(&t, "# HELP rn_unacked_sweep_replays_total Channels whose unacked events the sweep re-pushed.\n"
+            "# TYPE rn_unacked_sweep_replays_total counter\nrn_unacked_sweep_replays_total %lu\n",
+        m.unacked_sweep);
     if (t.failed) {
         free(t.buf);
         return NULL;

@@ -46,6 +46,9 @@ typedef enum cabinet_event {
 } cabinet_event_t;
 void metrics_cabinet(cabinet_event_t ev);
 
+/* The unacked sweep replayed n channels (events_sweep.c). */
+void metrics_unacked_sweep(unsigned long n);
+
 /*
  * Which --workers process this is (slot index, how many times that slot was
  * started): /metrics shows it with the pid, so a scrape says which worker
