@@ -1,8 +1,9 @@
 // HAProxy (Debian's haproxy 2.6) in front of several hubs, for the scale
 // suites: HTTP mode with WebSocket tunnels, /readyz health checks, retries
 // and redispatch on a dead server. Started in the foreground on a loopback
-// port and stopped by the harness's cleanup. The configuration follows
-// docker/haproxy.cfg (the example for operators).
+// port and stopped by the harness's cleanup. The configuration is
+// docker/haproxy.cfg's (the example for operators) with faster checks and
+// roundrobin, so that a handful of sockets spreads over every hub.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
