@@ -14,23 +14,36 @@ struct events_sweep {
     hub_t *hub;
     uv_timer_t timer;
     bool in_flight;
-    bool closed; /* closed while a query was in flight: its answer frees us */
+    bool closed;   /* closed while a query was in flight: its answer frees us */
+    char upto[64]; /* the database time the last sweep covered up to ("": none yet) */
 };
 
 /*
- * The local channels ($1 user uids, $2 cabinet arcade ids, both JSON arrays)
- * whose events have been unacked for longer than $3 milliseconds.
+ * Each sweep covers the events created in ($4, now() - $3 ms]: windows that
+ * follow each other, so every event is looked at once, when it is between
+ * one and two periods old. The first row carries the window's end (channel
+ * NULL); then the unacked events of the local channels ($1 user uids, $2
+ * cabinet arcade ids, JSON arrays) in that window, in id order, each as the
+ * wire JSON events.c publishes.
  */
 static const char *const SWEEP_SQL =
-    "SELECT 'rn:user:' || u.firebase_uid FROM users u"
-    " WHERE u.firebase_uid IN (SELECT jsonb_array_elements_text($1::jsonb))"
-    "   AND EXISTS (SELECT 1 FROM user_events e WHERE e.user_id = u.id AND e.acked_at IS NULL"
-    "               AND e.created_at < now() - make_interval(secs => $3::float8 / 1000))"
-    " UNION ALL "
-    "SELECT 'rn:cabinet:' || a.id FROM arcades a"
-    " WHERE a.id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint)"
-    "   AND EXISTS (SELECT 1 FROM user_events e WHERE e.arcade_id = a.id AND e.acked_at IS NULL"
-    "               AND e.created_at < now() - make_interval(secs => $3::float8 / 1000))";
+    "WITH w AS (SELECT now() - make_interval(secs => $3::float8 / 1000) AS hi),"
+    " win AS (SELECT hi, coalesce($4::timestamptz, hi - make_interval(secs => $3::float8 / 1000))"
+    "         AS lo FROM w),"
+    " ev AS ("
+    "  SELECT 'rn:user:' || u.firebase_uid AS channel, e.* FROM users u"
+    "   JOIN user_events e ON e.user_id = u.id, win"
+    "  WHERE u.firebase_uid IN (SELECT jsonb_array_elements_text($1::jsonb))"
+    "    AND e.acked_at IS NULL AND e.created_at > win.lo AND e.created_at <= win.hi"
+    "  UNION ALL"
+    "  SELECT 'rn:cabinet:' || e.arcade_id, e.* FROM user_events e, win"
+    "  WHERE e.arcade_id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint)"
+    "    AND e.acked_at IS NULL AND e.created_at > win.lo AND e.created_at <= win.hi)"
+    " SELECT NULL::text, NULL::text, hi::text, 0::bigint FROM win"
+    " UNION ALL"
+    " SELECT channel, (payload || jsonb_build_object('type', kind, 'event_id', id, 'at_ms',"
+    "        (extract(epoch FROM created_at) * 1000)::bigint))::text, NULL, id FROM ev"
+    " ORDER BY 4";
 
 typedef struct channels {
     json_t *users, *cabinets;
@@ -45,6 +58,7 @@ static void collect(const char *channel, void *arg)
         json_array_append_new(c->cabinets, json_string(channel + 11));
 }
 
+/* Each row is delivered as if it had just come from the bus (sockets drop ids they have). */
 static void on_swept(void *arg, int status, PGresult *res, const char *errmsg)
 {
     events_sweep_t *sw = arg;
@@ -57,10 +71,19 @@ static void on_swept(void *arg, int status, PGresult *res, const char *errmsg)
         log_warn("unacked sweep failed", json_pack("{s:s}", "error", errmsg ? errmsg : ""));
         return;
     }
-    int n = PQntuples(res);
-    for (int i = 0; i < n; i++)
-        events_resync_channel(sw->hub, PQgetvalue(res, i, 0));
-    metrics_unacked_sweep((unsigned long)n);
+    int n = PQntuples(res), pushed = 0;
+    for (int i = 0; i < n; i++) {
+        if (PQgetisnull(res, i, 0)) {
+            snprintf(sw->upto, sizeof sw->upto, "%s", PQgetvalue(res, i, 2));
+            continue;
+        }
+        events_on_bus_message(sw->hub, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                              (size_t)PQgetlength(res, i, 1));
+        pushed++;
+    }
+    if (pushed)
+        log_info("unacked sweep re-pushed events", json_pack("{s:i}", "events", pushed));
+    metrics_unacked_sweep((unsigned long)pushed);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -70,15 +93,14 @@ static void on_tick(uv_timer_t *t)
         return;
     channels_t c = {json_array(), json_array()};
     fanout_each_channel(hub_fanout(sw->hub), collect, &c);
-    char *users = NULL, *cabinets = NULL, age[24];
-    if (json_array_size(c.users) + json_array_size(c.cabinets) > 0) {
-        users = json_dumps(c.users, JSON_COMPACT);
-        cabinets = json_dumps(c.cabinets, JSON_COMPACT);
-    }
+    char *users = json_dumps(c.users, JSON_COMPACT),
+         *cabinets = json_dumps(c.cabinets, JSON_COMPACT);
+    char age[24];
     snprintf(age, sizeof age, "%d", hub_config(sw->hub)->unacked_sweep_ms);
-    const char *params[] = {users, cabinets, age};
+    /* with no local channel the window still moves on: nothing in it concerns us */
+    const char *params[] = {users, cabinets, age, sw->upto[0] ? sw->upto : NULL};
     if (users && cabinets &&
-        pg_pool_query(hub_pool(sw->hub), SWEEP_SQL, 3, params, on_swept, sw) == 0)
+        pg_pool_query(hub_pool(sw->hub), SWEEP_SQL, 4, params, on_swept, sw) == 0)
         sw->in_flight = true;
     free(users);
     free(cabinets);

@@ -5,9 +5,12 @@
  * (kill -9, a host lost: the scale test does both), nobody publishes it, and
  * a phone or cabinet connected to another hub would get it only at its next
  * resume. So every --unacked-sweep-ms each hub asks PostgreSQL, in one
- * query, which of its local users and cabinets have events left unacked for
- * longer than that, and replays those channels' unacked events to their
- * sockets (each socket drops the ids it already has).
+ * query, for the events of its local users and cabinets that are still
+ * unacked and were created in the window that just became that old (windows
+ * follow each other: each event is looked at once), and delivers them as if
+ * they had come from the bus (a socket drops the ids it was sent lately).
+ * An event that was delivered but not acked yet is thus sent again at most
+ * once, and only if its socket has seen many others since.
  *
  * Loop thread only. One query at a time; a failed one is simply retried at
  * the next tick.

@@ -232,8 +232,8 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# HELP rn_worker_starts Times this worker slot has been started (restarts + 1).\n"
             "# TYPE rn_worker_starts gauge\nrn_worker_starts{index=\"%d\"} %d\n",
         m.worker_index, (long)getpid(), m.worker_index, m.worker_starts);
-    put(&t, "# HELP rn_unacked_sweep_replays_total Channels whose unacked events the sweep re-pushed.\n"
-            "# TYPE rn_unacked_sweep_replays_total counter\nrn_unacked_sweep_replays_total %lu\n",
+    put(&t, "# HELP rn_unacked_sweep_events_total Unacked private events the sweep re-pushed.\n"
+            "# TYPE rn_unacked_sweep_events_total counter\nrn_unacked_sweep_events_total %lu\n",
         m.unacked_sweep);
     if (t.failed) {
         free(t.buf);

@@ -46,7 +46,7 @@ typedef enum cabinet_event {
 } cabinet_event_t;
 void metrics_cabinet(cabinet_event_t ev);
 
-/* The unacked sweep replayed n channels (events_sweep.c). */
+/* The unacked sweep re-pushed n events (events_sweep.c). */
 void metrics_unacked_sweep(unsigned long n);
 
 /*

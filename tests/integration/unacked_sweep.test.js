@@ -31,5 +31,5 @@ test('an event nobody published is pushed to the connected phone by the sweep', 
     () => {},
   );
   const metrics = parseMetrics((await http(hub, 'GET', '/metrics')).text);
-  assert.ok(metrics.find((s) => s.name === 'rn_unacked_sweep_replays_total').value >= 1);
+  assert.ok(metrics.find((s) => s.name === 'rn_unacked_sweep_events_total').value >= 1);
 });
