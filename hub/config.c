@@ -172,6 +172,10 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
         return -1;
     }
+    if (cfg->workers > 64) { /* SUPERVISOR_MAX_WORKERS */
+        snprintf(err, errlen, "--workers is at most 64");
+        return -1;
+    }
     if (!cfg->tls_cert != !cfg->tls_key) {
         snprintf(err, errlen, "--tls-cert and --tls-key go together");
         return -1;
