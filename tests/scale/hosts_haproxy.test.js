@@ -211,6 +211,12 @@ test('a whole host taken away mid-game behind HAProxy: phones resume elsewhere, 
 
   // nothing lost: every stored event reached its phone (resume after a reconnect)
   for (const p of phones) await assertAllDelivered(pg, p, baseline);
+  let swept = 0;
+  for (const h of hubs.filter((x) => x !== victim)) {
+    const res = await probe(h.host.addr, '/metrics');
+    swept += parseMetrics(res.text).find((x) => x.name === 'rn_unacked_sweep_events_total')?.value || 0;
+  }
+  console.log(`# every stored event delivered; the unacked sweep handed on ${swept} events unacked after 5 s (e.g. committed by the dead hub, never published)`);
   assert.ok(alice.received().has(turn.event_id));
   // nothing double-counted: every load reservation cancelled once, the books balance
   assert.equal(await pg.psql(`SELECT count(*) FROM reservations WHERE status NOT IN ('cancelled', 'completed')`), '0');
