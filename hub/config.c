@@ -52,7 +52,7 @@ static const option_spec_t options[] = {
     {"tls-cert", "HUB_TLS_CERT", OPT_STR, O(tls_cert), NULL, "PEM certificate: serve https/wss"},
     {"tls-key", "HUB_TLS_KEY", OPT_STR, O(tls_key), NULL, "PEM private key for --tls-cert"},
     {"workers", "HUB_WORKERS", OPT_INT, O(workers), "1",
-     "processes sharing the port (they talk through Redis)"},
+     "processes sharing the port, restarted by a supervisor (they talk through Redis)"},
     {"auth-timeout-ms", "HUB_AUTH_TIMEOUT_MS", OPT_INT, O(auth_timeout_ms), "5000",
      "close 4001 when a socket has not authenticated by then"},
     {"drain-timeout-ms", "HUB_DRAIN_TIMEOUT_MS", OPT_INT, O(drain_timeout_ms), "5000",
@@ -106,6 +106,9 @@ static const option_spec_t options[] = {
      "a token with an unknown kid refetches the keys at most once per this"},
     {"cors-origins", "HUB_CORS_ORIGINS", OPT_STR, O(cors_origins), NULL,
      "comma list of browser origins allowed to call /api/v1 (e.g. https://app.example.com)"},
+    {"unacked-sweep-ms", "HUB_UNACKED_SWEEP_MS", OPT_INT, O(unacked_sweep_ms), "5000",
+     "re-push private events unacked this long to local devices (a hub died before publishing); "
+     "0: off"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -246,6 +249,10 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     if (!listen_address_ok(cfg->listen)) {
         snprintf(err, errlen, "--listen %s: not an IPv4 or IPv6 address",
                  cfg->listen ? cfg->listen : "(none)");
+        return -1;
+    }
+    if (cfg->workers > 64) { /* SUPERVISOR_MAX_WORKERS */
+        snprintf(err, errlen, "--workers is at most 64");
         return -1;
     }
     if (!cfg->tls_cert != !cfg->tls_key) {

@@ -52,6 +52,7 @@ typedef struct hub_config {
     const char *firebase_ca_file;  /* HUB_FIREBASE_CA_FILE: CAs for it (default: system's) */
     int firebase_refetch_ms;       /* HUB_FIREBASE_REFETCH_MS: unknown kid refetch interval */
     const char *cors_origins; /* HUB_CORS_ORIGINS: comma list of origins allowed on /api/v1 */
+    int unacked_sweep_ms; /* HUB_UNACKED_SWEEP_MS, 5000; 0: off (events_sweep.h) */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

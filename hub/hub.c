@@ -14,6 +14,7 @@
 #include "cabinet_lease.h"
 #include "clientip.h"
 #include "events.h"
+#include "events_sweep.h"
 #include "fanout.h"
 #include "firebase_keys.h"
 #include "log.h"
@@ -40,6 +41,7 @@ struct hub {
     queues_t *queues;
     cabinets_t *cabinets;
     cabinet_lease_t *lease;
+    events_sweep_t *sweep;
     payments_t *payments;
     ratelimit_t *ratelimit;
     userstate_t *userstate;
@@ -261,6 +263,8 @@ static void shutdown_now(hub_t *hub)
     hub->firebase_keys = NULL;
     cabinet_lease_close(hub->lease);
     hub->lease = NULL;
+    events_sweep_close(hub->sweep);
+    hub->sweep = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
     hub->payments = NULL;
     pg_pool_close(hub->pool);
@@ -392,6 +396,7 @@ static int start_services(hub_t *hub)
             ? sessions_new(hub)
             : NULL;
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
+    hub->sweep = hub->server ? events_sweep_new(hub) : NULL;
     return hub->server ? 0 : -1;
 }
 
@@ -443,6 +448,7 @@ fail:
     userstate_close(hub->userstate);
     payments_close(hub->payments);
     cabinet_lease_close(hub->lease);
+    events_sweep_close(hub->sweep);
     if (hub->pool)
         pg_pool_close(hub->pool);
     if (hub->server) {

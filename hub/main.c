@@ -1,23 +1,23 @@
 /*
  * main: the retronova-hub command line. `serve` (the default) runs the hub,
- * in --workers processes sharing the port; the other commands are one-shot
- * operator tools that run without a loop and may block.
+ * or with --workers N a supervisor and N hub processes sharing the port
+ * (supervisor.h); the other commands are one-shot operator tools that run
+ * without a loop and may block.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "apikey.h"
 #include "auth.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "ops.h"
+#include "supervisor.h"
 
 static int cmd_migrate(const hub_config_t *cfg)
 {
@@ -99,49 +99,11 @@ static int cmd_cabinet_key(const hub_config_t *cfg, int argc, char **argv)
     return 0;
 }
 
-static volatile sig_atomic_t stop_signal;
-
-static void remember_signal(int sig)
+/* One --workers process: says which worker it is in /metrics, then runs a hub. */
+static int run_worker(const hub_config_t *cfg, int index, int starts)
 {
-    stop_signal = sig;
-}
-
-/*
- * --workers N: N hub processes share the port (SO_REUSEPORT) and talk to
- * each other through Redis exactly as hubs on different machines do. The
- * parent only forwards SIGINT/SIGTERM and reaps.
- */
-static int serve_workers(const hub_config_t *cfg)
-{
-    pid_t pids[64];
-    int n = cfg->workers < 64 ? cfg->workers : 64, code = 0;
-    for (int i = 0; i < n; i++) {
-        pids[i] = fork();
-        if (pids[i] == 0)
-            _exit(hub_run(cfg));
-        if (pids[i] < 0) {
-            perror("fork");
-            n = i;
-            break;
-        }
-    }
-    signal(SIGINT, remember_signal);
-    signal(SIGTERM, remember_signal);
-    for (int live = n; live > 0;) {
-        int status;
-        pid_t pid = wait(&status);
-        if (pid < 0) {
-            if (stop_signal)
-                for (int i = 0; i < n; i++)
-                    kill(pids[i], stop_signal);
-            stop_signal = 0;
-            continue;
-        }
-        live--;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            code = 1;
-    }
-    return code;
+    metrics_set_worker(index, starts);
+    return hub_run(cfg);
 }
 
 int main(int argc, char **argv)
@@ -184,5 +146,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "unknown command or argument (see --help)\n");
         return 2;
     }
-    return cfg.workers > 1 ? serve_workers(&cfg) : hub_run(&cfg);
+    return cfg.workers > 1 ? supervisor_run(&cfg, run_worker) : hub_run(&cfg);
 }

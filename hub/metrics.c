@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,    10};
@@ -31,7 +32,9 @@ static struct {
     unsigned long limit[LIMIT_COUNT][2]; /* [refused, allowed] */
     unsigned long limit_local, deleted_refused;
     unsigned long http_refused[HTTP_REFUSED_COUNT];
-} m;
+    int worker_index, worker_starts;
+    unsigned long unacked_sweep;
+} m = {.worker_starts = 1};
 
 static const char *const limit_names[] = {"rest_ip",          "rest_user",  "ws_ip",     "ws_user",
                                           "cabinet_key_fail", "promo_fail", "token_fail"};
@@ -90,6 +93,17 @@ void metrics_query_observe(double seconds, query_outcome_t outcome)
 {
     m.queries[outcome]++;
     histogram_observe(&m.query_seconds, seconds);
+}
+
+void metrics_set_worker(int index, int starts)
+{
+    m.worker_index = index;
+    m.worker_starts = starts;
+}
+
+void metrics_unacked_sweep(unsigned long n)
+{
+    m.unacked_sweep += n;
 }
 
 void metrics_cabinet(cabinet_event_t ev)
@@ -281,6 +295,14 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "rn_firebase_key_kid_refetches_total %lu\n",
             g->firebase_key_age_s, g->firebase_keys, g->firebase_fetches, g->firebase_failures,
             g->firebase_kid_refetches);
+    put(&t, "# HELP rn_worker_info The process that answered: its --workers slot and pid.\n"
+            "# TYPE rn_worker_info gauge\nrn_worker_info{index=\"%d\",pid=\"%ld\"} 1\n"
+            "# HELP rn_worker_starts Times this worker slot has been started (restarts + 1).\n"
+            "# TYPE rn_worker_starts gauge\nrn_worker_starts{index=\"%d\"} %d\n",
+        m.worker_index, (long)getpid(), m.worker_index, m.worker_starts);
+    put(&t, "# HELP rn_unacked_sweep_events_total Unacked private events the sweep re-pushed.\n"
+            "# TYPE rn_unacked_sweep_events_total counter\nrn_unacked_sweep_events_total %lu\n",
+        m.unacked_sweep);
     if (t.failed) {
         free(t.buf);
         return NULL;

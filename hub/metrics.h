@@ -74,6 +74,16 @@ void metrics_limit_local(void);
 /* A deleted user's token refused (REST 403, WebSocket 4003), or a socket closed at deletion. */
 void metrics_deleted_user_refused(void);
 
+/* The unacked sweep re-pushed n events (events_sweep.c). */
+void metrics_unacked_sweep(unsigned long n);
+
+/*
+ * Which --workers process this is (slot index, how many times that slot was
+ * started): /metrics shows it with the pid, so a scrape says which worker
+ * answered. A process that is not a worker is index 0, started once.
+ */
+void metrics_set_worker(int index, int starts);
+
 /* Gauges owned elsewhere, sampled when rendering. */
 typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;

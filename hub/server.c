@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "session.h"
@@ -33,6 +34,7 @@
 struct server {
     struct lws_context *ctx; /* set NULL by lws when teardown completes (pcontext) */
     uv_loop_t *loop;
+    listener_t *listener; /* --workers: our own SO_REUSEPORT socket (listener.h) */
     struct lws_protocols protocols[3];
 };
 
@@ -105,6 +107,18 @@ static bool listen_is_ipv4(const char *addr)
     return addr && inet_pton(AF_INET, addr, &a4) == 1;
 }
 
+/* --workers: the port is bound here, with SO_REUSEPORT, before lws exists. */
+static int bind_port(server_t *srv, const hub_config_t *cfg)
+{
+    char err[256];
+    srv->listener = listener_new(srv->loop, cfg->listen, cfg->port, err, sizeof err);
+    if (srv->listener)
+        return 0;
+    log_error("cannot listen",
+              json_pack("{s:s, s:i, s:s}", "listen", cfg->listen, "port", cfg->port, "error", err));
+    return -1;
+}
+
 server_t *server_new(hub_t *hub, const hub_config_t *cfg)
 {
     server_t *srv = calloc(1, sizeof *srv);
@@ -141,23 +155,30 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
     http_token_limits(&token_limits);
     info.token_limits = &token_limits;
     info.max_http_header_data = HTTP_AH_SIZE;
-    if (cfg->workers > 1)
-        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
     if (listen_is_ipv4(cfg->listen))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (cfg->workers > 1) /* lws listens on nothing: listener.c accepts for it */
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     if (cfg->tls_cert) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
         info.ssl_private_key_filepath = cfg->tls_key;
         info.alpn = "http/1.1";
     }
+    if (cfg->workers > 1 && bind_port(srv, cfg) != 0) {
+        free(srv);
+        return NULL;
+    }
     srv->ctx = lws_create_context(&info);
     if (!srv->ctx) {
+        listener_close(srv->listener);
         log_error("cannot listen",
                   json_pack("{s:s, s:i}", "listen", cfg->listen, "port", cfg->port));
         free(srv);
         return NULL;
     }
+    if (srv->listener) /* our vhost, created with the context */
+        listener_start(srv->listener, lws_get_vhost_by_name(srv->ctx, "retronova"));
     log_info("listening", json_pack("{s:s, s:i, s:b}", "listen", cfg->listen, "port", cfg->port,
                                     "tls", cfg->tls_cert != NULL));
     return srv;
@@ -165,6 +186,8 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
 
 void server_destroy(server_t *srv)
 {
+    listener_close(srv->listener);
+    srv->listener = NULL;
     if (srv->ctx)
         lws_context_destroy(srv->ctx);
 }

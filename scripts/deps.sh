@@ -30,6 +30,7 @@ packages=(
     libjwt-dev libssl-dev libjansson-dev
     postgresql postgresql-contrib redis-server redis-tools
     curl procps util-linux ca-certificates chromium
+    haproxy iproute2
 )
 # The browser suite (tests/browser) drives the web demo in Debian's chromium;
 # RN_SKIP_BROWSER=1 leaves it out (that suite then skips itself).
