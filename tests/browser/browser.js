@@ -42,9 +42,9 @@ export async function launch() {
  * exceptions, console errors (a CSP violation is one) other than failed loads
  * and sockets that could not connect (a hub restart makes those); check()
  * asserts there were none. opts: viewport, csp (default the policy above; a
- * string to use another), prepare(context) before the page loads.
+ * string to use another), prepare(context) and watch(page) before the page loads.
  */
-export async function openPage(t, browser, url, { viewport = DESKTOP, csp = CSP, prepare } = {}) {
+export async function openPage(t, browser, url, { viewport = DESKTOP, csp = CSP, prepare, watch } = {}) {
   const context = await browser.newContext({ viewport });
   if (csp) {
     await context.route('**/*', async (route) => {
@@ -60,7 +60,8 @@ export async function openPage(t, browser, url, { viewport = DESKTOP, csp = CSP,
   page.on('console', (m) => {
     if (m.type() === 'error' && !/Failed to load resource|WebSocket connection to/.test(m.text())) thrown.push(m.text());
   });
-  t.after(() => context.close().catch(() => {}));
+  t?.after(() => context.close().catch(() => {})); // null t: the page lives until the browser closes
+  if (watch) watch(page);
   await page.goto(url);
   return { page, context, check: () => assert.deepEqual(thrown, [], 'the page threw or broke its CSP') };
 }

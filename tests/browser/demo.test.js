@@ -12,9 +12,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import {
-  HUB_BIN, SOURCE_DIR, freePort, http, startPostgres, startRedis, tmpDir, track, waitFor, watch,
+  HUB_BIN, SOURCE_DIR, freePort, http, startPostgres, startRedis, tmpDir, token, track, waitFor, watch,
 } from '../lib/harness.js';
 import {
   HAVE_CHROMIUM, CHROMIUM, PHONE, WAIT, launch, openPage, screenshots,
@@ -44,12 +46,14 @@ async function makeRun({ pg, redis, port, varDir }) {
   exited.then(() => { done = true; });
   track(`run.sh ${proc.pid}`, async () => { if (!done) { process.kill(-proc.pid, 'SIGTERM'); await exited; } },
     () => { if (!done) process.kill(-proc.pid, 'SIGKILL'); });
-  const hub = { url: `http://127.0.0.1:${port}` };
+  const hub = { port, url: `http://127.0.0.1:${port}` };
   await waitFor(async () => {
     if (done) throw new Error(`run.sh exited early:\n${out}`);
     if (!/^token demo-admin /m.test(out)) return false;
     try { return (await http(hub, 'GET', '/healthz', { timeoutMs: 1000 })).status === 200; } catch { return false; }
-  }, { timeoutMs: 90000, intervalMs: 100, what: 'make run to serve' });
+  }, { timeoutMs: 90000, intervalMs: 100, what: 'make run to serve' }).catch((err) => {
+    throw new Error(`${err.message}\n${out.slice(-4000)}`);
+  });
   const links = Object.fromEntries([...out.matchAll(/^link (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
   const keys = Object.fromEntries([...out.matchAll(/^cabinet (\d+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
   return {
@@ -87,7 +91,7 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     if (run) await run.stop();
   });
 
-  let alice, bob, carol, cab, admin;
+  let alice, bob, carol, cab, admin, dave, daveReservation;
 
   test('make run prints links that open each page signed in; the index shows them', async (t) => {
     for (const who of ['index', 'alice', 'bob', 'new', 'admin', 'cabinet1', 'cabinet2', 'cabinet3']) {
@@ -112,18 +116,20 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     anon.check();
   });
 
-  test('the console, the cabinet and three phones open from their links', async (t) => {
-    admin = await openPage(t, browser, run.links.admin);
-    cab = await openPage(t, browser, run.links.cabinet1);
-    alice = await openPage(t, browser, run.links.alice, { viewport: PHONE });
-    bob = await openPage(t, browser, run.links.bob, { viewport: PHONE });
-    carol = await openPage(t, browser, run.links.new, { viewport: PHONE });
-    cab.page.on('websocket', (ws) => ws.on('framesent', (f) => {
-      try {
-        const m = JSON.parse(f.payload);
-        if (m.type === 'game_over') frames.push(m.reservation_id);
-      } catch { /* not ours */ }
-    }));
+  test('the console, the cabinet and three phones open from their links', async () => {
+    // These pages live through the whole story (until the browser closes).
+    admin = await openPage(null, browser, run.links.admin);
+    cab = await openPage(null, browser, run.links.cabinet1, {
+      watch: (page) => page.on('websocket', (ws) => ws.on('framesent', (f) => {
+        try {
+          const m = JSON.parse(f.payload);
+          if (m.type === 'game_over') frames.push(m.reservation_id);
+        } catch { /* not JSON */ }
+      })),
+    });
+    alice = await openPage(null, browser, run.links.alice, { viewport: PHONE });
+    bob = await openPage(null, browser, run.links.bob, { viewport: PHONE });
+    carol = await openPage(null, browser, run.links.new, { viewport: PHONE });
     for (const p of [admin, cab, alice, bob]) await p.page.locator('#conn', { hasText: 'live' }).waitFor(WAIT);
     assert.equal(new URL(alice.page.url()).hash, '');
     await cab.page.locator('body[data-phase="attract"] #attract-title', { hasText: 'RETRONOVA' }).waitFor(WAIT);
@@ -168,29 +174,32 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
   });
 
   let carolCode;
-  test('carol is called at once; bob queues behind her', async () => {
+  test('carol is called at once; dave (a player on the REST API) queues behind her', async () => {
     const p = carol.page;
-    await p.locator('.tab[data-tab="play"]').click();
-    await p.locator('button.choice[data-arcade-id="1"]').click();
-    await p.locator('button.choice[data-game-id="3"]').click();
-    await p.locator('#reserve-go').click();
+    await p.locator('.tab[data-tab="play"]').click(); // back where she was: Neon Racer, ready to book
+    await p.locator('#reserve-go', { hasText: 'Reserve · 1 ticket' }).click();
     await p.locator('#spot[data-status="called"] #spot-title', { hasText: 'Your turn!' }).waitFor(WAIT);
     carolCode = await p.locator('#turn-code').textContent();
     assert.match(carolCode, /^\d{6}$/);
     assert.match(await p.locator('#turn-left').textContent(), /^\d:\d\d$/);
     assert.match(await p.locator('#announce').textContent(), /Your turn at Retronova Paris Bastille!/);
-
     await cab.page.locator('body[data-phase="called"] #called-players', { hasText: 'carol' }).waitFor(WAIT);
 
-    const b = bob.page;
-    await b.locator('button.choice[data-arcade-id="1"]').click();
-    await b.locator('button.choice[data-game-id="2"]').click(); // Galaxy Raiders
-    await b.getByLabel('Just me').check();
-    await b.locator('#reserve-go').click();
-    await b.locator('#spot[data-status="waiting"] #position', { hasText: '#1' }).waitFor(WAIT);
+    dave = token(null, 'demo-dave', { secret: fs.readFileSync(path.join(varDir, 'secret'), 'utf8').trim() });
+    const hub = { port };
+    const ok = async (method, url, body, status = 200) => {
+      const res = await http(hub, method, url, { token: dave, body, headers: { 'Idempotency-Key': crypto.randomUUID() } });
+      assert.equal(res.status, status, `${method} ${url}: ${JSON.stringify(res.json ?? res.text)}`);
+      return res.json;
+    };
+    await ok('POST', '/api/v1/auth/register', { pseudo: 'dave', first_name: 'Dave', last_name: 'Rest' }, 201);
+    await ok('POST', '/api/v1/promos/use', { code: 'WELCOME10' });
+    const r = await ok('POST', '/api/v1/reservations', { arcade_id: 1, game_id: 2 }, 201);
+    daveReservation = (r.reservation || r).id;
+    assert.ok(daveReservation > 0);
   });
 
-  test('alice buys tickets, uses WELCOME10 (once), books a duo with bob and waits second', async () => {
+  test('alice buys tickets, uses WELCOME10 (once), books a duo with bob and moves up the queue', async () => {
     const p = alice.page;
     await p.locator('#balance[data-balance="20"]').waitFor(WAIT);
     await p.locator('.tab[data-tab="tickets"]').click();
@@ -208,16 +217,23 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     await p.locator('#promo-error', { hasText: 'This code does not exist.' }).waitFor(WAIT);
 
     await p.locator('.tab[data-tab="play"]').click();
-    await p.locator('button.choice[data-arcade-id="1"]').click();
+    await p.locator('button.choice[data-arcade-id="1"]', { hasText: '1 player group waiting' }).click();
     await p.locator('button.choice[data-game-id="1"]').click(); // Street Brawler: two players, 2 tickets
     await p.getByLabel('Me and bob').check();
     await p.locator('#reserve-go').click();
     await p.locator('#spot[data-status="waiting"] #position', { hasText: '#2' }).waitFor(WAIT);
     await p.locator('#eta', { hasText: /Your turn in .* \(estimate\)/ }).waitFor(WAIT);
     await p.locator('#balance[data-balance="38"]').waitFor(WAIT);
+    await bob.page.locator('#spot[data-status="waiting"] #position', { hasText: '#2' }).waitFor(WAIT);
+
+    // dave gives up his place: alice moves up.
+    const res = await http({ port }, 'DELETE', `/api/v1/reservations/${daveReservation}`, { token: dave });
+    assert.equal(res.status, 200);
+    await p.locator('#spot[data-status="waiting"] #position', { hasText: '#1' }).waitFor(WAIT);
+    await bob.page.locator('#spot[data-status="waiting"] #position', { hasText: '#1' }).waitFor(WAIT);
   });
 
-  test('the cabinet unlocks carol, her game ends; Enter on the next code cannot resend it', async (t) => {
+  test('the cabinet plays carol\'s game; Enter on the next code unlocks and sends nothing else', async (t) => {
     const c = cab.page;
     await typeCode(c, carolCode === '000000' ? '111111' : '000000');
     await c.locator('#unlock-result', { hasText: 'Wrong code: check your phone. 4 tries left.' }).waitFor(WAIT);
@@ -226,56 +242,47 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     await carol.page.locator('#spot[data-status="playing"]').waitFor(WAIT);
     await c.locator('#elapsed', { hasText: /^0:0[1-9]|^0:[1-5]\d/ }).waitFor(WAIT); // time runs
     await c.locator('#score1').fill('700');
-    await c.locator('#over').click(); // focus is on the button: the old trap
+    await c.locator('#over').click(); // focus on the button: the old trap
     await c.locator('#game-result', { hasText: 'Score 700' }).waitFor(WAIT);
     await screenshots(t, c, 'cabinet-game-over');
     await carol.page.locator('#spot-title', { hasText: 'Game over' }).waitFor(WAIT);
+    assert.equal(frames.length, 1);
 
-    // Bob is called; alice moves up to first in line.
-    await alice.page.locator('#spot[data-status="waiting"] #position', { hasText: '#1' }).waitFor(WAIT);
-    await bob.page.locator('#spot[data-status="called"]').waitFor(WAIT);
-    const bobCode = await bob.page.locator('#turn-code').textContent();
-    await c.locator('body[data-phase="called"] #called-players', { hasText: 'bob' }).waitFor(WAIT);
-    await screenshots(t, c, 'cabinet-called');
-    await typeCode(c, bobCode); // Enter: unlock only
-    await c.locator('body[data-phase="playing"] #playing-players', { hasText: 'bob' }).waitFor(WAIT);
-    assert.equal(await c.locator('#score1').inputValue(), '', 'a new reservation gets empty score fields');
-    assert.equal(frames.length, 1, `one game_over so far (${frames})`);
-    await c.locator('#score1').fill('1500');
-    await c.keyboard.press('Enter'); // focus is in the score field: submits
-    await c.keyboard.press('Enter'); // while the first is in flight
-    await c.keyboard.press('Enter');
-    await c.locator('#game-result', { hasText: 'Score 1,500' }).waitFor(WAIT);
-    assert.equal(frames.length, 2, 'one game_over per reservation, whatever Enter does');
-    assert.notEqual(frames[0], frames[1]);
-  });
-
-  test('the duo plays: the console shows it live; alice sees she won and her best', async (t) => {
+    // alice and bob are called; the code typed on the keyboard, then Enter.
     const p = alice.page;
     await p.locator('#spot[data-status="called"] #spot-title', { hasText: 'Your turn!' }).waitFor(WAIT);
     const code = await p.locator('#turn-code').textContent();
-    assert.equal(await bob.page.locator('#turn-code').textContent(), code, 'both players see the same code');
+    await bob.page.locator('#spot[data-status="called"] #turn-code', { hasText: code }).waitFor(WAIT);
     await screenshots(t, p, 'phone-your-turn');
-    const c = cab.page;
     await c.locator('body[data-phase="called"] #called-players', { hasText: 'alice & bob' }).waitFor(WAIT);
-    for (const d of code) await c.locator(`#keypad [data-key="${d}"]`).click();
-    await c.locator('#keypad [data-key="enter"]').click();
+    await screenshots(t, c, 'cabinet-called');
+    await typeCode(c, code);
     await c.locator('body[data-phase="playing"] #playing-players', { hasText: 'alice & bob' }).waitFor(WAIT);
+    assert.equal(frames.length, 1, 'Enter unlocked, and sent no game over');
     assert.deepEqual(await c.locator('#score-fields label').allTextContents(), ["alice's score", "bob's score"]);
-    assert.equal(await c.locator('#score1').inputValue(), '');
+    assert.equal(await c.locator('#score1').inputValue(), '', 'a new reservation gets empty score fields');
     assert.equal(await c.locator('#score2').inputValue(), '');
+    await p.locator('#spot[data-status="playing"]').waitFor(WAIT);
     await screenshots(t, c, 'cabinet-playing');
+  });
 
+  test('the duo ends with two scores: alice sees she won and her best; the console saw it all', async (t) => {
     const board = admin.page.locator('#board article[data-arcade-id="1"]');
     await board.locator('.now-playing', { hasText: 'alice & bob · Street Brawler' }).waitFor(WAIT);
     await board.locator('.queue-length', { hasText: 'empty' }).waitFor(WAIT);
     await screenshots(t, admin.page, 'admin-live');
 
+    const c = cab.page;
     await c.locator('#score1').fill('9100');
     await c.locator('#score2').fill('1500');
-    await c.locator('#over').click();
+    await c.keyboard.press('Enter'); // in a score field: submits
+    await c.keyboard.press('Enter'); // while the first is in flight
+    await c.keyboard.press('Enter');
     await c.locator('#game-result', { hasText: 'alice wins!' }).waitFor(WAIT);
+    assert.equal(frames.length, 2, `one game over per reservation, whatever Enter does (${frames})`);
+    assert.notEqual(frames[0], frames[1]);
 
+    const p = alice.page;
     await p.locator('#spot[data-status="result"] #spot-title', { hasText: 'You won!' }).waitFor(WAIT);
     const result = await p.locator('#spot').textContent();
     assert.match(result, /alice \(you\)9,100 winner/);
@@ -287,6 +294,7 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     await p.locator('.tab[data-tab="history"]').click();
     await p.locator('#history li', { hasText: 'alice 9,100 · bob 1,500 · alice won' }).waitFor(WAIT);
     await p.locator('#stats', { hasText: 'Street Brawler' }).waitFor(WAIT);
+    await screenshots(t, p, 'phone-history-after');
 
     const log = admin.page.locator('#log');
     for (const line of [/demo-alice bought 10 tickets for €5\.00/, /demo-alice used a promo code: \+10 tickets/,
@@ -298,18 +306,18 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     assert.equal(await log.locator('li', { hasText: /Street Brawler at Retronova Paris Bastille: demo-alice booked/ }).count(), 1);
     // Filters: only scores.
     for (const box of ['money', 'queue', 'ops']) await admin.page.locator(`#filters input[value="${box}"]`).uncheck();
-    assert.ok((await log.locator('li:visible').count()) >= 3);
+    assert.equal(await log.locator('li:visible').count(), 2);
     for (const text of await log.locator('li:visible').allTextContents()) assert.match(text, /score/);
-    await admin.page.locator('#filters input[value="money"]').check();
-    await admin.page.locator('#filters input[value="queue"]').check();
-    await admin.page.locator('#filters input[value="ops"]').check();
+    for (const box of ['money', 'queue', 'ops']) await admin.page.locator(`#filters input[value="${box}"]`).check();
     assert.equal(await admin.page.locator('#kpi-revenue').textContent(), '€5.00');
+    await screenshots(t, admin.page, 'admin-stream');
     for (const p2 of [admin, cab, alice, bob, carol]) p2.check();
   });
 
   test('booking at an offline arcade warns first', async () => {
     const b = bob.page;
     await b.locator('#spot button', { hasText: 'Play again' }).click();
+    await b.locator('#spot').waitFor({ state: 'hidden', ...WAIT });
     await b.locator('.tab[data-tab="play"]').click();
     await b.locator('button.choice[data-arcade-id="3"]', { hasText: 'offline right now' }).click();
     await b.locator('button.choice[data-game-id="4"]').click();
