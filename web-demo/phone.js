@@ -190,8 +190,7 @@ function openSocket() {
     state.everConnected = true;
     banner($('#banner'), null);
     showError($('#error'), null);
-    if (wasDown) refresh();
-    for (const id of state.queues.keys()) rn.subscribe(`arcade:${id}`).catch(() => {});
+    if (wasDown) refresh(); // retronova.js resubscribes and resumes; REST catches up the rest
   });
   rn.on('disconnect', ({ code, willRetry }) => {
     state.connected = false;
@@ -341,7 +340,7 @@ function statusWords(a) {
   const waiting = q ? (q.waiting || []).length : a.queue_length ?? 0;
   if (a.status === 'offline') return 'offline right now';
   if (a.status === 'maintenance') return 'in maintenance';
-  if (!waiting) return q?.playing ? 'in use · nobody waiting' : 'free now';
+  if (!waiting) return q?.playing || q?.called ? 'in use · nobody waiting' : 'free now';
   const last = q?.waiting?.[waiting - 1];
   return `${plural(waiting, 'player group')} waiting · ${roughly(last?.eta_s ?? waiting * (q?.avg_game_s || 180))}`;
 }

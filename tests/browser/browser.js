@@ -71,6 +71,7 @@ export async function screenshots(t, page, name) {
   const was = page.viewportSize();
   for (const [label, size] of [['phone', PHONE], ['desktop', DESKTOP]]) {
     await page.setViewportSize(size);
+    await page.evaluate(() => window.scrollTo(0, 0)); // sticky headers at the top of the picture
     await page.waitForTimeout(150); // a resize re-lays out (charts redraw on 'resize')
     const file = path.join(SHOTS, `${name}-${label}.png`);
     await page.screenshot({ path: file, fullPage: true });
