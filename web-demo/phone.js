@@ -409,7 +409,7 @@ function renderConfirm(view, a, g) {
       a.status === 'offline'
         ? 'This arcade is offline right now. You can book: you keep your place, but nobody is called until it is back.'
         : 'This arcade is in maintenance. Nobody is called until it is back.') : null,
-    el('p', { class: 'hint' }, `You have ${plural(state.balance ?? 0, 'ticket')}. ${statusWords(a)}.`),
+    el('p', { class: 'hint' }, `You have ${plural(state.balance ?? 0, 'ticket')} · ${a.name}: ${statusWords(a)}`),
     go,
     el('div', { class: 'error', id: 'reserve-error', role: 'alert', hidden: true })));
 }
