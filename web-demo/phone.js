@@ -231,6 +231,9 @@ function openSocket() {
       voided: 'voided by Retronova (tickets refunded)', completed: 'game over',
     };
     log('reservation', `${gameName(ev.game_id)} at ${arcadeName(ev.arcade_id)}: ${words[ev.status] || ev.status}`);
+    if (ev.reason === 'cabinet_unavailable') {
+      banner($('#banner'), `${arcadeName(ev.arcade_id)}: the cabinet went away — you are first in line and will be called again.`, 'warn');
+    }
     if (ev.status === 'expired' || ev.status === 'voided') {
       $('#announce').textContent = `Your reservation at ${arcadeName(ev.arcade_id)} was ${ev.status}.`;
     }
