@@ -59,7 +59,7 @@ async function makeRun({ pg, redis, port, varDir }) {
   return {
     links, keys, proc, url: hub.url, output: () => out,
     async stop() { // Ctrl-C: run.sh stops the hub, which drains its sockets
-      process.kill(proc.pid, 'SIGINT');
+      if (!done) process.kill(proc.pid, 'SIGINT');
       const info = await exited;
       assert.equal(info.code, 0, `run.sh exit ${JSON.stringify(info)}\n${out.slice(-3000)}`);
       assert.doesNotMatch(out, SANITIZER_RE, 'sanitizer report');
