@@ -49,11 +49,67 @@ static void deliver_local(hub_t *hub, const char *channel, msgbuf_t *b)
         fanout_each(hub_fanout(hub), channel, send_private, b);
 }
 
+/*
+ * Whether the private event e is one the admin stream shows: a reservation's
+ * status, a game's score, a promo code's credit. A duo's two players get the
+ * same reservation and score events in one transaction: only the first of
+ * each (kind, reservation) of this batch is mirrored (seen[] holds them).
+ */
+#define MIRROR_SEEN_MAX 16
+typedef struct mirror_seen {
+    const char *kind, *status; /* borrowed from the batch */
+    json_int_t reservation_id;
+} mirror_seen_t;
+
+static bool admin_mirrors(const json_t *e, const char *kind, const json_t *payload,
+                          mirror_seen_t seen[MIRROR_SEEN_MAX], size_t *nseen)
+{
+    if (!json_string_value(json_object_get(e, "uid")) || !kind)
+        return false;
+    if (strcmp(kind, "balance") == 0) {
+        const char *reason = json_string_value(json_object_get(payload, "reason"));
+        return reason && strcmp(reason, "promo") == 0;
+    }
+    if (strcmp(kind, "reservation") != 0 && strcmp(kind, "score") != 0)
+        return false;
+    mirror_seen_t me = {kind, json_string_value(json_object_get(payload, "status")),
+                        json_integer_value(json_object_get(payload, "reservation_id"))};
+    for (size_t j = 0; j < *nseen; j++)
+        if (seen[j].reservation_id == me.reservation_id && strcmp(seen[j].kind, kind) == 0 &&
+            (seen[j].status == me.status ||
+             (seen[j].status && me.status && strcmp(seen[j].status, me.status) == 0)))
+            return false;
+    if (*nseen < MIRROR_SEEN_MAX)
+        seen[(*nseen)++] = me;
+    return true;
+}
+
+/* {"kind": "reservation" | "score" | "promo", "uid", "at_ms", ...payload}, minus "you". */
+static void mirror_to_admins(hub_t *hub, const json_t *e, const char *kind, json_t *payload)
+{
+    json_t *ev = json_is_object(payload) ? json_copy(payload) : json_object();
+    if (!ev)
+        return;
+    json_object_del(ev, "you");
+    json_object_set_new(ev, "kind", json_string(strcmp(kind, "balance") == 0 ? "promo" : kind));
+    json_object_set(ev, "uid", json_object_get(e, "uid"));
+    json_object_set(ev, "at_ms", json_object_get(e, "at_ms"));
+    events_publish_admin(hub, ev);
+    json_decref(ev);
+}
+
 void events_publish(hub_t *hub, const json_t *events)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(events, i, e) {
+    mirror_seen_t seen[MIRROR_SEEN_MAX];
+    size_t nseen = 0;
+    json_array_foreach(events, i, e)
+    {
+        const char *kind = json_string_value(json_object_get(e, "kind"));
+        json_t *payload = json_object_get(e, "payload");
+        if (admin_mirrors(e, kind, payload, seen, &nseen))
+            mirror_to_admins(hub, e, kind, payload);
         char channel[EVENTS_CHANNEL_MAX];
         const char *uid = json_string_value(json_object_get(e, "uid"));
         if (uid)
@@ -62,9 +118,9 @@ void events_publish(hub_t *hub, const json_t *events)
             events_cabinet_channel((long)json_integer_value(json_object_get(e, "arcade_id")),
                                    channel, sizeof channel);
         json_int_t id = json_integer_value(json_object_get(e, "id"));
-        json_t *wire = wire_of(json_string_value(json_object_get(e, "kind")), id,
-                               json_integer_value(json_object_get(e, "at_ms")),
-                               json_object_get(e, "payload"));
+        json_t *wire =
+            wire_of(json_string_value(json_object_get(e, "kind")), id,
+                    json_integer_value(json_object_get(e, "at_ms")), json_object_get(e, "payload"));
         msgbuf_t *b = msgbuf_from_json(wire);
         json_decref(wire);
         if (!b)
@@ -175,7 +231,8 @@ void events_on_resume(session_t *s, const envelope_t *env)
 {
     json_t *since = json_object_get(env->body, "since");
     if (since && (!json_is_integer(since) || json_integer_value(since) < 0)) {
-        session_send_error(s, env->has_id, env->id, "bad_request", "since must be an event id >= 0");
+        session_send_error(s, env->has_id, env->id, "bad_request",
+                           "since must be an event id >= 0");
         return;
     }
     replay(s, since ? json_integer_value(since) : 0, true, env->has_id, env->id);

@@ -14,6 +14,9 @@
  * {"type":"ack","event_id":id}; `resume {since}` replays the unacked ones.
  *
  * events_publish_admin() sends a live event to every admin dashboard.
+ * events_publish() also mirrors some private events there (a reservation's
+ * status, a score, a promo credit: PROTOCOL.md, admin_event), once per
+ * reservation and status even when both players of a duo get them.
  */
 #ifndef RN_EVENTS_H
 #define RN_EVENTS_H

@@ -589,6 +589,8 @@ static void serve_static(http_req_t *req)
     const char *root = hub_config(req->hub)->web_root;
     if (strcmp(path, "/") == 0)
         path = "/index.html";
+    else if (strcmp(path, "/docs") == 0 || strcmp(path, "/docs/") == 0)
+        path = "/docs.html"; /* the API reference, rendering /openapi.json */
     if (strcmp(path, "/retronova.js") == 0)
         snprintf(file, sizeof file, "%s/../protocol/retronova.js", root);
     else

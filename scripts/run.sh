@@ -4,13 +4,15 @@
 # Installs what is missing (scripts/deps.sh), builds build/retronova-hub,
 # starts PostgreSQL (port 5433) and Redis (port 6380) with their data under
 # var/ of the checkout unless DATABASE_URL / REDIS_URL point elsewhere, applies
-# the migrations, loads storage/demo.sql, rotates the three demo cabinets' API
-# keys, prints the demo URLs, cabinet keys and dev tokens, then runs the hub in
-# the foreground. Ctrl-C (or SIGTERM) stops the hub and the servers this
+# the migrations, loads storage/demo.sql, makes the three demo cabinets' API
+# keys (kept in var/cabinet-keys, made again only when missing or no longer
+# valid, or with RN_ROTATE_KEYS=1), prints links that open each demo page
+# already signed in, then runs the hub in the foreground. Ctrl-C (or SIGTERM) stops the hub and the servers this
 # script started; nothing is left running.
 #
 # Besides the friendly text, stdout carries one line per fact, for scripts:
 #   url <name> <url>            token <uid> <jwt>
+#   link <who> <url#credential> (index, alice, bob, new, admin, cabinet<id>)
 #   cabinet <arcade id> <key>   database <url>      redis <url>
 #
 # Environment:
@@ -18,7 +20,8 @@
 #   once and kept in var/secret so tokens survive restarts), DATABASE_URL,
 #   REDIS_URL, RN_VAR_DIR (var/), RN_PG_PORT (5433), RN_REDIS_PORT (6380),
 #   RN_SKIP_DEPS=1 (no deps.sh), RN_SKIP_BUILD=1 (no build; with RN_HUB_BIN to
-#   name the binary), RN_SKIP_DEMO=1 (no demo data), RN_TOKEN_TTL (86400 s).
+#   name the binary), RN_SKIP_DEMO=1 (no demo data), RN_TOKEN_TTL (86400 s),
+#   RN_ROTATE_KEYS=1 (new cabinet keys even when the kept ones still work).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -126,46 +129,96 @@ fi
 export HUB_JWT_HS256_SECRET
 
 base="http://$listen:$port"
+
+# --- demo credentials: cabinet keys kept in var/, tokens, ready links ---------
+
+# A cabinet key is kept in var/cabinet-keys/<arcade> and reused while the
+# database still holds its hash (a fresh database, or RN_ROTATE_KEYS=1, makes a
+# new one): a restart of `make run` does not lock out a cabinet page.
+key_valid() { # arcade key
+    local ok
+    ok="$(psql -X -q -t -A -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -v id="$1" -v key="$2" 2>/dev/null <<'SQL'
+SELECT 1 FROM arcades WHERE id = :'id'::bigint
+   AND api_key_hash = encode(sha256(convert_to(:'key', 'UTF8')), 'hex');
+SQL
+)" || return 1
+    [[ "$ok" == 1 ]]
+}
+cabinet_key() { # arcade -> prints its key
+    local file="$var/cabinet-keys/$1" key=""
+    [[ "${RN_ROTATE_KEYS:-0}" != 1 && -s "$file" ]] && key="$(cat "$file")"
+    if [[ -z "$key" ]] || ! key_valid "$1" "$key"; then
+        key="$("$hub_bin" cabinet-key --database-url "$DATABASE_URL" "$1" 2>"$var/cabinet-key.log")" ||
+            { cat "$var/cabinet-key.log" >&2; die "cabinet-key $1 failed"; }
+        (umask 077 && mkdir -p "$var/cabinet-keys" && printf '%s\n' "$key" >"$file")
+        say "cabinet $1: new API key (kept in $file)"
+    fi
+    printf '%s' "$key"
+}
+make_token() { # uid [--admin]
+    "$hub_bin" token --uid "$1" "${@:2}" --ttl "$token_ttl" \
+        --jwt-hs256-secret "$HUB_JWT_HS256_SECRET" 2>"$var/token.log" ||
+        { cat "$var/token.log" >&2; die "token $1 failed"; }
+}
+
+declare -A keys=()
+if [[ "${RN_SKIP_DEMO:-0}" != 1 ]]; then
+    for arcade in 1 2 3; do keys[$arcade]="$(cabinet_key "$arcade")"; done
+fi
+arcades_sorted="$(printf '%s\n' "${!keys[@]}" | sort -n)"
+# A player with no profile yet (the sign-up form): a new uid every run.
+newbie="demo-new-$(od -An -vtx1 -N3 /dev/urandom | tr -d ' \n')"
+declare -A tokens=()
+for who in demo-alice demo-bob "$newbie"; do tokens[$who]="$(make_token "$who")"; done
+tokens[demo-admin]="$(make_token demo-admin --admin)"
+
+# Credentials travel in the URL fragment (#token=...): a browser never sends
+# it to a server or a proxy log, and the page moves it to sessionStorage and
+# out of the address bar. The hub itself serves no secret to anyone.
+index_fragment="alice=${tokens[demo-alice]}&bob=${tokens[demo-bob]}&new=${tokens[$newbie]}&admin=${tokens[demo-admin]}"
+for arcade in $arcades_sorted; do index_fragment+="&cabinet$arcade=${keys[$arcade]}"; done
+
 cat <<EOF
 
 Retronova Hub (development)
 
-  Demo pages:
-    $base/               index
-    $base/phone.html     the phone app
-    $base/cabinet.html   a cabinet simulator
-    $base/admin.html     the admin dashboard
-  WebSocket: ws://$listen:$port/ws  (subprotocol retronova.v1)
-  Health:    $base/healthz  $base/readyz  $base/metrics
+  Open the demo, already signed in (these links carry credentials: keep them private):
+    everything:      $base/#$index_fragment
+    alice's phone:   $base/phone.html#token=${tokens[demo-alice]}
+    bob's phone:     $base/phone.html#token=${tokens[demo-bob]}
+    a new player:    $base/phone.html#token=${tokens[$newbie]}
+    admin console:   $base/admin.html#token=${tokens[demo-admin]}
+EOF
+for arcade in $arcades_sorted; do
+    echo "    cabinet $arcade:       $base/cabinet.html#key=${keys[$arcade]}"
+done
+cat <<EOF
+  Promo code WELCOME10: 10 free tickets, once per player. Sandbox payments always succeed.
+  API reference: $base/docs   WebSocket: ws://$listen:$port/ws (subprotocol retronova.v1)
+  Health:        $base/healthz  $base/readyz  $base/metrics
+  Cabinet keys are kept in $var/cabinet-keys (RN_ROTATE_KEYS=1 makes new ones).
 
 url index $base/
 url phone $base/phone.html
 url cabinet $base/cabinet.html
 url admin $base/admin.html
+url docs $base/docs
 url ws ws://$listen:$port/ws
+link index $base/#$index_fragment
+link alice $base/phone.html#token=${tokens[demo-alice]}
+link bob $base/phone.html#token=${tokens[demo-bob]}
+link new $base/phone.html#token=${tokens[$newbie]}
+link admin $base/admin.html#token=${tokens[demo-admin]}
 database $(redact "$DATABASE_URL")
 redis $(redact "$REDIS_URL")
-
-  Cabinet API keys (rotated now; each is shown once):
 EOF
-if [[ "${RN_SKIP_DEMO:-0}" != 1 ]]; then
-    for arcade in 1 2 3; do
-        key="$("$hub_bin" cabinet-key --database-url "$DATABASE_URL" "$arcade" 2>"$var/cabinet-key.log")" ||
-            { cat "$var/cabinet-key.log" >&2; die "cabinet-key $arcade failed"; }
-        echo "cabinet $arcade $key"
-    done
-fi
-echo
-echo "  Dev tokens (HS256, valid ${token_ttl}s; the secret is kept in $var/secret):"
-for who in demo-alice demo-bob demo-admin; do
-    extra=()
-    [[ "$who" == demo-admin ]] && extra=(--admin)
-    tok="$("$hub_bin" token --uid "$who" "${extra[@]}" --ttl "$token_ttl" \
-        --jwt-hs256-secret "$HUB_JWT_HS256_SECRET" 2>"$var/token.log")" ||
-        { cat "$var/token.log" >&2; die "token $who failed"; }
-    echo "token $who $tok"
+for arcade in $arcades_sorted; do
+    echo "link cabinet$arcade $base/cabinet.html#key=${keys[$arcade]}"
+    echo "cabinet $arcade ${keys[$arcade]}"
 done
+for who in demo-alice demo-bob "$newbie" demo-admin; do echo "token $who ${tokens[$who]}"; done
 echo
+echo "  Dev tokens are HS256, valid ${token_ttl}s; the secret is kept in $var/secret."
 echo "  Ctrl-C stops the hub and the servers started here."
 echo
 

@@ -1,71 +1,71 @@
 /*
- * cabinet.js: a cabinet simulator. It authenticates with the cabinet's API
- * key, shows what cabinet_queue pushes say (the called reservation, its
- * players and deadline) and the queue snapshots of its arcade the hub sends
- * it unasked, forwards the code a player types (unlock), and reports
- * game_started, game_over with scores, and its state.
+ * cabinet.js: the cabinet's screen. Attract mode while nobody is called; the
+ * called players and a big keypad for their code; "now playing" with the time
+ * played and one score field per player; the result. It authenticates with
+ * the cabinet's API key and reconnects by itself (retronova.js) after a hub
+ * restart. The screen follows the newest queue view (cabinet_queue or queue,
+ * highest v wins); game over is sent at most once per reservation, whatever
+ * the keyboard does.
  */
 import { connect } from '/retronova.js';
 import {
   $, el, fill, pill, credential, saveCredential, showError, describeError, wsUrl, countdown,
-  secondsLeft, outcome, connectionPill, logLine,
+  secondsLeft, outcome, connectionPill, logLine, banner, clock,
 } from '/common.js';
 
 const CODE_LEN = 6;
+const RESULT_MS = 6000; // how long the result stays on screen
 
 const state = {
   rn: null,
   arcadeId: 0,
-  v: -1, // queue version of the cabinet_queue applied last
-  players: [], // [{uid, pseudo}] of the reservation being unlocked or played
+  v: -1, // version of the queue view applied last
+  view: null, // that view
+  phase: 'attract', // attract | called | playing | over
+  reservationId: 0, // the reservation the screen is about
+  players: [],
   code: '',
   stopDeadline: null,
+  elapsedTimer: null,
   lockedUntil: 0,
+  sent: new Set(), // reservation ids whose game_over was sent (or is in flight)
+  overUntil: 0,
 };
 
 const log = (kind, text) => logLine($('#log'), kind, text);
-const names = (players) => (players || []).map((p) => (typeof p === 'string' ? p : p.pseudo || p.uid)).join(' & ') || '—';
+const nameOf = (p) => (typeof p === 'string' ? p : p?.pseudo || p?.uid || '?');
+const names = (players) => (players || []).map(nameOf).join(' & ') || '—';
 
-/* ---- connect ------------------------------------------------------------------ */
+/* ---- connect --------------------------------------------------------------------------- */
 
 function start(key) {
   saveCredential('cabinet-key', key);
   $('#signin').hidden = true;
-  $('#app').hidden = false;
-  $('#signout').hidden = false;
+  $('#screen').hidden = false;
+  $('#ops').hidden = false;
   const setConn = connectionPill($('#conn'));
   setConn('connecting');
-  const arcade = /^rn_(\d+)_/.exec(key)?.[1] || 'unknown';
   const rn = connect(wsUrl(), { api_key: key });
   state.rn = rn;
   rn.on('connect', (who) => {
     state.arcadeId = who.arcade_id;
     setConn('online');
-    $('#who').textContent = `arcade ${who.arcade_id}`;
-    const auth = $('#auth-state');
-    auth.className = 'notice';
-    auth.dataset.arcade = String(who.arcade_id);
-    fill(auth, 'Authenticated as the cabinet of ', el('strong', {}, `arcade ${who.arcade_id}`), '.');
-    showError($('#error'), null);
+    $('#who').textContent = `Arcade ${who.arcade_id}`;
+    $('#who').dataset.arcade = String(who.arcade_id);
+    banner($('#banner'), null);
   });
   rn.on('disconnect', ({ code, willRetry }) => {
     setConn(willRetry ? 'reconnecting' : 'offline', String(code));
-    if (!willRetry) {
-      const why = code === 4001 ? 'the hub refused this API key (close 4001): it may have been rotated'
-        : `the hub closed the connection (${code})`;
-      const auth = $('#auth-state');
-      auth.className = 'empty';
-      auth.textContent = 'Not authenticated.';
-      showError($('#error'), { code: 'disconnected', message: why }, 'Live connection');
+    if (willRetry) banner($('#banner'), 'Connection lost: reconnecting by itself…', 'warn');
+    else {
+      banner($('#banner'), code === 4001 ? 'The hub refused this cabinet key (it was rotated?): open the new cabinet link.'
+        : `Disconnected (${code}): reload to try again.`, 'bad');
     }
   });
   rn.on('error', (e) => log('error', `${e?.code || 'error'}: ${e?.message || ''}`));
-  rn.on('cabinet_queue', onCabinetQueue);
-  rn.on('queue', onCabinetQueue); // the same view, for changes that call nobody
-  rn.on('unlock_result', (ev) => {
-    if (ev.ok) setGame(ev.reservation_id, ev.players);
-    log('unlock', `#${ev.reservation_id}: ${ev.ok ? 'unlocked' : 'refused'}`);
-  });
+  rn.on('cabinet_queue', onView);
+  rn.on('queue', onView);
+  rn.on('unlock_result', (ev) => log('unlock', `#${ev.reservation_id}: ${ev.ok ? 'unlocked' : 'refused'}`));
 }
 
 $('#key-form').addEventListener('submit', (e) => {
@@ -80,49 +80,95 @@ $('#signout').addEventListener('click', () => {
   location.reload();
 });
 
-/* ---- what to do next: cabinet_queue ----------------------------------------------- */
+/* ---- the queue view decides the screen ---------------------------------------------------- */
 
-/* A cabinet_queue event or a queue snapshot of this arcade: the newest v wins. */
-function onCabinetQueue(ev) {
+function onView(ev) {
   if (typeof ev.v === 'number') {
-    if (ev.v < state.v) return; // a replay older than what we show
+    if (ev.v < state.v) return; // an older view (a replay)
     state.v = ev.v;
-    $('#version').textContent = `v${ev.v}`;
   }
-  const waiting = Array.isArray(ev.waiting) ? ev.waiting.length : ev.waiting ?? 0;
-  $('#waiting').textContent = String(waiting);
+  state.view = ev;
+  $('#arcade-name').textContent = ev.name || '';
   if (ev.status) fill($('#state'), pill(ev.status));
-  renderCalled(ev.called, ev.playing);
-  if (ev.playing) setGame(ev.playing.reservation_id, ev.playing.players);
-  else if (ev.called) setGame(ev.called.reservation_id, ev.called.players);
-  const what = ev.called ? `#${ev.called.reservation_id} called (${names(ev.called.players)})`
-    : ev.playing ? `#${ev.playing.reservation_id} playing` : 'nobody called';
-  log('queue', `${what}, ${waiting} waiting`);
+  const waiting = Array.isArray(ev.waiting) ? ev.waiting.length : 0;
+  $('#waiting-count').textContent = `${waiting} waiting`;
+  const line = $('#attract-line');
+  line.textContent = ev.status === 'maintenance' ? 'Out of order: maintenance' : 'Book a game on your phone';
+  line.classList.toggle('blink', ev.status !== 'maintenance');
+  $('#attract-next').textContent = waiting ? `Next: ${names(ev.waiting[0].players)} · ${waiting} waiting` : 'Nobody waiting: the next booking plays at once.';
+  log('queue', ev.called ? `#${ev.called.reservation_id} called (${names(ev.called.players)})`
+    : ev.playing ? `#${ev.playing.reservation_id} playing` : `nobody called, ${waiting} waiting`);
+  render();
 }
 
-function renderCalled(called, playing) {
-  state.stopDeadline?.();
-  state.stopDeadline = null;
-  const view = $('#called-view');
-  if (!called) {
-    fill(view, playing
-      ? el('p', {}, el('strong', {}, `#${playing.reservation_id}`), ' is playing: ', names(playing.players))
-      : el('p', { class: 'empty' }, 'Nobody called.'));
-    return;
+function render() {
+  const ev = state.view || {};
+  if (state.phase === 'over' && performance.now() < state.overUntil) return; // the result stays a moment
+  if (ev.playing && !state.sent.has(ev.playing.reservation_id)) return showPlaying(ev.playing);
+  if (ev.called) return showCalled(ev.called);
+  return show('attract');
+}
+
+/* Shows one phase; leaving one drops focus and its timers (nothing typed carries over). */
+function show(phase, reservationId = 0) {
+  const changed = phase !== state.phase || reservationId !== state.reservationId;
+  if (changed) {
+    document.activeElement?.blur?.();
+    state.stopDeadline?.();
+    state.stopDeadline = null;
+    clearInterval(state.elapsedTimer);
+    state.elapsedTimer = null;
   }
-  const left = el('span', { class: 'countdown' });
-  fill(view,
-    el('dl', { class: 'facts' },
-      el('dt', {}, 'Reservation'), el('dd', {}, `#${called.reservation_id}`),
-      el('dt', {}, 'Players'), el('dd', {}, names(called.players)),
-      called.slot !== undefined ? [el('dt', {}, 'Slot'), el('dd', {}, String(called.slot))] : null,
-      called.game_id !== undefined ? [el('dt', {}, 'Game'), el('dd', {}, called.game || `#${called.game_id}`)] : null,
-      el('dt', {}, 'Deadline'), el('dd', {}, left)),
-    el('p', { class: 'hint' }, 'Waiting for the player to type their code.'));
-  state.stopDeadline = countdown(left, secondsLeft(called));
+  state.phase = phase;
+  state.reservationId = reservationId;
+  document.body.dataset.phase = phase;
+  for (const id of ['attract', 'called', 'playing', 'over-screen']) $(`#${id}`).hidden = id !== (phase === 'over' ? 'over-screen' : phase);
+  return changed;
 }
 
-/* ---- state: idle / maintenance ------------------------------------------------------ */
+function showCalled(called) {
+  if (!show('called', called.reservation_id)) return;
+  state.players = called.players || [];
+  state.code = '';
+  renderDigits();
+  $('#unlock-result').textContent = '';
+  showError($('#unlock-error'), null);
+  $('#called-players').textContent = names(called.players);
+  $('#called-game').textContent = [called.game, called.slot ? `slot ${called.slot}` : ''].filter(Boolean).join(' · ');
+  state.stopDeadline = countdown($('#called-left'), secondsLeft(called));
+}
+
+/* A new reservation gets fresh, empty score fields: one per player. */
+function showPlaying(playing) {
+  if (!show('playing', playing.reservation_id)) return;
+  state.players = playing.players || [];
+  $('#playing-players').textContent = names(playing.players);
+  $('#playing-game').textContent = playing.game || '';
+  showError($('#game-error'), null);
+  $('#over').disabled = false;
+  fill($('#score-fields'), state.players.map((p, i) => el('label', {}, `${nameOf(p)}'s score`,
+    el('input', { type: 'number', min: '0', step: '1', inputmode: 'numeric', required: true, id: `score${i + 1}`, 'data-player': nameOf(p) }))));
+  const since = typeof playing.started_ms === 'number' ? Date.now() - playing.started_ms : 0;
+  const t0 = performance.now() - Math.max(0, since);
+  const tick = () => { $('#elapsed').textContent = clock((performance.now() - t0) / 1000); };
+  tick();
+  state.elapsedTimer = setInterval(tick, 500);
+  if (!state.started?.has(playing.reservation_id)) startGame(playing.reservation_id);
+}
+
+/* The game itself begins right after the unlock on this simulator: game_started. */
+async function startGame(id) {
+  state.started ||= new Set();
+  state.started.add(id);
+  try {
+    await state.rn.request('game_started', { reservation_id: id });
+    log('game', `#${id} started`);
+  } catch (err) {
+    log('game', `game_started: ${describeError(err)}`);
+  }
+}
+
+/* ---- state: idle / maintenance -------------------------------------------------------------- */
 
 for (const button of document.querySelectorAll('[data-state]')) {
   button.addEventListener('click', async () => {
@@ -141,16 +187,19 @@ for (const button of document.querySelectorAll('[data-state]')) {
   });
 }
 
-/* ---- keypad and unlock ------------------------------------------------------------- */
+/* ---- keypad and unlock ------------------------------------------------------------------------- */
 
 function renderDigits() {
   fill($('#digits'), Array.from({ length: CODE_LEN }, (_, i) => el('span', {}, state.code[i] || '')));
 }
 
 function press(key) {
+  if (state.phase !== 'called') return;
   if (key === 'back') state.code = state.code.slice(0, -1);
-  else if (key === 'enter') return unlock();
-  else if (/^\d$/.test(key) && state.code.length < CODE_LEN) state.code += key;
+  else if (key === 'enter') {
+    unlock();
+    return;
+  } else if (/^\d$/.test(key) && state.code.length < CODE_LEN) state.code += key;
   renderDigits();
 }
 
@@ -158,16 +207,22 @@ fill($('#keypad'), ['1', '2', '3', '4', '5', '6', '7', '8', '9', 'back', '0', 'e
   el('button', {
     type: 'button',
     class: k === 'enter' ? 'primary' : '',
-    'aria-label': k,
+    'aria-label': k === 'back' ? 'delete' : k === 'enter' ? 'OK' : k,
     'data-key': k,
     onclick: () => press(k),
   }, k === 'back' ? '⌫' : k === 'enter' ? 'OK' : k)));
 
+/*
+ * The physical keyboard types the code only on the code screen, and there it
+ * is the only thing Enter does (no button keeps a default action). On the
+ * score screen Enter submits the score form, which sends at most once.
+ */
 document.addEventListener('keydown', (e) => {
-  if ($('#app').hidden || e.target.closest('input, textarea, select')) return;
-  if (/^\d$/.test(e.key)) press(e.key);
-  else if (e.key === 'Backspace') press('back');
-  else if (e.key === 'Enter') press('enter');
+  if (state.phase !== 'called' || e.target.closest('input, textarea, select')) return;
+  const key = /^\d$/.test(e.key) ? e.key : e.key === 'Backspace' ? 'back' : e.key === 'Enter' ? 'enter' : '';
+  if (!key) return;
+  e.preventDefault();
+  press(key);
 });
 
 async function unlock() {
@@ -178,73 +233,71 @@ async function unlock() {
   }
   const left = Math.ceil((state.lockedUntil - performance.now()) / 1000);
   if (left > 0) {
-    result.textContent = `Unlock is locked for ${left} s more.`;
+    result.textContent = `Too many wrong codes: wait ${left} s.`;
     return;
   }
   const code = state.code;
+  const id = state.reservationId;
   state.code = '';
   renderDigits();
   try {
     const ok = await state.rn.request('unlock', { code });
     showError($('#unlock-error'), null);
-    if (ok.players) setGame(ok.reservation_id, ok.players);
-    else if (ok.reservation_id) $('#game-res').value = String(ok.reservation_id);
-    result.textContent = `Unlocked #${ok.reservation_id}: ${names(ok.players || state.players)}. Start the game!`;
+    result.textContent = 'Unlocked!';
     log('unlock', `#${ok.reservation_id} unlocked`);
+    // The queue view that follows says "playing"; show it now with what we know.
+    if (state.phase === 'called' && state.reservationId === id) {
+      showPlaying({ reservation_id: ok.reservation_id, players: state.players, game: state.view?.called?.game });
+    }
   } catch (err) {
-    const lockedFor = err.reply?.retry_after_s; // the fifth wrong code, or unlock_locked
+    const lockedFor = err.reply?.retry_after_s;
     if (lockedFor) state.lockedUntil = performance.now() + lockedFor * 1000;
-    result.textContent = err.code === 'bad_code' ? 'Wrong code: ask the player to check their phone.' : '';
-    showError($('#unlock-error'), err, 'unlock');
+    const left2 = err.reply?.attempts_left;
+    result.textContent = err.code === 'bad_code'
+      ? `Wrong code: check your phone.${left2 !== undefined ? ` ${left2} tries left.` : ''}` : '';
+    if (err.code !== 'bad_code') showError($('#unlock-error'), err, 'unlock');
     log('unlock', describeError(err));
   }
 }
 
-/* ---- game started / game over ------------------------------------------------------ */
-
-/* The reservation the game form acts on, and who plays it. */
-function setGame(reservationId, players) {
-  if (reservationId) $('#game-res').value = String(reservationId);
-  state.players = Array.isArray(players) ? players : [];
-  const p = state.players;
-  const label = (i) => (p[i] ? `${typeof p[i] === 'string' ? p[i] : p[i].pseudo || p[i].uid} score` : `Player ${i + 1} score`);
-  $('#score1-label').firstChild.textContent = label(0);
-  $('#score2-label').firstChild.textContent = label(1);
-  $('#score2-label').hidden = p.length === 1;
-}
-
-$('#started').addEventListener('click', async () => {
-  const id = Number($('#game-res').value);
-  if (!id) return showError($('#game-error'), { code: 'bad_request', message: 'which reservation?' }, 'game_started');
-  try {
-    await state.rn.request('game_started', { reservation_id: id });
-    showError($('#game-error'), null);
-    $('#game-result').textContent = `#${id}: game started.`;
-    fill($('#state'), pill('playing'));
-    log('game', `#${id} started`);
-  } catch (err) {
-    showError($('#game-error'), err, 'game_started');
-  }
-});
+/* ---- game over ------------------------------------------------------------------------------------ */
 
 $('#game-form').addEventListener('submit', async (e) => {
   e.preventDefault();
-  const id = Number($('#game-res').value);
-  const inputs = $('#score2-label').hidden ? [$('#score1')] : [$('#score1'), $('#score2')];
-  const scores = inputs.map((input) => Math.trunc(Number(input.value)) || 0); // in player order, booker first
+  const id = state.reservationId;
+  if (state.phase !== 'playing' || !id || state.sent.has(id)) return; // at most once per reservation
+  const inputs = [...$('#score-fields').querySelectorAll('input')];
+  const scores = inputs.map((input) => Number(input.value));
+  if (inputs.some((input) => input.value === '') || scores.some((n) => !Number.isInteger(n) || n < 0)) {
+    showError($('#game-error'), { code: 'scores', message: 'type each player\'s score (a whole number)' }, 'Scores');
+    return;
+  }
+  state.sent.add(id);
+  $('#over').disabled = true;
   try {
     const ok = await state.rn.request('game_over', { reservation_id: id, scores });
     showError($('#game-error'), null);
-    const result = outcome(ok);
-    $('#game-result').textContent = `#${id}: game over, ${result}.`;
-    log('game', `#${id} over: ${result}`);
+    const scored = ok.scores || inputs.map((input, i) => ({ pseudo: input.dataset.player, score: scores[i] }));
+    const text = ok.tie ? "It's a tie!" : ok.winner ? `${ok.winner} wins!` : `Score ${scores[0].toLocaleString('en')}`;
+    show('over', id);
+    state.overUntil = performance.now() + RESULT_MS;
+    $('#game-result').textContent = text;
+    fill($('#over-scores'), scored.map((s) => el('li', {}, el('span', {}, s.pseudo), el('strong', {}, Number(s.score).toLocaleString('en')))));
+    log('game', `#${id} over: ${outcome(ok)}`);
+    setTimeout(render, RESULT_MS + 50);
   } catch (err) {
-    showError($('#game-error'), err, 'game_over');
+    if (err.code !== 'not_playing' && err.code !== 'reservation_not_found') {
+      state.sent.delete(id); // not recorded: the operator may send it again
+      $('#over').disabled = false;
+    }
+    showError($('#game-error'), err, 'game over');
   }
 });
 
-/* ---- go --------------------------------------------------------------------------------- */
+/* ---- go --------------------------------------------------------------------------------------------- */
 
 renderDigits();
+show('attract');
 const saved = credential('key', 'cabinet-key');
 if (saved) start(saved);
+else $('#signin').hidden = false;

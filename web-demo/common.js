@@ -1,6 +1,6 @@
 /*
- * common.js: what the demo pages share. Credentials from the URL or
- * localStorage, a fetch wrapper that turns the API's
+ * common.js: what the demo pages share. Credentials from the URL fragment or
+ * sessionStorage, a fetch wrapper that turns the API's
  * {"error":{"code","message"}} into a readable ApiError, and DOM helpers that
  * only ever write text (never innerHTML), so nothing the hub or a user sends
  * can become markup.
@@ -51,21 +51,21 @@ export function pill(text, kind = text) {
 /* ---- credentials ------------------------------------------------------- */
 
 /*
- * The credential a page runs with: ?<param>= in the URL wins (it is then
- * stored and taken out of the address bar, so it does not linger in the
- * history), else what localStorage holds under rn:<storeKey>.
+ * The credential a page runs with. A link may carry it in the URL fragment
+ * (#token=... or #key=...): fragments never reach a server or its logs. It is
+ * moved to sessionStorage (this tab only) under rn:<storeKey> and taken out of
+ * the address bar; later loads of the tab read it from there.
  */
 export function credential(param, storeKey) {
-  const url = new URL(location.href);
-  const fromUrl = url.searchParams.get(param);
+  const frag = new URLSearchParams(location.hash.slice(1));
+  const fromUrl = frag.get(param);
   if (fromUrl) {
     saveCredential(storeKey, fromUrl.trim());
-    url.searchParams.delete(param);
-    history.replaceState(null, '', url.pathname + url.search + url.hash);
+    history.replaceState(null, '', location.pathname + location.search);
     return fromUrl.trim();
   }
   try {
-    return localStorage.getItem(`rn:${storeKey}`) || '';
+    return sessionStorage.getItem(`rn:${storeKey}`) || '';
   } catch {
     return '';
   }
@@ -73,8 +73,8 @@ export function credential(param, storeKey) {
 
 export function saveCredential(storeKey, value) {
   try {
-    if (value) localStorage.setItem(`rn:${storeKey}`, value);
-    else localStorage.removeItem(`rn:${storeKey}`);
+    if (value) sessionStorage.setItem(`rn:${storeKey}`, value);
+    else sessionStorage.removeItem(`rn:${storeKey}`);
   } catch { /* storage disabled: this page load only */ }
 }
 
@@ -250,13 +250,53 @@ export function countdown(node, seconds, onEnd) {
 
 /*
  * Shows a socket's state in a pill: connecting, online (the auth reply came),
- * reconnecting, or offline. Returns the handler to call with each state.
+ * reconnecting, or offline (the close code goes in the title, not the text,
+ * so that the header never wraps). Returns the handler to call with each state.
  */
 export function connectionPill(node) {
+  const words = { connecting: 'connecting…', online: 'live', reconnecting: 'reconnecting…', offline: 'offline' };
   return (state, detail = '') => {
     node.className = `pill pill-${state}`;
-    node.textContent = detail ? `${state} · ${detail}` : state;
+    node.textContent = words[state] || state;
+    node.title = detail ? `${state} (${detail})` : state;
   };
+}
+
+/*
+ * A page-wide banner (role="status"): banner(node, 'Reconnecting…', 'warn'),
+ * banner(node, null) hides it.
+ */
+export function banner(node, text, kind = 'warn') {
+  node.hidden = !text;
+  node.className = `banner banner-${kind}`;
+  node.textContent = text || '';
+}
+
+/* 65 -> "1:05" elapsed, counting up. */
+export function elapsed(ms) {
+  return clock(ms / 1000);
+}
+
+/*
+ * A confirmation in a <dialog> of the page (#confirm with #confirm-text,
+ * #confirm-ok, #confirm-cancel): resolves true when confirmed.
+ */
+export function confirmDialog(text, okLabel = 'Confirm') {
+  const dialog = $('#confirm');
+  $('#confirm-text').textContent = text;
+  $('#confirm-ok').textContent = okLabel;
+  return new Promise((resolve) => {
+    const done = (value) => () => {
+      dialog.close();
+      $('#confirm-ok').onclick = null;
+      $('#confirm-cancel').onclick = null;
+      resolve(value);
+    };
+    $('#confirm-ok').onclick = done(true);
+    $('#confirm-cancel').onclick = done(false);
+    dialog.showModal();
+    $('#confirm-cancel').focus();
+  });
 }
 
 /* Adds a line at the top of an event log (<ol>), replacing its placeholder, keeping the newest 100. */

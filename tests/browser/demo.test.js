@@ -1,258 +1,346 @@
-// The web demo (web-demo/) in Debian's chromium, against a real hub, PostgreSQL
-// and Redis with the demo data: the phone page lists the arcades and shows a
-// live queue, the cabinet page authenticates with an API key, the admin page
-// shows live stats; a reservation goes through both pages end to end; a route
-// that fails is shown as an error and breaks nothing else. A screenshot of
-// each page is kept (see SHOTS) for a person to look at.
+// The demo as people use it, in Debian's chromium, against `make run`
+// (scripts/run.sh with the suite's own PostgreSQL and Redis): the links it
+// prints open every page signed in; a new player signs up; alice buys
+// tickets, uses WELCOME10, books a duo with bob picked from her friends,
+// watches her position move, gets the code; the cabinet screen unlocks, plays
+// and ends with two scores; alice sees the result and her best; the
+// operations console shows the game live and the purchase, promo use,
+// reservations and scores in its stream. Then `make run` is restarted: the
+// cabinet (same key, kept in var/) and the phones recover with no manual
+// step. And the cabinet's Enter key cannot send a game over twice.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import {
-  HUB_BIN, SOURCE_DIR, applyDemo, run, startHub, startPostgres, startRedis, token,
+  HUB_BIN, SOURCE_DIR, freePort, http, startPostgres, startRedis, tmpDir, token, track, waitFor, watch,
 } from '../lib/harness.js';
+import {
+  HAVE_CHROMIUM, CHROMIUM, PHONE, WAIT, launch, openPage, screenshots,
+} from './browser.js';
 
-const CHROMIUM = process.env.RN_CHROMIUM || '/usr/bin/chromium';
-const SHOTS = process.env.RN_SCREENSHOT_DIR || path.join(os.tmpdir(), 'rn-browser-screenshots');
-const DEMO_ARCADES = ['Retronova Paris Bastille', 'Retronova Lyon Part-Dieu', 'Retronova Bordeaux Quai'];
-const WAIT = { timeout: 15000 };
+const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/;
 
-describe('web demo', { skip: !fs.existsSync(CHROMIUM) && `no chromium at ${CHROMIUM}` }, () => {
-  let pg, hub, browser;
-  let aliceToken, adminToken;
+/*
+ * scripts/run.sh against pg and redis, on port, with its state in varDir.
+ * Resolves { links, keys, proc, output(), stop() } once the hub answers.
+ */
+async function makeRun({ pg, redis, port, varDir }) {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('HUB_') || k.startsWith('RN_')) delete env[k];
+  Object.assign(env, {
+    DATABASE_URL: pg.url, REDIS_URL: redis.url, RN_SKIP_DEPS: '1', RN_SKIP_BUILD: '1', RN_HUB_BIN: HUB_BIN,
+    RN_VAR_DIR: varDir, HUB_PORT: String(port), HUB_LISTEN: '127.0.0.1', HUB_WEB_ROOT: path.join(SOURCE_DIR, 'web-demo'),
+    UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1',
+  });
+  const proc = spawn('bash', [path.join(SOURCE_DIR, 'scripts', 'run.sh')], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  watch('pid', proc.pid);
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  let done = false;
+  exited.then(() => { done = true; });
+  track(`run.sh ${proc.pid}`, async () => { if (!done) { process.kill(-proc.pid, 'SIGTERM'); await exited; } },
+    () => { if (!done) process.kill(-proc.pid, 'SIGKILL'); });
+  const hub = { port, url: `http://127.0.0.1:${port}` };
+  await waitFor(async () => {
+    if (done) throw new Error(`run.sh exited early:\n${out}`);
+    if (!/^token demo-admin /m.test(out)) return false;
+    try { return (await http(hub, 'GET', '/healthz', { timeoutMs: 1000 })).status === 200; } catch { return false; }
+  }, { timeoutMs: 90000, intervalMs: 100, what: 'make run to serve' }).catch((err) => {
+    throw new Error(`${err.message}\n${out.slice(-4000)}`);
+  });
+  const links = Object.fromEntries([...out.matchAll(/^link (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+  const keys = Object.fromEntries([...out.matchAll(/^cabinet (\d+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+  return {
+    links, keys, proc, url: hub.url, output: () => out,
+    async stop() { // Ctrl-C: run.sh stops the hub, which drains its sockets
+      if (!done) process.kill(proc.pid, 'SIGINT');
+      const info = await exited;
+      assert.equal(info.code, 0, `run.sh exit ${JSON.stringify(info)}\n${out.slice(-3000)}`);
+      assert.doesNotMatch(out, SANITIZER_RE, 'sanitizer report');
+    },
+  };
+}
+
+/* Types digits on the cabinet's physical keyboard, then Enter. */
+async function typeCode(cab, code) {
+  await cab.keyboard.type(code);
+  await cab.keyboard.press('Enter');
+}
+
+describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at ${CHROMIUM}` }, () => {
+  let pg, redis, run, browser, port, varDir;
+  const frames = []; // game_over frames the cabinet page sent: [reservation_id]
 
   before(async () => {
     pg = await startPostgres();
-    const redis = await startRedis();
-    await applyDemo(pg);
-    // The pages of this checkout, whatever web root the binary was built with.
-    hub = await startHub({ pg, redis, args: ['--web-root', path.join(SOURCE_DIR, 'web-demo')] });
-    aliceToken = token(hub, 'demo-alice');
-    adminToken = token(hub, 'demo-admin', { admin: true });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
-    fs.mkdirSync(SHOTS, { recursive: true });
+    redis = await startRedis();
+    port = await freePort();
+    varDir = tmpDir('rn-run-');
+    run = await makeRun({ pg, redis, port, varDir });
+    browser = await launch();
   });
 
-  // Before the harness stops the hub: no browser socket outlives it.
   after(async () => {
     await browser?.close();
+    if (run) await run.stop();
   });
 
-  /*
-   * A fresh page (own storage) that records uncaught exceptions and console
-   * errors other than failed requests; check() asserts there were none: a
-   * page may show an error, never break. prepare(context) runs before the
-   * page loads (to route requests).
-   */
-  async function openPage(t, urlPath, prepare) {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    if (prepare) await prepare(context);
-    const page = await context.newPage();
-    const thrown = [];
-    page.on('pageerror', (err) => thrown.push(err.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) thrown.push(m.text());
-    });
-    t.after(() => context.close());
-    await page.goto(`${hub.url}${urlPath}`);
-    return { page, check: () => assert.deepEqual(thrown, [], 'the page threw') };
-  }
+  let alice, bob, carol, cab, admin, dave, daveReservation;
 
-  async function screenshot(t, page, name) {
-    const file = path.join(SHOTS, `${name}.png`);
-    await page.screenshot({ path: file, fullPage: true });
-    t.diagnostic(`screenshot: ${file}`);
-  }
-
-  test('index links to the three pages', async (t) => {
-    const { page, check } = await openPage(t, '/');
-    for (const href of ['/phone.html', '/cabinet.html', '/admin.html']) {
-      assert.equal(await page.locator(`a[href="${href}"]`).count(), 1, href);
+  test('make run prints links that open each page signed in; the index shows them', async (t) => {
+    for (const who of ['index', 'alice', 'bob', 'new', 'admin', 'cabinet1', 'cabinet2', 'cabinet3']) {
+      assert.ok(run.links[who], `link ${who}`);
+      assert.ok(!run.links[who].includes('?'), 'credentials never in a query string');
     }
-    await screenshot(t, page, 'index');
+    assert.match(run.links.alice, /\/phone\.html#token=ey/);
+    assert.match(run.links.cabinet1, /\/cabinet\.html#key=rn_1_[0-9a-f]{64}$/);
+    assert.match(run.output(), /WELCOME10/);
+    const { page, check } = await openPage(t, browser, run.links.index);
+    await page.locator('#demo').waitFor({ state: 'visible', ...WAIT });
+    assert.equal(new URL(page.url()).hash, '', 'the credentials leave the address bar');
+    const texts = await page.locator('#demo-links a').allTextContents();
+    assert.deepEqual(texts, ['Alice’s phone', 'Bob’s phone', 'A new player (sign-up)', 'Operations console',
+      'Cabinet screen, arcade 1', 'Cabinet screen, arcade 2', 'Cabinet screen, arcade 3']);
+    assert.equal(await page.locator('a[data-who="alice"]').getAttribute('href'), new URL(run.links.alice).pathname + new URL(run.links.alice).hash);
+    // Anyone else gets the page without credentials.
+    const anon = await openPage(t, browser, `${run.url}/`);
+    await anon.page.locator('#nodemo').waitFor({ state: 'visible', ...WAIT });
+    assert.equal(await anon.page.locator('#demo-links a').count(), 0);
     check();
+    anon.check();
   });
 
-  test('phone: arcades from the REST API, then the live queue of arcade 1', async (t) => {
-    const { page, check } = await openPage(t, `/phone.html?token=${encodeURIComponent(aliceToken)}`);
-    await page.locator('#conn', { hasText: 'online' }).waitFor(WAIT);
-    assert.equal(await page.locator('#who').textContent(), 'demo-alice');
-    assert.ok(!page.url().includes('token='), 'the token is taken out of the address bar');
-
-    const items = page.locator('#arcade-list li[data-arcade-id]');
-    await items.nth(2).waitFor(WAIT);
-    assert.equal(await items.count(), 3);
-    const list = await page.locator('#arcade-list').textContent();
-    for (const name of DEMO_ARCADES) assert.ok(list.includes(name), `${name} listed`);
-    await page.locator('#balance[data-balance]').waitFor(WAIT);
-
-    await page.locator('li[data-arcade-id="1"] [data-action="watch"]').click();
-    const view = page.locator('#queue-view[data-v]');
-    await view.waitFor(WAIT);
-    assert.equal(await view.getAttribute('data-arcade'), '1');
-    const v = await view.getAttribute('data-v');
-    assert.match(v, /^\d+$/);
-    const text = await view.textContent();
-    assert.ok(text.includes(`v${v}`), 'the version is shown');
-    assert.ok(text.includes(DEMO_ARCADES[0]));
-    assert.match(text, /Waiting \(0\)/);
-    await screenshot(t, page, 'phone');
-    check();
-  });
-
-  test('phone: a failing route shows its error, the rest of the page works', async (t) => {
-    // As the hub answers a route it does not have, and as a proxy answers when the hub is away.
-    const { page, check } = await openPage(t, `/phone.html?token=${encodeURIComponent(aliceToken)}`, async (context) => {
-      await context.route('**/api/v1/arcades', (route) => route.fulfill({
-        status: 404, contentType: 'application/json',
-        body: JSON.stringify({ error: { code: 'not_found', message: 'no route for /api/v1/arcades' } }),
-      }));
-      await context.route('**/api/v1/tickets/offers', (route) => route.fulfill({
-        status: 502, contentType: 'text/html', body: '<html><body>Bad Gateway</body></html>',
-      }));
+  test('the console, the cabinet and three phones open from their links', async () => {
+    // These pages live through the whole story (until the browser closes).
+    admin = await openPage(null, browser, run.links.admin);
+    cab = await openPage(null, browser, run.links.cabinet1, {
+      watch: (page) => page.on('websocket', (ws) => ws.on('framesent', (f) => {
+        try {
+          const m = JSON.parse(f.payload);
+          if (m.type === 'game_over') frames.push(m.reservation_id);
+        } catch { /* not JSON */ }
+      })),
     });
-
-    const arcades = page.locator('#arcades-error');
-    await arcades.waitFor({ state: 'visible', ...WAIT });
-    assert.equal(await arcades.textContent(), 'GET /api/v1/arcades: not_found (404): no route for /api/v1/arcades');
-    const offers = page.locator('#tickets-error');
-    await offers.waitFor({ state: 'visible', ...WAIT });
-    assert.match(await offers.textContent(), /^GET \/api\/v1\/tickets\/offers: http_502 \(502\)/);
-    assert.equal(await page.locator('#arcade-list li[data-arcade-id]').count(), 0);
-
-    // The rest still works: the balance, and watching an arcade by its number.
-    await page.locator('#balance[data-balance]').waitFor(WAIT);
-    await page.locator('#watch-id').fill('1');
-    await page.locator('#watch-form button').click();
-    await page.locator('#queue-view[data-arcade="1"][data-v]').waitFor(WAIT);
-    await screenshot(t, page, 'phone-errors');
-    check();
+    alice = await openPage(null, browser, run.links.alice, { viewport: PHONE });
+    bob = await openPage(null, browser, run.links.bob, { viewport: PHONE });
+    carol = await openPage(null, browser, run.links.new, { viewport: PHONE });
+    for (const p of [admin, cab, alice, bob]) await p.page.locator('#conn', { hasText: 'live' }).waitFor(WAIT);
+    assert.equal(new URL(alice.page.url()).hash, '');
+    await cab.page.locator('body[data-phase="attract"] #attract-title', { hasText: 'RETRONOVA' }).waitFor(WAIT);
+    await cab.page.locator('#arcade-name', { hasText: 'Retronova Paris Bastille' }).waitFor(WAIT);
+    await admin.page.locator('#board article[data-arcade-id="1"][data-status="idle"]').waitFor(WAIT);
+    await alice.page.locator('button.choice[data-arcade-id="1"]', { hasText: 'free now' }).waitFor(WAIT);
   });
 
-  test('cabinet: authenticates with its API key', async (t) => {
-    const { stdout } = await run(HUB_BIN, ['cabinet-key', '--database-url', pg.url, '1']);
-    const key = stdout.trim();
-    assert.match(key, /^rn_1_[0-9a-f]{64}$/);
-    const { page, check } = await openPage(t, `/cabinet.html?key=${encodeURIComponent(key)}`);
-    const auth = page.locator('#auth-state[data-arcade="1"]');
-    await auth.waitFor(WAIT);
-    assert.match(await auth.textContent(), /Authenticated as the cabinet of arcade 1/);
-    await page.locator('#conn', { hasText: 'online' }).waitFor(WAIT);
-    assert.ok(!page.url().includes('key='), 'the key is taken out of the address bar');
+  test('a new player signs up, hears "not enough tickets" with the way out, and is given tickets', async () => {
+    const p = carol.page;
+    await p.locator('#signup').waitFor({ state: 'visible', ...WAIT });
+    await p.locator('#su-pseudo').fill('alice');
+    await p.locator('#su-first').fill('Carol');
+    await p.locator('#su-last').fill('Dupont');
+    await p.locator('#signup-go').click();
+    await p.locator('#signup-error', { hasText: 'This player name is taken' }).waitFor(WAIT);
+    await p.locator('#su-pseudo').fill('carol');
+    await p.locator('#signup-go').click();
+    await p.locator('#view-play', { hasText: 'Where do you play?' }).waitFor(WAIT);
+    await p.locator('#conn', { hasText: 'live' }).waitFor(WAIT);
+    await p.locator('#balance[data-balance="0"]').waitFor(WAIT);
 
-    // The keypad echoes what is typed, on screen and from the keyboard.
-    for (const k of ['4', '8', '2']) await page.locator(`#keypad [data-key="${k}"]`).click();
-    await page.keyboard.type('913');
-    assert.equal((await page.locator('#digits').textContent()).trim(), '482913');
-    await page.locator('#keypad [data-key="back"]').click();
-    assert.equal((await page.locator('#digits').textContent()).trim(), '48291');
-    await screenshot(t, page, 'cabinet');
-    check();
+    await p.locator('button.choice[data-arcade-id="1"]').click();
+    await p.locator('button.choice[data-game-id="3"]').click(); // Neon Racer, solo, 1 ticket
+    await p.locator('#reserve-go').click();
+    const err = p.locator('#reserve-error');
+    await err.filter({ hasText: 'Not enough tickets for this game.' }).waitFor(WAIT);
+    await err.getByRole('button', { name: 'Buy tickets' }).click();
+    await p.locator('#view-tickets').waitFor({ state: 'visible', ...WAIT });
+
+    // The operator gives her 3 tickets, after confirming.
+    const a = admin.page;
+    await a.locator('#adj-uid').fill(run.output().match(/^token (demo-new-\w+) /m)[1]);
+    await a.locator('#adj-delta').fill('3');
+    await a.locator('#adj-reason').fill('welcome');
+    await a.locator('#adjust-form button').click();
+    await a.locator('#confirm', { hasText: 'Give 3 ticket(s) to demo-new-' }).waitFor(WAIT);
+    await a.locator('#confirm-ok').click();
+    await a.locator('#adjust-ok', { hasText: 'now has 3 tickets' }).waitFor(WAIT);
+    await p.locator('#balance[data-balance="3"]').waitFor(WAIT);
+    await a.locator('#log li', { hasText: /demo-admin adjusted demo-new-\w+'s tickets by \+3/ }).waitFor(WAIT);
   });
 
-  test('admin: live stats once a second', async (t) => {
-    const { page, check } = await openPage(t, `/admin.html?token=${encodeURIComponent(adminToken)}`);
-    await page.locator('#conn', { hasText: 'online' }).waitFor(WAIT);
-    await page.locator('#stats-view[data-v]').waitFor(WAIT);
-    const admins = page.locator('#stats-view tr[data-kind="admin"] td.num');
-    assert.ok(Number(await admins.textContent()) >= 1, 'this dashboard counts as an admin connection');
-    await page.locator('#arcades-view tr[data-arcade-id]').nth(2).waitFor(WAIT);
-    await screenshot(t, page, 'admin');
-    check();
+  let carolCode;
+  test('carol is called at once; dave (a player on the REST API) queues behind her', async () => {
+    const p = carol.page;
+    await p.locator('.tab[data-tab="play"]').click(); // back where she was: Neon Racer, ready to book
+    await p.locator('#reserve-go', { hasText: 'Reserve · 1 ticket' }).click();
+    await p.locator('#spot[data-status="called"] #spot-title', { hasText: 'Your turn!' }).waitFor(WAIT);
+    carolCode = await p.locator('#turn-code').textContent();
+    assert.match(carolCode, /^\d{6}$/);
+    assert.match(await p.locator('#turn-left').textContent(), /^\d:\d\d$/);
+    assert.match(await p.locator('#announce').textContent(), /Your turn at Retronova Paris Bastille!/);
+    await cab.page.locator('body[data-phase="called"] #called-players', { hasText: 'carol' }).waitFor(WAIT);
+
+    dave = token(null, 'demo-dave', { secret: fs.readFileSync(path.join(varDir, 'secret'), 'utf8').trim() });
+    const hub = { port };
+    const ok = async (method, url, body, status = 200) => {
+      const res = await http(hub, method, url, { token: dave, body, headers: { 'Idempotency-Key': crypto.randomUUID() } });
+      assert.equal(res.status, status, `${method} ${url}: ${JSON.stringify(res.json ?? res.text)}`);
+      return res.json;
+    };
+    await ok('POST', '/api/v1/auth/register', { pseudo: 'dave', first_name: 'Dave', last_name: 'Rest' }, 201);
+    await ok('POST', '/api/v1/promos/use', { code: 'WELCOME10' });
+    const r = await ok('POST', '/api/v1/reservations', { arcade_id: 1, game_id: 2 }, 201);
+    daveReservation = (r.reservation || r).id;
+    assert.ok(daveReservation > 0);
   });
 
-  test('a game end to end: reserve on the phone, unlock on the cabinet, the score on the phone', async (t) => {
-    const { stdout } = await run(HUB_BIN, ['cabinet-key', '--database-url', pg.url, '2']);
-    const cab = await openPage(t, `/cabinet.html?key=${encodeURIComponent(stdout.trim())}`);
-    await cab.page.locator('#version', { hasText: /^v\d+$/ }).waitFor(WAIT); // its first cabinet_queue
-    const phone = await openPage(t, `/phone.html?token=${encodeURIComponent(aliceToken)}`);
-    await phone.page.locator('#balance[data-balance]').waitFor(WAIT);
-    const before = Number(await phone.page.locator('#balance').getAttribute('data-balance'));
+  test('alice buys tickets, uses WELCOME10 (once), books a duo with bob and moves up the queue', async () => {
+    const p = alice.page;
+    await p.locator('#balance[data-balance="20"]').waitFor(WAIT);
+    await p.locator('.tab[data-tab="tickets"]').click();
+    await p.locator('#offers li[data-offer-id="1"] button').click();
+    await p.locator('#balance[data-balance="30"]').waitFor(WAIT);
+    await p.locator('#promo-code').fill('welcome10');
+    await p.locator('#promo-go').click();
+    await p.locator('#promo-ok', { hasText: 'WELCOME10: 10 free tickets added' }).waitFor(WAIT);
+    await p.locator('#balance[data-balance="40"]').waitFor(WAIT);
+    await p.locator('#promo-code').fill('WELCOME10');
+    await p.locator('#promo-go').click();
+    await p.locator('#promo-error', { hasText: 'You have already used this code.' }).waitFor(WAIT);
+    await p.locator('#promo-code').fill('NOPE99');
+    await p.locator('#promo-go').click();
+    await p.locator('#promo-error', { hasText: 'This code does not exist.' }).waitFor(WAIT);
 
-    // Neon Racer (game 3: one player, one ticket) on arcade 2, whose cabinet is idle: called at once.
-    const arcade = phone.page.locator('li[data-arcade-id="2"]');
-    await arcade.locator('select').selectOption('3');
-    await arcade.locator('button', { hasText: 'Reserve' }).click();
-    const code = phone.page.locator('#turn-code');
-    await phone.page.locator('#turn').waitFor({ state: 'visible', ...WAIT });
-    assert.match(await code.textContent(), /^\d{6}$/);
-    assert.match(await phone.page.locator('#turn-left').textContent(), /^\d+:\d\d$/, 'a countdown');
-    await phone.page.locator(`#balance[data-balance="${before - 1}"]`).waitFor(WAIT);
-    await screenshot(t, phone.page, 'phone-your-turn');
+    await p.locator('.tab[data-tab="play"]').click();
+    await p.locator('button.choice[data-arcade-id="1"]', { hasText: '1 player group waiting' }).click();
+    await p.locator('button.choice[data-game-id="1"]').click(); // Street Brawler: two players, 2 tickets
+    await p.getByLabel('Me and bob').check();
+    await p.locator('#reserve-go').click();
+    await p.locator('#spot[data-status="waiting"] #position', { hasText: '#2' }).waitFor(WAIT);
+    await p.locator('#eta', { hasText: /Your turn in .* \(estimate\)/ }).waitFor(WAIT);
+    await p.locator('#balance[data-balance="38"]').waitFor(WAIT);
+    await bob.page.locator('#spot[data-status="waiting"] #position', { hasText: '#2' }).waitFor(WAIT);
 
-    // The cabinet shows the called reservation; the player types the code.
-    await cab.page.locator('#called-view', { hasText: 'alice' }).waitFor(WAIT);
-    assert.match(await cab.page.locator('#called-view .countdown').textContent(), /^\d+:\d\d$/);
-    await screenshot(t, cab.page, 'cabinet-called');
-    const right = await code.textContent();
-    const wrong = right === '000000' ? '111111' : '000000';
-    await cab.page.keyboard.type(wrong);
-    await cab.page.keyboard.press('Enter');
-    const unlockError = cab.page.locator('#unlock-error');
-    await unlockError.waitFor({ state: 'visible', ...WAIT });
-    assert.match(await unlockError.textContent(), /^unlock: bad_code.*4 attempt\(s\) left/);
-    await cab.page.keyboard.type(right);
-    await cab.page.keyboard.press('Enter');
-    await cab.page.locator('#unlock-result', { hasText: 'Unlocked' }).waitFor(WAIT);
-    await phone.page.locator('#turn').waitFor({ state: 'hidden', ...WAIT });
-
-    await cab.page.locator('#started').click();
-    await cab.page.locator('#game-result', { hasText: 'game started' }).waitFor(WAIT);
-    await cab.page.locator('#score1').fill('4200');
-    await cab.page.locator('#over').click();
-    await cab.page.locator('#game-result', { hasText: 'game over' }).waitFor(WAIT);
-    await phone.page.locator('#last-score', { hasText: '4200' }).waitFor(WAIT);
-    await phone.page.locator('#reservations .pill-completed').waitFor(WAIT);
-    await screenshot(t, phone.page, 'phone-score');
-    cab.check();
-    phone.check();
+    // dave gives up his place: alice moves up.
+    const res = await http({ port }, 'DELETE', `/api/v1/reservations/${daveReservation}`, { token: dave });
+    assert.equal(res.status, 200);
+    await p.locator('#spot[data-status="waiting"] #position', { hasText: '#1' }).waitFor(WAIT);
+    await bob.page.locator('#spot[data-status="waiting"] #position', { hasText: '#1' }).waitFor(WAIT);
   });
 
-  test('phone: reserve and cancel (refunded), buy tickets; the admin sees the purchase', async (t) => {
-    const admin = await openPage(t, `/admin.html?token=${encodeURIComponent(adminToken)}`);
-    await admin.page.locator('#conn', { hasText: 'online' }).waitFor(WAIT);
-    const { page, check } = await openPage(t, `/phone.html?token=${encodeURIComponent(aliceToken)}`);
-    await page.locator('#balance[data-balance]').waitFor(WAIT);
-    const before = Number(await page.locator('#balance').getAttribute('data-balance'));
+  test('the cabinet plays carol\'s game; Enter on the next code unlocks and sends nothing else', async (t) => {
+    const c = cab.page;
+    await typeCode(c, carolCode === '000000' ? '111111' : '000000');
+    await c.locator('#unlock-result', { hasText: 'Wrong code: check your phone. 4 tries left.' }).waitFor(WAIT);
+    await typeCode(c, carolCode);
+    await c.locator('body[data-phase="playing"] #playing-players', { hasText: 'carol' }).waitFor(WAIT);
+    await carol.page.locator('#spot[data-status="playing"]').waitFor(WAIT);
+    await c.locator('#elapsed', { hasText: /^0:0[1-9]|^0:[1-5]\d/ }).waitFor(WAIT); // time runs
+    await c.locator('#score1').fill('700');
+    await c.locator('#over').click(); // focus on the button: the old trap
+    await c.locator('#game-result', { hasText: 'Score 700' }).waitFor(WAIT);
+    await screenshots(t, c, 'cabinet-game-over');
+    await carol.page.locator('#spot-title', { hasText: 'Game over' }).waitFor(WAIT);
+    assert.equal(frames.length, 1);
 
-    // Pixel Puzzle (game 4, one ticket) on arcade 3, whose cabinet is offline: it waits.
-    const arcade = page.locator('li[data-arcade-id="3"]');
-    await arcade.locator('select').selectOption('4');
-    await arcade.locator('button', { hasText: 'Reserve' }).click();
-    const row = page.locator('#reservations li', { has: page.locator('.pill-waiting') });
-    await row.waitFor(WAIT);
-    await page.locator(`#balance[data-balance="${before - 1}"]`).waitFor(WAIT);
-    await row.filter({ hasText: 'position 1' }).waitFor(WAIT);
-    assert.match(await row.textContent(), /ETA .*\(estimate\)/);
-    await page.locator('#queue-view[data-arcade="3"] li.mine').waitFor(WAIT); // the page watches it
-    await row.locator('button', { hasText: 'Cancel' }).click();
-    await page.locator('#reservations .pill-cancelled').waitFor(WAIT);
-    await page.locator(`#balance[data-balance="${before}"]`).waitFor(WAIT);
-
-    await page.locator('#offers li[data-offer-id="1"] button', { hasText: 'Buy' }).click();
-    await page.locator(`#balance[data-balance="${before + 10}"]`).waitFor(WAIT);
-    await page.locator('#log', { hasText: 'purchase' }).waitFor(WAIT);
-    await screenshot(t, page, 'phone-cancel-buy');
-    await admin.page.locator('#log li', { hasText: 'uid=demo-alice' }).filter({ hasText: 'purchase' }).waitFor(WAIT);
-    await admin.page.locator('#stats-view tr[data-kind="player"] td.num', { hasText: /^[1-9]/ }).waitFor(WAIT);
-    await screenshot(t, admin.page, 'admin-events');
-    check();
-    admin.check();
+    // alice and bob are called; the code typed on the keyboard, then Enter.
+    const p = alice.page;
+    await p.locator('#spot[data-status="called"] #spot-title', { hasText: 'Your turn!' }).waitFor(WAIT);
+    const code = await p.locator('#turn-code').textContent();
+    await bob.page.locator('#spot[data-status="called"] #turn-code', { hasText: code }).waitFor(WAIT);
+    await screenshots(t, p, 'phone-your-turn');
+    await c.locator('body[data-phase="called"] #called-players', { hasText: 'alice & bob' }).waitFor(WAIT);
+    await screenshots(t, c, 'cabinet-called');
+    await typeCode(c, code);
+    await c.locator('body[data-phase="playing"] #playing-players', { hasText: 'alice & bob' }).waitFor(WAIT);
+    assert.equal(frames.length, 1, 'Enter unlocked, and sent no game over');
+    assert.deepEqual(await c.locator('#score-fields label').allTextContents(), ["alice's score", "bob's score"]);
+    assert.equal(await c.locator('#score1').inputValue(), '', 'a new reservation gets empty score fields');
+    assert.equal(await c.locator('#score2').inputValue(), '');
+    await p.locator('#spot[data-status="playing"]').waitFor(WAIT);
+    await screenshots(t, c, 'cabinet-playing');
   });
 
-  test('the pages never write markup from data', () => {
-    const dir = path.join(SOURCE_DIR, 'web-demo');
-    for (const file of fs.readdirSync(dir).filter((f) => /\.(js|html)$/.test(f))) {
-      const text = fs.readFileSync(path.join(dir, file), 'utf8');
-      assert.doesNotMatch(text, /\.(inner|outer)HTML\s*\+?=|insertAdjacentHTML\(|document\.write(ln)?\(/, file);
+  test('the duo ends with two scores: alice sees she won and her best; the console saw it all', async (t) => {
+    const board = admin.page.locator('#board article[data-arcade-id="1"]');
+    await board.locator('.now-playing', { hasText: 'alice & bob · Street Brawler' }).waitFor(WAIT);
+    await board.locator('.queue-length', { hasText: 'empty' }).waitFor(WAIT);
+    await screenshots(t, admin.page, 'admin-live');
+
+    const c = cab.page;
+    await c.locator('#score1').fill('9100');
+    await c.locator('#score2').fill('1500');
+    await c.keyboard.press('Enter'); // in a score field: submits
+    await c.keyboard.press('Enter'); // while the first is in flight
+    await c.keyboard.press('Enter');
+    await c.locator('#game-result', { hasText: 'alice wins!' }).waitFor(WAIT);
+    assert.equal(frames.length, 2, `one game over per reservation, whatever Enter does (${frames})`);
+    assert.notEqual(frames[0], frames[1]);
+
+    const p = alice.page;
+    await p.locator('#spot[data-status="result"] #spot-title', { hasText: 'You won!' }).waitFor(WAIT);
+    const result = await p.locator('#spot').textContent();
+    assert.match(result, /alice \(you\)9,100 winner/);
+    assert.match(result, /bob1,500/);
+    await p.locator('#best', { hasText: 'New personal best: 9,100!' }).waitFor(WAIT);
+    await bob.page.locator('#spot-title', { hasText: 'alice wins' }).waitFor(WAIT);
+    await screenshots(t, p, 'phone-result');
+
+    await p.locator('.tab[data-tab="history"]').click();
+    await p.locator('#history li', { hasText: 'alice 9,100 · bob 1,500 · alice won' }).waitFor(WAIT);
+    await p.locator('#stats', { hasText: 'Street Brawler' }).waitFor(WAIT);
+    await screenshots(t, p, 'phone-history-after');
+
+    const log = admin.page.locator('#log');
+    for (const line of [/demo-alice bought 10 tickets for €5\.00/, /demo-alice used a promo code: \+10 tickets/,
+      /Street Brawler at Retronova Paris Bastille: demo-alice booked/,
+      /Game over, Street Brawler at Retronova Paris Bastille: alice 9,100 · bob 1,500 \(alice wins\)/]) {
+      await log.locator('li', { hasText: line }).first().waitFor(WAIT);
     }
+    // A booked duo is one line, not one per player.
+    assert.equal(await log.locator('li', { hasText: /Street Brawler at Retronova Paris Bastille: demo-alice booked/ }).count(), 1);
+    // Filters: only scores.
+    for (const box of ['money', 'queue', 'ops']) await admin.page.locator(`#filters input[value="${box}"]`).uncheck();
+    assert.equal(await log.locator('li:visible').count(), 2);
+    for (const text of await log.locator('li:visible').allTextContents()) assert.match(text, /score/);
+    for (const box of ['money', 'queue', 'ops']) await admin.page.locator(`#filters input[value="${box}"]`).check();
+    assert.equal(await admin.page.locator('#kpi-revenue').textContent(), '€5.00');
+    await screenshots(t, admin.page, 'admin-stream');
+    for (const p2 of [admin, cab, alice, bob, carol]) p2.check();
+  });
+
+  test('booking at an offline arcade warns first', async () => {
+    const b = bob.page;
+    await b.locator('#spot button', { hasText: 'Play again' }).click();
+    await b.locator('#spot').waitFor({ state: 'hidden', ...WAIT });
+    await b.locator('.tab[data-tab="play"]').click();
+    await b.locator('button.choice[data-arcade-id="3"]', { hasText: 'offline right now' }).click();
+    await b.locator('button.choice[data-game-id="4"]').click();
+    await b.locator('#reserve-warning', { hasText: 'This arcade is offline right now.' }).waitFor(WAIT);
+    assert.match(await b.locator('#reserve-go').textContent(), /^Reserve anyway/);
+    await b.locator('#reserve-go').click();
+    await b.locator('#spot[data-status="waiting"]', { hasText: 'The arcade is offline: your place is kept.' }).waitFor(WAIT);
+  });
+
+  test('make run restarts: same cabinet key, the cabinet and phones recover by themselves', async () => {
+    const keys = run.keys;
+    await run.stop();
+    await cab.page.locator('#banner', { hasText: 'reconnecting by itself' }).waitFor({ state: 'visible', ...WAIT });
+    await bob.page.locator('#banner', { hasText: 'Reconnecting — your place is kept.' }).waitFor({ state: 'visible', ...WAIT });
+    run = await makeRun({ pg, redis, port, varDir });
+    assert.deepEqual(run.keys, keys, 'the demo cabinet keys are kept across restarts');
+    for (const p of [cab, alice, bob, admin]) await p.page.locator('#conn', { hasText: 'live' }).waitFor({ timeout: 40000 });
+    await cab.page.locator('#banner').waitFor({ state: 'hidden', ...WAIT });
+    await bob.page.locator('#banner').waitFor({ state: 'hidden', ...WAIT });
+    await bob.page.locator('#spot[data-status="waiting"]').waitFor(WAIT);
+    await admin.page.locator('#board article[data-arcade-id="1"][data-status="idle"]').waitFor(WAIT);
+    await cab.page.locator('body[data-phase="attract"]').waitFor(WAIT);
+    for (const p of [admin, cab, alice, bob]) p.check();
   });
 });
+
