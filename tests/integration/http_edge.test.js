@@ -26,10 +26,12 @@ before(async () => {
   admin = token(hub, 'demo-admin', { admin: true });
 });
 
-const staticFiles = () => [
-  '/', '/retronova.js',
-  ...fs.readdirSync(path.join(SOURCE_DIR, 'web-demo')).map((f) => `/${f}`),
-];
+/* Every file under web-demo/ (vendor/ included), as the hub serves it. */
+function walk(dir, prefix = '') {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(path.join(dir, e.name), `${prefix}/${e.name}`) : [`${prefix}/${e.name}`]);
+}
+const staticFiles = () => ['/', '/retronova.js', ...walk(path.join(SOURCE_DIR, 'web-demo'))];
 
 /* Every (method, path) of /openapi.json, path parameters set to 1. */
 async function documentedRoutes() {
