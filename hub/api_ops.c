@@ -20,10 +20,14 @@ static void get_readyz(http_req_t *req)
     hub_t *hub = http_req_hub(req);
     bool pg = pg_pool_connected(hub_pool(hub)) > 0, redis = bus_is_up(hub_bus(hub));
     bool ready = pg && redis && !hub_draining(hub);
-    http_respond_json(req, ready ? 200 : 503,
-                      json_pack("{s:s, s:s, s:s}", "status",
-                                ready ? "ready" : hub_draining(hub) ? "draining" : "unavailable",
-                                "postgres", pg ? "up" : "down", "redis", redis ? "up" : "down"));
+    json_t *body = json_pack("{s:s, s:s, s:s}", "status",
+                             ready               ? "ready"
+                             : hub_draining(hub) ? "draining"
+                                                 : "unavailable",
+                             "postgres", pg ? "up" : "down", "redis", redis ? "up" : "down");
+    if (!hub_pool(hub)) /* start-up: waiting for PostgreSQL to apply the migrations */
+        json_object_set_new(body, "migrations", json_string("pending"));
+    http_respond_json(req, ready ? 200 : 503, body);
 }
 
 static void get_metrics(http_req_t *req)

@@ -28,11 +28,14 @@ static struct {
     histogram_t query_seconds;
     histogram_t delivery[N_DELIVERY_KINDS];
     unsigned long cabinet[CAB_EV_COUNT];
+    unsigned long catchup[CATCHUP_EV_COUNT];
 } m;
 
 static const char *const cabinet_event_names[] = {
     "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over"};
 
+static const char *const catchup_event_names[] = {"wanted", "coalesced", "retried", "waited",
+                                                  "done"};
 static const char *const conn_names[] = {"pending", "player", "admin", "cabinet"};
 static const char *const outcome_names[] = {"ok", "error", "unavailable"};
 
@@ -77,6 +80,11 @@ void metrics_query_observe(double seconds, query_outcome_t outcome)
 {
     m.queries[outcome]++;
     histogram_observe(&m.query_seconds, seconds);
+}
+
+void metrics_catchup(catchup_event_t ev)
+{
+    m.catchup[ev]++;
 }
 
 void metrics_cabinet(cabinet_event_t ev)
@@ -206,6 +214,14 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# TYPE rn_cabinet_events_total counter\n");
     for (int e = 0; e < CAB_EV_COUNT; e++)
         put(&t, "rn_cabinet_events_total{event=\"%s\"} %lu\n", cabinet_event_names[e], m.cabinet[e]);
+    put(&t, "# HELP rn_catchup_total Catch-up duties (resyncs, held resumes): wanted, coalesced, "
+            "retried, waited (had to wait for PostgreSQL), done.\n"
+            "# TYPE rn_catchup_total counter\n");
+    for (int e = 0; e < CATCHUP_EV_COUNT; e++)
+        put(&t, "rn_catchup_total{event=\"%s\"} %lu\n", catchup_event_names[e], m.catchup[e]);
+    put(&t, "# HELP rn_catchup_pending Catch-up duties waiting or in flight.\n"
+            "# TYPE rn_catchup_pending gauge\nrn_catchup_pending %lu\n",
+        g->catchup_pending);
     put(&t, "# HELP rn_pg_connections Established PostgreSQL connections.\n"
             "# TYPE rn_pg_connections gauge\nrn_pg_connections %d\n"
             "# HELP rn_bus_up 1 while the Redis bus is connected.\n"

@@ -46,11 +46,23 @@ typedef enum cabinet_event {
 } cabinet_event_t;
 void metrics_cabinet(cabinet_event_t ev);
 
+/* What the catch-up duties did (duty.c). */
+typedef enum catchup_event {
+    CATCHUP_WANTED = 0, /* a new duty (a resync, a held resume) */
+    CATCHUP_COALESCED,  /* wanted again while one was pending: merged */
+    CATCHUP_RETRIED,    /* an attempt failed or could not start: retried later */
+    CATCHUP_WAITED,     /* a duty had to wait (PostgreSQL unavailable) */
+    CATCHUP_DONE,       /* an attempt succeeded */
+    CATCHUP_EV_COUNT
+} catchup_event_t;
+void metrics_catchup(catchup_event_t ev);
+
 /* Gauges owned elsewhere, sampled when rendering. */
 typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;
     int bus_up;
     unsigned long bus_reconnects;
+    unsigned long catchup_pending; /* duties waiting or in flight */
 } metrics_gauges_t;
 
 /*

@@ -393,17 +393,19 @@ function hubEnv(extra) {
 
 /*
  * Starts RN_HUB_BIN serve against pg and redis with --debug-routes and a
- * random HS256 secret, on a free port; resolves once GET /healthz is 200.
+ * random HS256 secret, on a free port; resolves once GET /healthz is 200 and,
+ * with pg, once /readyz says postgres is up (the hub listens before its
+ * migrations ran: opts.waitPg = false for a hub started while pg is down).
  * opts.args are appended to the command line; opts.env is added to its
  * environment. Returns { url, wsUrl, port, secret, proc, stop(), kill(),
  * exited, logs() }.
  */
-export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = true, secret, readyTimeoutMs = 30000 } = {}) {
+export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = true, secret, readyTimeoutMs = 30000, waitPg = true } = {}) {
   if (!fs.existsSync(HUB_BIN)) throw new Error(`hub binary not found: ${HUB_BIN} (set RN_HUB_BIN)`);
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs });
+      return await startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs, waitPg });
     } catch (err) {
       lastErr = err;
       if (!err.portTaken) break;
@@ -412,7 +414,7 @@ export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = t
   throw lastErr;
 }
 
-async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs }) {
+async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs, waitPg }) {
   const port = await freePort();
   secret ||= crypto.randomBytes(24).toString('hex');
   const argv = ['serve', '--listen', '127.0.0.1', '--port', String(port), '--jwt-hs256-secret', secret];
@@ -519,8 +521,8 @@ async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTi
       throw err;
     }
     try {
-      const res = await httpRequest(hub, 'GET', '/healthz', { timeoutMs: 1000 });
-      if (res.status === 200) return hub;
+      const res = await httpRequest(hub, 'GET', waitPg && pg ? '/readyz' : '/healthz', { timeoutMs: 1000 });
+      if (res.status === 200 || (waitPg && pg && res.json?.postgres === 'up')) return hub;
     } catch {
       /* not listening yet */
     }
