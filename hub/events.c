@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "duty.h"
 #include "fanout.h"
@@ -300,57 +301,85 @@ void events_resync(hub_t *hub)
 
 /* ---- ack --------------------------------------------------------------- */
 
+/*
+ * An ack is a duty too: it is the fact a no-show is decided on (rn_call_due),
+ * so one that arrives while PostgreSQL is away is recorded when it returns,
+ * with the time the hub received it.
+ */
 typedef struct ack {
-    session_ref_t *ref;
+    session_ref_t *ref; /* to answer, when the ack had an id */
     bool has_id;
     int64_t id;
+    char event_id[24], arcade[24], at_ms[24];
+    char *uid;
+    duty_t *duty;
 } ack_t;
+
+static void ack_free(void *arg)
+{
+    ack_t *a = arg;
+    session_ref_release(a->ref);
+    free(a->uid);
+    free(a);
+}
 
 static void on_acked(void *arg, int status, PGresult *res, const char *errmsg)
 {
     ack_t *a = arg;
     session_t *s = session_ref_get(a->ref);
+    if (status == PG_EUNAVAILABLE) {
+        duty_done(a->duty, false, errmsg);
+        return;
+    }
     if (status == PG_OK && PQntuples(res) == 1)
         metrics_delivery_observe(PQgetvalue(res, 0, 0), strtod(PQgetvalue(res, 0, 1), NULL));
     if (s && a->has_id) {
         if (status == PG_OK)
             session_send_json(s, envelope_ok(true, a->id));
         else
-            session_send_error(s, true, a->id, "unavailable", errmsg ? "cannot ack now" : "");
+            session_send_error(s, true, a->id, "internal", "cannot ack");
     }
-    session_ref_release(a->ref);
-    free(a);
+    duty_done(a->duty, true, NULL);
+}
+
+static int ack_run(hub_t *hub, duty_t *d, void *arg)
+{
+    ack_t *a = arg;
+    const char *params[] = {a->event_id, a->uid, a->arcade, a->at_ms};
+    a->duty = d;
+    /* Only the recipient can ack; a second ack changes nothing. */
+    return pg_pool_query(hub_pool(hub),
+                         "SELECT kind, seconds FROM rn_ack($1::bigint, $2, $3::bigint, $4::bigint)",
+                         4, params, on_acked, a) == 0
+               ? 0
+               : -1;
 }
 
 void events_on_ack(session_t *s, const envelope_t *env)
 {
+    static unsigned long seq;
     json_t *event_id = json_object_get(env->body, "event_id");
     if (!json_is_integer(event_id) || json_integer_value(event_id) <= 0) {
         session_send_error(s, env->has_id, env->id, "bad_request", "ack needs an event_id");
         return;
     }
     ack_t *a = calloc(1, sizeof *a);
-    if (!a || !(a->ref = session_ref(s))) {
+    if (!a || !(a->ref = session_ref(s)) ||
+        !(a->uid = strdup(session_uid(s) ? session_uid(s) : ""))) {
+        if (a && a->ref)
+            session_ref_release(a->ref);
         free(a);
         return;
     }
     a->has_id = env->has_id;
     a->id = env->id;
-    char idtext[24], arcade[24];
-    snprintf(idtext, sizeof idtext, "%" JSON_INTEGER_FORMAT, json_integer_value(event_id));
-    snprintf(arcade, sizeof arcade, "%ld", session_arcade_id(s));
-    const char *uid = session_uid(s);
-    const char *params[] = {idtext, uid ? uid : "", arcade};
-    /* Only the recipient can ack; a second ack changes nothing. */
-    if (pg_pool_query(hub_pool(session_hub(s)),
-                      "UPDATE user_events SET acked_at = clock_timestamp() "
-                      "WHERE id = $1 AND acked_at IS NULL AND "
-                      "(user_id = rn_user_id($2) OR arcade_id = $3::bigint) "
-                      "RETURNING kind, extract(epoch FROM acked_at - created_at)",
-                      3, params, on_acked, a) != 0) {
-        if (a->has_id)
-            session_send_error(s, true, a->id, "unavailable", "database unavailable");
-        session_ref_release(a->ref);
-        free(a);
-    }
+    snprintf(a->event_id, sizeof a->event_id, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(event_id));
+    snprintf(a->arcade, sizeof a->arcade, "%ld", session_arcade_id(s));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(a->at_ms, sizeof a->at_ms, "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    char key[48];
+    snprintf(key, sizeof key, "ack:%lu", ++seq);
+    duty_want(hub_duties(session_hub(s)), key, ack_run, a, ack_free);
 }

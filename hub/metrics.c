@@ -214,8 +214,8 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# TYPE rn_cabinet_events_total counter\n");
     for (int e = 0; e < CAB_EV_COUNT; e++)
         put(&t, "rn_cabinet_events_total{event=\"%s\"} %lu\n", cabinet_event_names[e], m.cabinet[e]);
-    put(&t, "# HELP rn_catchup_total Catch-up duties (resyncs, held resumes): wanted, coalesced, "
-            "retried, waited (had to wait for PostgreSQL), done.\n"
+    put(&t, "# HELP rn_catchup_total Duties retried until done (resyncs, resumes, first loads, acks): "
+            "wanted, coalesced, retried, waited (for PostgreSQL), done.\n"
             "# TYPE rn_catchup_total counter\n");
     for (int e = 0; e < CATCHUP_EV_COUNT; e++)
         put(&t, "rn_catchup_total{event=\"%s\"} %lu\n", catchup_event_names[e], m.catchup[e]);
