@@ -176,7 +176,7 @@ void duty_done(duty_t *d, bool ok, const char *why)
 
 int duty_want(duties_t *ds, const char *key, duty_run_cb run, void *arg, void (*free_arg)(void *))
 {
-    if (ds->closing) {
+    if (!ds || ds->closing) { /* the hub is stopping */
         if (free_arg)
             free_arg(arg);
         return -1;

@@ -45,7 +45,8 @@ void duties_close(duties_t *ds);
 /*
  * Wants the duty key done by run(hub, d, arg). Returns 0 when a new duty
  * was created (and its first attempt started), 1 when coalesced into the
- * duty already pending, -1 on allocation failure (arg released) or closing.
+ * duty already pending, -1 on allocation failure or when ds is NULL or
+ * closing (arg released).
  */
 int duty_want(duties_t *ds, const char *key, duty_run_cb run, void *arg, void (*free_arg)(void *));
 
