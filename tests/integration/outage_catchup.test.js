@@ -191,6 +191,7 @@ test('PostgreSQL down -> Redis down -> PostgreSQL up -> Redis up: a resume is he
   await pg.start();
   assert.equal((await resumed).type, 'ok');
   await seesRedis([a, b], 'down');
+  await seesPg([a], 'up');
   await writeEvents(a, carol.uid); // through A while Redis is down: B cannot hear of it
   await redis.start();
   const t0 = Date.now();
