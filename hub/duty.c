@@ -33,6 +33,11 @@ struct duties {
     int backoff_ms;
     unsigned running;
     bool closing, timer_closed;
+    /* One log line when duties start waiting, one when the last is done: not one per duty. */
+    unsigned nwaiting;         /* duties that failed and have not succeeded since */
+    unsigned long waited_done; /* of those, done since the wait began */
+    unsigned long retries;
+    uint64_t wait_started_ms;
 };
 
 static void duties_maybe_free(duties_t *ds)
@@ -94,6 +99,8 @@ static void list_append(duties_t *ds, duty_t *d)
 
 static void duty_free(duty_t *d)
 {
+    if (d->since_ms)
+        d->ds->nwaiting--;
     dict_delete(d->ds->all, d->key);
     if (d->free_arg)
         d->free_arg(d->arg);
@@ -118,12 +125,17 @@ static void wait_again(duty_t *d, const char *why)
 {
     duties_t *ds = d->ds;
     d->attempts++;
+    ds->retries++;
     metrics_catchup(CATCHUP_RETRIED);
     if (!d->since_ms) {
         d->since_ms = uv_now(hub_loop(ds->hub)) + 1; /* never 0 */
         metrics_catchup(CATCHUP_WAITED);
-        log_warn("catch-up waiting",
-                 json_pack("{s:s, s:s}", "duty", d->key, "why", why ? why : "unavailable"));
+        if (ds->nwaiting++ == 0) {
+            ds->wait_started_ms = d->since_ms;
+            log_warn("catch-up waiting",
+                     json_pack("{s:s, s:s, s:i}", "first", d->key, "why", why ? why : "unavailable",
+                               "pending", (int)dict_size(ds->all)));
+        }
     }
     d->again = false; /* the retry reads everything anyway */
     list_append(ds, d);
@@ -157,12 +169,17 @@ void duty_done(duty_t *d, bool ok, const char *why)
         return;
     }
     if (d->since_ms) {
-        log_info("catch-up done",
-                 json_pack("{s:s, s:I, s:i}", "duty", d->key, "waited_ms",
-                           (json_int_t)(uv_now(hub_loop(ds->hub)) + 1 - d->since_ms), "retries",
-                           (int)d->attempts));
         d->since_ms = 0;
         d->attempts = 0;
+        ds->waited_done++;
+        if (--ds->nwaiting == 0) {
+            log_info("catch-up done",
+                     json_pack("{s:I, s:I, s:I}", "duties", (json_int_t)ds->waited_done,
+                               "waited_ms",
+                               (json_int_t)(uv_now(hub_loop(ds->hub)) + 1 - ds->wait_started_ms),
+                               "retries", (json_int_t)ds->retries));
+            ds->waited_done = ds->retries = 0;
+        }
     }
     metrics_catchup(CATCHUP_DONE);
     ds->backoff_ms = BACKOFF_MIN_MS; /* something works again */

@@ -9,8 +9,10 @@
  * pool's first connection, the bus link). Wanting a duty already known
  * coalesces: one pending attempt per key, never a storm; a want that arrives
  * while an attempt is in flight runs one more attempt after it (what the
- * first read may have missed). A duty that had to wait is logged when it
- * starts waiting and when it completes, and counted in /metrics.
+ * first read may have missed). Waiting is logged once when the first duty
+ * starts to wait ("catch-up waiting") and once when the last one waiting has
+ * completed ("catch-up done", with how many and how long), and counted in
+ * /metrics (rn_catchup_total, rn_catchup_pending).
  *
  * Loop thread only. The duties own their keys; an arg given to duty_want()
  * is owned by the duty from then on and released with free_arg (also when
