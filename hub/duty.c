@@ -26,7 +26,8 @@ struct duty {
 };
 
 struct duties {
-    hub_t *hub;
+    hub_t *hub; /* passed to the run callbacks */
+    uv_loop_t *loop;
     dict_t *all; /* key -> duty_t */
     duty_t *head, *tail;
     uv_timer_t timer;
@@ -55,7 +56,7 @@ static void on_timer_closed(uv_handle_t *h)
     duties_maybe_free(ds);
 }
 
-duties_t *duties_new(hub_t *hub)
+duties_t *duties_new(uv_loop_t *loop, hub_t *hub)
 {
     duties_t *ds = calloc(1, sizeof *ds);
     if (!ds || !(ds->all = dict_new())) {
@@ -63,8 +64,9 @@ duties_t *duties_new(hub_t *hub)
         return NULL;
     }
     ds->hub = hub;
+    ds->loop = loop;
     ds->backoff_ms = BACKOFF_MIN_MS;
-    uv_timer_init(hub_loop(hub), &ds->timer);
+    uv_timer_init(loop, &ds->timer);
     ds->timer.data = ds;
     return ds;
 }
@@ -128,7 +130,7 @@ static void wait_again(duty_t *d, const char *why)
     ds->retries++;
     metrics_catchup(CATCHUP_RETRIED);
     if (!d->since_ms) {
-        d->since_ms = uv_now(hub_loop(ds->hub)) + 1; /* never 0 */
+        d->since_ms = uv_now(ds->loop) + 1; /* never 0 */
         metrics_catchup(CATCHUP_WAITED);
         if (ds->nwaiting++ == 0) {
             ds->wait_started_ms = d->since_ms;
@@ -176,7 +178,7 @@ void duty_done(duty_t *d, bool ok, const char *why)
             log_info("catch-up done",
                      json_pack("{s:I, s:I, s:I}", "duties", (json_int_t)ds->waited_done,
                                "waited_ms",
-                               (json_int_t)(uv_now(hub_loop(ds->hub)) + 1 - ds->wait_started_ms),
+                               (json_int_t)(uv_now(ds->loop) + 1 - ds->wait_started_ms),
                                "retries", (json_int_t)ds->retries));
             ds->waited_done = ds->retries = 0;
         }

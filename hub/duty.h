@@ -36,7 +36,8 @@ typedef struct duty duty_t;
  */
 typedef int (*duty_run_cb)(hub_t *hub, duty_t *d, void *arg);
 
-duties_t *duties_new(hub_t *hub);
+/* A set of duties on loop; hub is handed to the run callbacks. NULL on allocation failure. */
+duties_t *duties_new(uv_loop_t *loop, hub_t *hub);
 /*
  * Stops retrying: every duty not in flight is dropped now; those in flight
  * are dropped at their duty_done. The set frees itself once its timer is

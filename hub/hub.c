@@ -362,7 +362,7 @@ static int start_services(hub_t *hub)
     const char *why = NULL;
     bus_config_t bc = {.url = cfg->redis_url};
     hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, &why);
-    hub->duties = duties_new(hub);
+    hub->duties = duties_new(&hub->loop, hub);
     if (!hub->bus || !hub->duties) {
         log_error("storage configuration",
                   json_pack("{s:s}", "error", why ? why : "out of memory"));
