@@ -159,6 +159,7 @@ static void on_pool_log(void *arg, int level, const char *msg)
 static void on_pool_up(void *arg)
 {
     hub_t *hub = arg;
+    cabinet_lease_renew(hub->lease); /* first: our leases went stale during the outage */
     duties_kick(hub->duties);
 }
 

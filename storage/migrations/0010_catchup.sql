@@ -98,3 +98,39 @@ RETURNS TABLE (kind text, seconds double precision) LANGUAGE sql AS $$
        AND (e.user_id = rn_user_id(p_uid) OR e.arcade_id = p_arcade_id)
     RETURNING e.kind, extract(epoch FROM e.acked_at - e.created_at)::double precision
 $$;
+
+-- Cabinet leases (0007): nobody could renew a lease while PostgreSQL was
+-- down, so right after a restart every lease looks expired and the first
+-- sweep would show every arcade offline (and put its called player back in
+-- the queue). A lease counts from its renewal or from PostgreSQL's start,
+-- whichever is later: the holders get a whole lease to renew.
+CREATE OR REPLACE FUNCTION rn_cabinet_sweep(p_stale_ms integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a record;
+    answer jsonb;
+    answers jsonb := '[]';
+    v_since timestamptz := now() - make_interval(secs => p_stale_ms / 1000.0);
+BEGIN
+    IF pg_postmaster_start_time() >= v_since THEN
+        RETURN answers;
+    END IF;
+    FOR a IN
+        SELECT id, cabinet_epoch FROM arcades
+         WHERE status <> 'offline' AND deleted_at IS NULL
+           AND cabinet_seen_at < v_since
+    LOOP
+        -- under the row lock again: a renewal that committed meanwhile wins
+        PERFORM 1 FROM arcades
+          WHERE id = a.id
+            AND cabinet_seen_at < v_since
+          FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
+        answer := rn_cabinet_offline(a.id, a.cabinet_epoch);
+        IF answer ? 'arcade' THEN
+            answers := answers || jsonb_build_array(answer);
+        END IF;
+    END LOOP;
+    RETURN answers;
+END
+$$;

@@ -122,8 +122,10 @@ async function watchingPhone(hub, uid) {
 
 test('Redis down -> PostgreSQL down -> Redis up -> PostgreSQL up: caught up within 2 s; the call waits for its delivery', async () => {
   const { pg, redis } = world;
-  const a = await startHub({ pg, redis, args: ['--call-deadline-s', String(CALL_S)] });
-  const b = await startHub({ pg, redis, args: ['--call-deadline-s', String(CALL_S)] });
+  // leases shorter than the outage: nobody could renew them while PostgreSQL was down
+  const args = ['--call-deadline-s', String(CALL_S), '--cabinet-lease-ms', '3000'];
+  const a = await startHub({ pg, redis, args });
+  const b = await startHub({ pg, redis, args });
   const cab = await cabinet(a, world.keys[ARCADE]);
   await cab.queue();
   const alice = await watchingPhone(b, await player('alice'));
@@ -164,6 +166,10 @@ test('Redis down -> PostgreSQL down -> Redis up -> PostgreSQL up: caught up with
   const expired = await alice.next((m) => m.type === 'reservation' && m.reservation_id === rid && m.status === 'expired', 15000);
   const endedAt = Number(await pg.psql(`SELECT rn_ms(ended_at) FROM reservations WHERE id = ${rid}`));
   assert.ok(expired && endedAt >= calledAt + 2 * CALL_S * 1000 - 50, `expired ${endedAt - calledAt} ms after the call`);
+
+  // the cabinet stayed connected: its arcade was never swept offline for our outage
+  assert.notEqual(await pg.psql(`SELECT status FROM arcades WHERE id = ${ARCADE}`), 'offline');
+  assert.doesNotMatch(a.logs() + b.logs(), /cabinet lease expired/);
 
   const metrics = await http(b, 'GET', '/metrics');
   assert.match(metrics.text, /rn_catchup_total\{event="waited"\} [1-9]/, 'the wait was counted');
