@@ -401,6 +401,9 @@ int hub_run(const hub_config_t *cfg)
     hub->cfg = cfg;
     int code = 1;
     signal(SIGPIPE, SIG_IGN);
+    /* The migrations' blocking connect: an unreachable (not refusing) host must not
+     * hold the worker thread, nor a drain, for long. Set before any thread runs. */
+    setenv("PGCONNECT_TIMEOUT", "5", 0);
     uv_loop_init(&hub->loop);
     uv_timer_init(&hub->loop, &hub->drain_timer);
     uv_timer_init(&hub->loop, &hub->stats_timer);
