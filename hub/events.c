@@ -55,8 +55,7 @@ void events_publish(hub_t *hub, const json_t *events)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(events, i, e)
-    {
+    json_array_foreach(events, i, e) {
         char channel[EVENTS_CHANNEL_MAX];
         const char *uid = json_string_value(json_object_get(e, "uid"));
         if (uid)
@@ -65,9 +64,9 @@ void events_publish(hub_t *hub, const json_t *events)
             events_cabinet_channel((long)json_integer_value(json_object_get(e, "arcade_id")),
                                    channel, sizeof channel);
         json_int_t id = json_integer_value(json_object_get(e, "id"));
-        json_t *wire =
-            wire_of(json_string_value(json_object_get(e, "kind")), id,
-                    json_integer_value(json_object_get(e, "at_ms")), json_object_get(e, "payload"));
+        json_t *wire = wire_of(json_string_value(json_object_get(e, "kind")), id,
+                               json_integer_value(json_object_get(e, "at_ms")),
+                               json_object_get(e, "payload"));
         msgbuf_t *b = msgbuf_from_json(wire);
         json_decref(wire);
         if (!b)

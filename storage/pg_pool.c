@@ -43,8 +43,9 @@
 #define DEFAULT_STATEMENT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_QUEUED 10000
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 1000 /* a database back is used within about a second */
-#define MAX_PARAMS 65535    /* the protocol's limit */
+/* capped at 1 s: a database that is back is used within about a second (issue 8) */
+#define BACKOFF_MAX_MS 1000
+#define MAX_PARAMS 65535 /* the protocol's limit */
 
 typedef enum {
     CONN_DOWN,       /* waiting for the backoff timer */
