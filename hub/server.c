@@ -153,8 +153,12 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
      * the usual cases first; this is the last resort: exit at once.
      */
     if (!lws_get_vhost_by_name(srv->ctx, info.vhost_name)) {
+        /* lws 4.1 sets SO_REUSEPORT only with several service threads: --workers
+         * processes cannot share the port through it (only the first one binds). */
         log_error("cannot listen",
-                  json_pack("{s:s, s:i}", "listen", cfg->listen, "port", cfg->port));
+                  json_pack("{s:s, s:i, s:s}", "listen", cfg->listen, "port", cfg->port, "error",
+                            cfg->workers > 1 ? "lws 4.1 cannot share the port between --workers"
+                                             : "lws could not bind"));
         fflush(NULL);
         _exit(1);
     }
