@@ -25,10 +25,14 @@ static void get_readyz(http_req_t *req)
     bool keys = !fk || firebase_keys_ready(fk);
     bool ready = pg && redis && keys && !hub_draining(hub);
     json_t *body = json_pack("{s:s, s:s, s:s}", "status",
-                             ready ? "ready" : hub_draining(hub) ? "draining" : "unavailable",
+                             ready               ? "ready"
+                             : hub_draining(hub) ? "draining"
+                                                 : "unavailable",
                              "postgres", pg ? "up" : "down", "redis", redis ? "up" : "down");
     if (fk)
         json_object_set_new(body, "firebase_keys", json_string(keys ? "loaded" : "none"));
+    if (!hub_pool(hub)) /* start-up: waiting for PostgreSQL to apply the migrations */
+        json_object_set_new(body, "migrations", json_string("pending"));
     http_respond_json(req, ready ? 200 : 503, body);
 }
 

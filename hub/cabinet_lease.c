@@ -60,10 +60,9 @@ static void on_swept(void *arg, int status, PGresult *res, const char *errmsg)
     json_decref(answers);
 }
 
-static void on_tick(uv_timer_t *t)
+/* Renews the leases of the cabinets held here. */
+static void renew(hub_t *hub)
 {
-    cabinet_lease_t *l = t->data;
-    hub_t *hub = l->hub;
     ids_text_t ids = {.buf = "{", .len = 1};
     cabinets_each_held(hub_cabinets(hub), add_id, &ids);
     if (ids.len > 1) {
@@ -73,6 +72,19 @@ static void on_tick(uv_timer_t *t)
         pg_pool_query(hub_pool(hub), "SELECT rn_cabinet_heartbeat($1::bigint[])", 1, params,
                       on_renewed, hub);
     }
+}
+
+void cabinet_lease_renew(cabinet_lease_t *l)
+{
+    if (l)
+        renew(l->hub);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    cabinet_lease_t *l = t->data;
+    hub_t *hub = l->hub;
+    renew(hub);
     char stale[24];
     snprintf(stale, sizeof stale, "%d", hub_config(hub)->cabinet_lease_ms);
     const char *params[] = {stale};

@@ -14,6 +14,11 @@ typedef struct cabinet_lease cabinet_lease_t;
 
 /* Starts the timer. NULL on allocation failure. */
 cabinet_lease_t *cabinet_lease_new(hub_t *hub);
+/*
+ * Renews now (the pool is back after an outage: our leases went stale
+ * meanwhile and must be fresh before another hub's sweep sees them).
+ */
+void cabinet_lease_renew(cabinet_lease_t *l);
 /* Stops it; frees itself in the close callback. */
 void cabinet_lease_close(cabinet_lease_t *l);
 

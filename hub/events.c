@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "duty.h"
 #include "fanout.h"
 #include "log.h"
 #include "metrics.h"
@@ -158,73 +160,159 @@ void events_on_bus_message(hub_t *hub, const char *channel, const char *payload,
 
 /* ---- resume ------------------------------------------------------------ */
 
+/*
+ * Every replay is a duty (duty.h): while PostgreSQL is unavailable it is
+ * held, the socket kept, and retried until it has run; a resume is answered
+ * only then. A channel's resync reads the channel's unacked events once and
+ * pushes them to every member, the device dropping what it already has.
+ */
+
 typedef struct replay {
-    session_ref_t *ref;
+    hub_t *hub;
+    session_ref_t *ref; /* a session's own replay; NULL for a channel's */
+    duty_t *duty;       /* the attempt in flight */
     bool reply, has_id;
-    int64_t id;
+    int64_t id, since;
 } replay_t;
 
-/* The unacked events of a session's user or cabinet after $3, oldest first. */
+/* The unacked events of a user ($1) or a cabinet ($2) after $3, oldest first. */
 static const char replay_sql[] =
     "SELECT e.id, e.kind, e.payload::text, (extract(epoch FROM e.created_at) * 1000)::bigint "
     "FROM user_events e WHERE e.acked_at IS NULL AND e.id > $3 AND "
     "(e.user_id = rn_user_id($1) OR e.arcade_id = $2::bigint) ORDER BY e.id LIMIT 500";
 
-static void on_replay_rows(void *arg, int status, PGresult *res, const char *errmsg)
+static void replay_free(void *arg)
 {
     replay_t *r = arg;
-    session_t *s = session_ref_get(r->ref);
-    if (s && status != PG_OK) {
-        if (r->reply)
-            session_send_error(s, r->has_id, r->id, "unavailable", "cannot read events now");
-        log_warn("replay failed", json_pack("{s:s}", "error", errmsg ? errmsg : ""));
-    } else if (s) {
-        if (r->reply)
-            session_send_json(s, envelope_ok(r->has_id, r->id));
-        for (int i = 0; i < PQntuples(res); i++) {
-            json_t *payload = json_loads(PQgetvalue(res, i, 2), 0, NULL);
-            json_t *wire = wire_of(PQgetvalue(res, i, 1), strtoll(PQgetvalue(res, i, 0), NULL, 10),
-                                   strtoll(PQgetvalue(res, i, 3), NULL, 10), payload);
-            msgbuf_t *b = msgbuf_from_json(wire);
-            if (b) {
-                b->event_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-                session_send_replayed(s, b);
-            }
-            msgbuf_unref(b);
-            json_decref(wire);
-            json_decref(payload);
-        }
-    }
-    if (s)
-        session_resume_end(s);
-    session_ref_release(r->ref);
+    if (r->ref)
+        session_ref_release(r->ref);
     free(r);
 }
 
-/* Reads the unacked events after since for s; reply: answer a resume request. */
+static void resume_begin_each(session_t *s, void *arg)
+{
+    (void)arg;
+    session_resume_begin(s);
+}
+
+static void resume_end_each(session_t *s, void *arg)
+{
+    (void)arg;
+    session_resume_end(s);
+}
+
+static void send_replayed_each(session_t *s, void *arg)
+{
+    session_send_replayed(s, arg);
+}
+
+/* Sends rows to s (the session's replay) or to every member of channel. */
+static void send_rows(hub_t *hub, session_t *s, const char *channel, PGresult *res)
+{
+    for (int i = 0; i < PQntuples(res); i++) {
+        json_t *payload = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+        json_int_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        json_t *wire =
+            wire_of(PQgetvalue(res, i, 1), id, strtoll(PQgetvalue(res, i, 3), NULL, 10), payload);
+        msgbuf_t *b = msgbuf_from_json(wire);
+        if (b) {
+            b->event_id = id;
+            if (s)
+                session_send_replayed(s, b);
+            else
+                fanout_each(hub_fanout(hub), channel, send_replayed_each, b);
+        }
+        msgbuf_unref(b);
+        json_decref(wire);
+        json_decref(payload);
+    }
+}
+
+static void on_replay_rows(void *arg, int status, PGresult *res, const char *errmsg)
+{
+    replay_t *r = arg;
+    duty_t *d = r->duty;
+    const char *channel = r->ref ? NULL : duty_key(d) + strlen("events:");
+    session_t *s = r->ref ? session_ref_get(r->ref) : NULL;
+    if (status == PG_EUNAVAILABLE) {
+        if (s)
+            session_resume_end(s); /* live events flow while it waits */
+        else if (!r->ref)
+            fanout_each(hub_fanout(r->hub), channel, resume_end_each, NULL);
+        duty_done(d, r->ref && !s, errmsg); /* a closed session needs nothing more */
+        return;
+    }
+    if (status != PG_OK)
+        log_warn("replay failed", json_pack("{s:s}", "error", errmsg ? errmsg : ""));
+    if (s && r->reply)
+        session_send_json(s, status == PG_OK ? envelope_ok(r->has_id, r->id)
+                                             : envelope_error(r->has_id, r->id, "internal",
+                                                              "cannot read events"));
+    if (status == PG_OK && (s || !r->ref))
+        send_rows(r->hub, s, channel, res);
+    if (s)
+        session_resume_end(s);
+    else if (!r->ref)
+        fanout_each(hub_fanout(r->hub), channel, resume_end_each, NULL);
+    duty_done(d, true, NULL); /* a statement error is not retried: it would fail again */
+}
+
+/* One attempt of a replay duty: 0 when the query is queued. */
+static int replay_run(hub_t *hub, duty_t *d, void *arg)
+{
+    replay_t *r = arg;
+    const char *channel = r->ref ? NULL : duty_key(d) + strlen("events:");
+    session_t *s = r->ref ? session_ref_get(r->ref) : NULL;
+    char arcade[24] = "0", after[24];
+    const char *uid = "";
+    if (r->ref && !s) {
+        duty_done(d, true, NULL); /* the session closed while it waited */
+        return 0;
+    }
+    if (s) {
+        snprintf(arcade, sizeof arcade, "%ld", session_arcade_id(s));
+        uid = session_uid(s) ? session_uid(s) : "";
+    } else if (fanout_size(hub_fanout(hub), channel) == 0) {
+        duty_done(d, true, NULL); /* nobody left to catch up */
+        return 0;
+    } else if (!strncmp(channel, "rn:user:", 8)) {
+        uid = channel + 8;
+    } else {
+        snprintf(arcade, sizeof arcade, "%ld", strtol(channel + 11, NULL, 10));
+    }
+    snprintf(after, sizeof after, "%" PRId64, r->since);
+    const char *params[] = {uid, arcade, after};
+    r->duty = d;
+    if (pg_pool_query(hub_pool(hub), replay_sql, 3, params, on_replay_rows, r) != 0)
+        return -1;
+    if (s)
+        session_resume_begin(s); /* live events wait behind the replay, in order */
+    else
+        fanout_each(hub_fanout(hub), channel, resume_begin_each, NULL);
+    return 0;
+}
+
+/* Replays s's unacked events after since, as a duty; reply: answers a resume request. */
 static void replay(session_t *s, int64_t since, bool reply, bool has_id, int64_t id)
 {
+    static unsigned long seq;
+    hub_t *hub = session_hub(s);
     replay_t *r = calloc(1, sizeof *r);
     if (!r || !(r->ref = session_ref(s))) {
         free(r);
+        if (reply)
+            session_send_error(s, has_id, id, "unavailable", "out of memory");
         return;
     }
+    r->hub = hub;
     r->reply = reply;
     r->has_id = has_id;
     r->id = id;
-    char arcade[24], after[24];
-    snprintf(arcade, sizeof arcade, "%ld", session_arcade_id(s));
-    snprintf(after, sizeof after, "%" PRId64, since);
-    const char *uid = session_uid(s);
-    const char *params[] = {uid ? uid : "", arcade, after};
-    session_resume_begin(s);
-    if (pg_pool_query(hub_pool(session_hub(s)), replay_sql, 3, params, on_replay_rows, r) != 0) {
-        session_resume_end(s);
-        if (reply)
-            session_send_error(s, has_id, id, "unavailable", "database unavailable");
-        session_ref_release(r->ref);
-        free(r);
-    }
+    r->since = since;
+    char key[48];
+    snprintf(key, sizeof key, "replay:%lu", ++seq);
+    if (duty_want(hub_duties(hub), key, replay_run, r, replay_free) < 0 && reply)
+        session_send_error(s, has_id, id, "unavailable", "cannot replay now");
 }
 
 void events_on_resume(session_t *s, const envelope_t *env)
@@ -243,16 +331,17 @@ void events_replay(session_t *s, int64_t since)
     replay(s, since, false, false, 0);
 }
 
-static void resync_session(session_t *s, void *arg)
-{
-    (void)arg;
-    replay(s, 0, false, false, 0); /* dedupe by event id drops what it already has */
-}
-
 void events_resync_channel(hub_t *hub, const char *channel)
 {
-    if (!strncmp(channel, "rn:user:", 8) || !strncmp(channel, "rn:cabinet:", 11))
-        fanout_each(hub_fanout(hub), channel, resync_session, NULL);
+    if (strncmp(channel, "rn:user:", 8) && strncmp(channel, "rn:cabinet:", 11))
+        return;
+    char key[EVENTS_CHANNEL_MAX + 16];
+    snprintf(key, sizeof key, "events:%s", channel);
+    replay_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return;
+    r->hub = hub;
+    duty_want(hub_duties(hub), key, replay_run, r, replay_free); /* coalesced per channel */
 }
 
 static void resync_each(const char *channel, void *arg)
@@ -267,57 +356,85 @@ void events_resync(hub_t *hub)
 
 /* ---- ack --------------------------------------------------------------- */
 
+/*
+ * An ack is a duty too: it is the fact a no-show is decided on (rn_call_due),
+ * so one that arrives while PostgreSQL is away is recorded when it returns,
+ * with the time the hub received it.
+ */
 typedef struct ack {
-    session_ref_t *ref;
+    session_ref_t *ref; /* to answer, when the ack had an id */
     bool has_id;
     int64_t id;
+    char event_id[24], arcade[24], at_ms[24];
+    char *uid;
+    duty_t *duty;
 } ack_t;
+
+static void ack_free(void *arg)
+{
+    ack_t *a = arg;
+    session_ref_release(a->ref);
+    free(a->uid);
+    free(a);
+}
 
 static void on_acked(void *arg, int status, PGresult *res, const char *errmsg)
 {
     ack_t *a = arg;
     session_t *s = session_ref_get(a->ref);
+    if (status == PG_EUNAVAILABLE) {
+        duty_done(a->duty, false, errmsg);
+        return;
+    }
     if (status == PG_OK && PQntuples(res) == 1)
         metrics_delivery_observe(PQgetvalue(res, 0, 0), strtod(PQgetvalue(res, 0, 1), NULL));
     if (s && a->has_id) {
         if (status == PG_OK)
             session_send_json(s, envelope_ok(true, a->id));
         else
-            session_send_error(s, true, a->id, "unavailable", errmsg ? "cannot ack now" : "");
+            session_send_error(s, true, a->id, "internal", "cannot ack");
     }
-    session_ref_release(a->ref);
-    free(a);
+    duty_done(a->duty, true, NULL);
+}
+
+static int ack_run(hub_t *hub, duty_t *d, void *arg)
+{
+    ack_t *a = arg;
+    const char *params[] = {a->event_id, a->uid, a->arcade, a->at_ms};
+    a->duty = d;
+    /* Only the recipient can ack; a second ack changes nothing. */
+    return pg_pool_query(hub_pool(hub),
+                         "SELECT kind, seconds FROM rn_ack($1::bigint, $2, $3::bigint, $4::bigint)",
+                         4, params, on_acked, a) == 0
+               ? 0
+               : -1;
 }
 
 void events_on_ack(session_t *s, const envelope_t *env)
 {
+    static unsigned long seq;
     json_t *event_id = json_object_get(env->body, "event_id");
     if (!json_is_integer(event_id) || json_integer_value(event_id) <= 0) {
         session_send_error(s, env->has_id, env->id, "bad_request", "ack needs an event_id");
         return;
     }
     ack_t *a = calloc(1, sizeof *a);
-    if (!a || !(a->ref = session_ref(s))) {
+    if (!a || !(a->ref = session_ref(s)) ||
+        !(a->uid = strdup(session_uid(s) ? session_uid(s) : ""))) {
+        if (a && a->ref)
+            session_ref_release(a->ref);
         free(a);
         return;
     }
     a->has_id = env->has_id;
     a->id = env->id;
-    char idtext[24], arcade[24];
-    snprintf(idtext, sizeof idtext, "%" JSON_INTEGER_FORMAT, json_integer_value(event_id));
-    snprintf(arcade, sizeof arcade, "%ld", session_arcade_id(s));
-    const char *uid = session_uid(s);
-    const char *params[] = {idtext, uid ? uid : "", arcade};
-    /* Only the recipient can ack; a second ack changes nothing. */
-    if (pg_pool_query(hub_pool(session_hub(s)),
-                      "UPDATE user_events SET acked_at = clock_timestamp() "
-                      "WHERE id = $1 AND acked_at IS NULL AND "
-                      "(user_id = rn_user_id($2) OR arcade_id = $3::bigint) "
-                      "RETURNING kind, extract(epoch FROM acked_at - created_at)",
-                      3, params, on_acked, a) != 0) {
-        if (a->has_id)
-            session_send_error(s, true, a->id, "unavailable", "database unavailable");
-        session_ref_release(a->ref);
-        free(a);
-    }
+    snprintf(a->event_id, sizeof a->event_id, "%" JSON_INTEGER_FORMAT,
+             json_integer_value(event_id));
+    snprintf(a->arcade, sizeof a->arcade, "%ld", session_arcade_id(s));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(a->at_ms, sizeof a->at_ms, "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    char key[48];
+    snprintf(key, sizeof key, "ack:%lu", ++seq);
+    duty_want(hub_duties(session_hub(s)), key, ack_run, a, ack_free);
 }

@@ -13,6 +13,7 @@
 #include "cabinet.h"
 #include "cabinet_lease.h"
 #include "clientip.h"
+#include "duty.h"
 #include "events.h"
 #include "events_sweep.h"
 #include "fanout.h"
@@ -46,11 +47,20 @@ struct hub {
     ratelimit_t *ratelimit;
     userstate_t *userstate;
     clientip_trust_t *trusted_proxies;
+    duties_t *duties;
     uv_signal_t sigint, sigterm;
+    /* start-up: the migrations run on libuv's threadpool until they are applied */
+    uv_work_t migrate_work;
+    uv_timer_t migrate_timer;
+    int migrate_backoff_ms;
+    int migrate_applied; /* -1: failed */
+    bool migrating, migrate_warned;
+    char migrate_err[512];
     uv_timer_t drain_timer;
     uv_timer_t stats_timer;
     uint64_t drain_deadline_ms;
     bool draining;
+    int exit_code; /* of a stop the hub decided itself (a fatal start-up error) */
 };
 
 uv_loop_t *hub_loop(hub_t *hub)
@@ -139,6 +149,11 @@ void hub_client_ip(hub_t *hub, struct lws *wsi, char *out)
     free(xff);
 }
 
+duties_t *hub_duties(hub_t *hub)
+{
+    return hub->duties;
+}
+
 bool hub_draining(const hub_t *hub)
 {
     return hub->draining;
@@ -164,6 +179,7 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
         g->firebase_failures = fs.failures;
         g->firebase_kid_refetches = fs.kid_refetches;
     }
+    g->catchup_pending = duties_pending(hub->duties);
 }
 
 /* Once a second, this process's live stats to its admin dashboards. */
@@ -203,6 +219,14 @@ static void on_bus_log(void *arg, int warn, const char *msg)
     log_event(warn ? LOG_WARN : LOG_INFO, "redis", json_pack("{s:s}", "detail", msg));
 }
 
+/* The pool has a connection again: whatever waited for PostgreSQL runs now. */
+static void on_pool_up(void *arg)
+{
+    hub_t *hub = arg;
+    cabinet_lease_renew(hub->lease); /* first: our leases went stale during the outage */
+    duties_kick(hub->duties);
+}
+
 /* Bus messages go where their channel says: private lanes and admins to events. */
 static void on_bus_message(void *arg, const char *channel, const char *payload, size_t len)
 {
@@ -236,7 +260,7 @@ static void on_bus_link(void *arg, int up)
     hub_t *hub = arg;
     log_info(up ? "bus up" : "bus down", NULL);
     if (up && hub->fanout) {
-        queue_resync(hub);
+        queue_resync(hub); /* duties: retried until PostgreSQL answers */
         events_resync(hub);
     }
     if (up) /* a deletion announced while the link was down was missed */
@@ -261,6 +285,9 @@ static void shutdown_now(hub_t *hub)
     hub->userstate = NULL;
     firebase_keys_close(hub->firebase_keys);
     hub->firebase_keys = NULL;
+    duties_close(hub->duties); /* before the pool: its failures retry nothing now */
+    hub->duties = NULL;
+    uv_close((uv_handle_t *)&hub->migrate_timer, NULL);
     cabinet_lease_close(hub->lease);
     hub->lease = NULL;
     events_sweep_close(hub->sweep);
@@ -304,19 +331,97 @@ static void on_signal(uv_signal_t *sig, int signum)
     uv_timer_start(&hub->drain_timer, drain_step, 20, 0);
 }
 
-/* Blocking start-up work, before the loop runs: migrations and certificates. */
+/* ---- migrations, off the loop thread ------------------------------------ */
+
+#define MIGRATE_BACKOFF_MIN_MS 250
+#define MIGRATE_BACKOFF_MAX_MS 2000
+
+/* The blocking runner (libpq PQexec), on libuv's threadpool. */
+static void migrate_run(uv_work_t *w)
+{
+    hub_t *hub = w->data;
+    size_t n;
+    const migration_t *all = migrations_builtin(&n);
+    hub->migrate_applied =
+        migrate_apply(hub->cfg->database_url, all, n, hub->migrate_err, sizeof hub->migrate_err);
+}
+
+/* Only an unreachable database is worth waiting for; a migration that fails is fatal. */
+static bool migrate_err_transient(const char *err)
+{
+    return strstr(err, "cannot connect") || strstr(err, "server closed the connection") ||
+           strstr(err, "terminating connection") || strstr(err, "starting up");
+}
+
+static void migrate_start(hub_t *hub);
+
+static void on_migrate_timer(uv_timer_t *t)
+{
+    migrate_start(t->data);
+}
+
+static void start_pool(hub_t *hub)
+{
+    const hub_config_t *cfg = hub->cfg;
+    pg_pool_config_t pc = {.conninfo = cfg->database_url,
+                           .size = cfg->pg_pool_size,
+                           .statement_timeout_ms = cfg->pg_statement_timeout_ms,
+                           .observe = on_query_observed,
+                           .log = on_pool_log,
+                           .on_up = on_pool_up,
+                           .on_up_arg = hub};
+    hub->pool = pg_pool_new(&hub->loop, &pc);
+    if (!hub->pool) {
+        log_error("storage configuration",
+                  json_pack("{s:s}", "error", "bad database configuration"));
+        hub->exit_code = 1;
+        uv_kill(getpid(), SIGTERM); /* drain and exit: nothing can work */
+    }
+}
+
+static void on_migrated(uv_work_t *w, int status)
+{
+    hub_t *hub = w->data;
+    hub->migrating = false;
+    if (hub->draining || status != 0)
+        return;
+    if (hub->migrate_applied >= 0) {
+        size_t n;
+        migrations_builtin(&n);
+        log_info("migrations",
+                 json_pack("{s:i, s:i}", "applied", hub->migrate_applied, "known", (int)n));
+        start_pool(hub);
+        return;
+    }
+    if (!migrate_err_transient(hub->migrate_err)) {
+        log_error("migrations failed", json_pack("{s:s}", "error", hub->migrate_err));
+        hub->exit_code = 1;
+        uv_kill(getpid(), SIGTERM);
+        return;
+    }
+    if (!hub->migrate_warned) {
+        hub->migrate_warned = true;
+        log_warn("waiting for PostgreSQL",
+                 json_pack("{s:s}", "error", hub->migrate_err)); /* once, until it answers */
+    }
+    uv_timer_start(&hub->migrate_timer, on_migrate_timer, (uint64_t)hub->migrate_backoff_ms, 0);
+    hub->migrate_backoff_ms = hub->migrate_backoff_ms * 2 > MIGRATE_BACKOFF_MAX_MS
+                                  ? MIGRATE_BACKOFF_MAX_MS
+                                  : hub->migrate_backoff_ms * 2;
+}
+
+static void migrate_start(hub_t *hub)
+{
+    if (hub->draining || hub->migrating)
+        return;
+    hub->migrate_work.data = hub;
+    hub->migrating = uv_queue_work(&hub->loop, &hub->migrate_work, migrate_run, on_migrated) == 0;
+}
+
+/* Blocking start-up work, before the loop runs: certificates. */
 static int start_up(hub_t *hub)
 {
     char err[512];
-    size_t n;
-    const migration_t *all = migrations_builtin(&n);
-    int applied = migrate_apply(hub->cfg->database_url, all, n, err, sizeof err);
-    if (applied < 0) {
-        log_error("migrations failed", json_pack("{s:s}", "error", err));
-        return -1;
-    }
-    log_info("migrations", json_pack("{s:i, s:i}", "applied", applied, "known", (int)n));
-
     auth_config_t ac = {.firebase_project = hub->cfg->firebase_project,
                         .firebase_certs_path = hub->cfg->firebase_certs,
                         .hs256_secret = hub->cfg->jwt_hs256_secret};
@@ -364,18 +469,13 @@ static int start_guards(hub_t *hub)
 static int start_services(hub_t *hub)
 {
     const hub_config_t *cfg = hub->cfg;
-    pg_pool_config_t pc = {.conninfo = cfg->database_url,
-                           .size = cfg->pg_pool_size,
-                           .statement_timeout_ms = cfg->pg_statement_timeout_ms,
-                           .observe = on_query_observed,
-                           .log = on_pool_log};
-    hub->pool = pg_pool_new(&hub->loop, &pc);
     const char *why = NULL;
     bus_config_t bc = {.url = cfg->redis_url, .log = on_bus_log};
     hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, &why);
-    if (!hub->pool || !hub->bus) {
+    hub->duties = duties_new(&hub->loop, hub);
+    if (!hub->bus || !hub->duties) {
         log_error("storage configuration",
-                  json_pack("{s:s}", "error", why ? why : "bad database configuration"));
+                  json_pack("{s:s}", "error", why ? why : "out of memory"));
         return -1;
     }
     if (hub->bus)
@@ -389,7 +489,7 @@ static int start_services(hub_t *hub)
         return -1;
     hub->queues = queues_new(hub);
     hub->cabinets = cabinets_new(hub);
-    hub->payments = hub->pool ? payments_new(hub) : NULL;
+    hub->payments = payments_new(hub);
     hub->lease = hub->cabinets ? cabinet_lease_new(hub) : NULL;
     hub->sessions =
         hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
@@ -415,10 +515,16 @@ int hub_run(const hub_config_t *cfg)
     hub->cfg = cfg;
     int code = 1;
     signal(SIGPIPE, SIG_IGN);
+    /* The migrations' blocking connect: an unreachable (not refusing) host must not
+     * hold the worker thread, nor a drain, for long. Set before any thread runs. */
+    setenv("PGCONNECT_TIMEOUT", "5", 0);
     uv_loop_init(&hub->loop);
     uv_timer_init(&hub->loop, &hub->drain_timer);
     uv_timer_init(&hub->loop, &hub->stats_timer);
     hub->drain_timer.data = hub->stats_timer.data = hub;
+    uv_timer_init(&hub->loop, &hub->migrate_timer);
+    hub->migrate_timer.data = hub;
+    hub->migrate_backoff_ms = MIGRATE_BACKOFF_MIN_MS;
     uv_signal_init(&hub->loop, &hub->sigint);
     uv_signal_init(&hub->loop, &hub->sigterm);
     hub->sigint.data = hub->sigterm.data = hub;
@@ -428,12 +534,13 @@ int hub_run(const hub_config_t *cfg)
     uv_signal_start(&hub->sigint, on_signal, SIGINT);
     uv_signal_start(&hub->sigterm, on_signal, SIGTERM);
     uv_timer_start(&hub->stats_timer, on_stats_tick, 1000, 1000);
+    migrate_start(hub);
     uv_run(&hub->loop, UV_RUN_DEFAULT);
     server_finish(hub->server, &hub->loop);
     hub->server = NULL;
     sessions_close(hub->sessions);
     uv_run(&hub->loop, UV_RUN_DEFAULT);
-    code = 0;
+    code = hub->exit_code;
     goto done;
 
 fail:
@@ -446,6 +553,7 @@ fail:
         bus_close(hub->bus);
     ratelimit_close(hub->ratelimit);
     userstate_close(hub->userstate);
+    duties_close(hub->duties);
     payments_close(hub->payments);
     cabinet_lease_close(hub->lease);
     events_sweep_close(hub->sweep);

@@ -3,9 +3,13 @@
  * PostgreSQL pool, the Redis bus, the token verifier and the lws server.
  * Handlers reach those through the accessors below; nothing else is global.
  *
- * Start-up (blocking, before the loop runs): migrations, certificates, then
- * the pool and bus start connecting and lws listens. SIGINT/SIGTERM drain:
- * every socket is closed with 4000, then the shutdown order of DESIGN.md.
+ * Start-up: certificates (blocking, before the loop runs), then lws listens
+ * (a port it cannot bind is fatal at once) and the bus starts connecting.
+ * The migrations run off the loop thread, retried with backoff while
+ * PostgreSQL is unreachable; the pool is created once they are applied, so
+ * until then hub_pool() is NULL (pg_pool_query answers PG_EUNAVAILABLE) and
+ * /readyz says what the hub waits for. SIGINT/SIGTERM drain: every socket is
+ * closed with 4000, then the shutdown order of DESIGN.md.
  */
 #ifndef RN_HUB_H
 #define RN_HUB_H
@@ -27,6 +31,7 @@ typedef struct payments payments_t;
 typedef struct ratelimit ratelimit_t;
 typedef struct userstate userstate_t;
 struct lws;
+typedef struct duties duties_t;
 
 /* Runs one hub process until it is stopped. Returns the process exit code. */
 int hub_run(const hub_config_t *cfg);
@@ -44,6 +49,8 @@ fanout_t *hub_fanout(hub_t *hub);
 queues_t *hub_queues(hub_t *hub);
 cabinets_t *hub_cabinets(hub_t *hub);
 payments_t *hub_payments(hub_t *hub);
+/* The catch-up duties (duty.h): resyncs and held resumes retried until done. */
+duties_t *hub_duties(hub_t *hub);
 /* True once a drain has begun: refuse new sockets, fail readiness. */
 bool hub_draining(const hub_t *hub);
 

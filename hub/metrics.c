@@ -34,6 +34,7 @@ static struct {
     unsigned long http_refused[HTTP_REFUSED_COUNT];
     int worker_index, worker_starts;
     unsigned long unacked_sweep;
+    unsigned long catchup[CATCHUP_EV_COUNT];
 } m = {.worker_starts = 1};
 
 static const char *const limit_names[] = {"rest_ip",          "rest_user",  "ws_ip",     "ws_user",
@@ -44,6 +45,8 @@ static const char *const refused_names[] = {"uri_too_long", "headers_too_large",
 static const char *const cabinet_event_names[] = {
     "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over"};
 
+static const char *const catchup_event_names[] = {"wanted", "coalesced", "retried", "waited",
+                                                  "done"};
 static const char *const conn_names[] = {"pending", "player", "admin", "cabinet"};
 static const char *const outcome_names[] = {"ok", "error", "unavailable"};
 
@@ -104,6 +107,11 @@ void metrics_set_worker(int index, int starts)
 void metrics_unacked_sweep(unsigned long n)
 {
     m.unacked_sweep += n;
+}
+
+void metrics_catchup(catchup_event_t ev)
+{
+    m.catchup[ev]++;
 }
 
 void metrics_cabinet(cabinet_event_t ev)
@@ -258,6 +266,14 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# TYPE rn_cabinet_events_total counter\n");
     for (int e = 0; e < CAB_EV_COUNT; e++)
         put(&t, "rn_cabinet_events_total{event=\"%s\"} %lu\n", cabinet_event_names[e], m.cabinet[e]);
+    put(&t, "# HELP rn_catchup_total Duties retried until done (resyncs, resumes, first loads, acks): "
+            "wanted, coalesced, retried, waited (for PostgreSQL), done.\n"
+            "# TYPE rn_catchup_total counter\n");
+    for (int e = 0; e < CATCHUP_EV_COUNT; e++)
+        put(&t, "rn_catchup_total{event=\"%s\"} %lu\n", catchup_event_names[e], m.catchup[e]);
+    put(&t, "# HELP rn_catchup_pending Catch-up duties waiting or in flight.\n"
+            "# TYPE rn_catchup_pending gauge\nrn_catchup_pending %lu\n",
+        g->catchup_pending);
     put(&t, "# HELP rn_pg_connections Established PostgreSQL connections.\n"
             "# TYPE rn_pg_connections gauge\nrn_pg_connections %d\n"
             "# HELP rn_bus_up 1 while the Redis bus is connected.\n"

@@ -84,6 +84,17 @@ void metrics_unacked_sweep(unsigned long n);
  */
 void metrics_set_worker(int index, int starts);
 
+/* What the catch-up duties did (duty.c). */
+typedef enum catchup_event {
+    CATCHUP_WANTED = 0, /* a new duty (a resync, a held resume) */
+    CATCHUP_COALESCED,  /* wanted again while one was pending: merged */
+    CATCHUP_RETRIED,    /* an attempt failed or could not start: retried later */
+    CATCHUP_WAITED,     /* a duty had to wait (PostgreSQL unavailable) */
+    CATCHUP_DONE,       /* an attempt succeeded */
+    CATCHUP_EV_COUNT
+} catchup_event_t;
+void metrics_catchup(catchup_event_t ev);
+
 /* Gauges owned elsewhere, sampled when rendering. */
 typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;
@@ -92,6 +103,7 @@ typedef struct metrics_gauges { /* hub_gauges() samples them */
     int firebase_live;         /* Firebase keys fetched from a URL: the next five are set */
     double firebase_key_age_s; /* since the keys in use were fetched; -1: never */
     unsigned long firebase_keys, firebase_fetches, firebase_failures, firebase_kid_refetches;
+    unsigned long catchup_pending; /* duties waiting or in flight */
 } metrics_gauges_t;
 
 /*

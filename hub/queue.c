@@ -12,6 +12,7 @@
 
 #include "cabinet.h"
 #include "dict.h"
+#include "duty.h"
 #include "fanout.h"
 #include "log.h"
 #include "msgbuf.h"
@@ -157,12 +158,18 @@ const json_t *queue_snapshot(hub_t *hub, long arcade_id)
 
 /* ---- loading from PostgreSQL ------------------------------------------ */
 
+/*
+ * Every load is a duty (duty.h): a resync of a channel (coalesced per
+ * channel) or a subscriber waiting for its first snapshot, retried while
+ * PostgreSQL is unavailable; the subscriber stays joined meanwhile.
+ */
 typedef struct load {
     hub_t *hub;
     long arcade_id;
     session_ref_t *ref; /* a subscriber waiting for its first snapshot, or NULL */
     bool has_id;
     int64_t id;
+    duty_t *duty; /* the attempt in flight */
 } load_t;
 
 static void send_view(session_t *s, hub_t *hub, long arcade_id)
@@ -188,11 +195,23 @@ static void answer_subscribe(session_t *s, load_t *l)
     send_view(s, l->hub, l->arcade_id);
 }
 
+static void load_free(void *arg)
+{
+    load_t *l = arg;
+    if (l->ref)
+        session_ref_release(l->ref);
+    free(l);
+}
+
 static void on_loaded(void *arg, int status, PGresult *res, const char *errmsg)
 {
     load_t *l = arg;
     session_t *s = l->ref ? session_ref_get(l->ref) : NULL;
     json_t *snapshot = NULL;
+    if (status == PG_EUNAVAILABLE) {
+        duty_done(l->duty, l->ref && !s, errmsg); /* retried, unless its subscriber left */
+        return;
+    }
     if (status == PG_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         snapshot = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     if (!snapshot && status != PG_OK)
@@ -207,37 +226,52 @@ static void on_loaded(void *arg, int status, PGresult *res, const char *errmsg)
         char channel[48];
         arcade_channel(l->arcade_id, channel, sizeof channel);
         fanout_leave(hub_fanout(l->hub), s, channel);
-        session_send_error(s, l->has_id, l->id, status == PG_OK ? "not_found" : "unavailable",
-                           status == PG_OK ? "no such arcade" : "cannot load the queue now");
+        session_send_error(s, l->has_id, l->id, status == PG_OK ? "not_found" : "internal",
+                           status == PG_OK ? "no such arcade" : "cannot load the queue");
     }
     json_decref(snapshot);
-    if (l->ref)
-        session_ref_release(l->ref);
-    free(l);
+    duty_done(l->duty, true, NULL);
 }
 
-/* Reads an arcade's snapshot; with s, answers its subscribe when done. */
+/* One attempt: reads the arcade's snapshot. */
+static int load_run(hub_t *hub, duty_t *d, void *arg)
+{
+    load_t *l = arg;
+    char channel[48];
+    arcade_channel(l->arcade_id, channel, sizeof channel);
+    if ((l->ref && !session_ref_get(l->ref)) ||
+        (!l->ref && fanout_size(hub_fanout(hub), channel) == 0)) {
+        duty_done(d, true, NULL); /* nobody waits for this view any more */
+        return 0;
+    }
+    char idtext[24];
+    snprintf(idtext, sizeof idtext, "%ld", l->arcade_id);
+    const char *params[] = {idtext};
+    l->duty = d;
+    return pg_pool_query(hub_pool(hub), "SELECT rn_queue_snapshot($1::bigint)", 1, params,
+                         on_loaded, l) == 0
+               ? 0
+               : -1;
+}
+
+/* Loads an arcade's snapshot, as a duty; with s, answers its subscribe when done. */
 static int load(hub_t *hub, long arcade_id, session_t *s, bool has_id, int64_t id)
 {
+    static unsigned long seq;
     load_t *l = calloc(1, sizeof *l);
     if (!l)
         return -1;
-    *l = (load_t){hub, arcade_id, NULL, has_id, id};
+    *l = (load_t){hub, arcade_id, NULL, has_id, id, NULL};
     if (s && !(l->ref = session_ref(s))) {
         free(l);
         return -1;
     }
-    char idtext[24];
-    snprintf(idtext, sizeof idtext, "%ld", arcade_id);
-    const char *params[] = {idtext};
-    if (pg_pool_query(hub_pool(hub), "SELECT rn_queue_snapshot($1::bigint)", 1, params, on_loaded,
-                      l) != 0) {
-        if (l->ref)
-            session_ref_release(l->ref);
-        free(l);
-        return -1;
-    }
-    return 0;
+    char key[64];
+    if (s)
+        snprintf(key, sizeof key, "subscribe:%lu", ++seq);
+    else
+        snprintf(key, sizeof key, "queue:rn:arcade:%ld", arcade_id); /* one per channel */
+    return duty_want(hub_duties(hub), key, load_run, l, load_free) < 0 ? -1 : 0;
 }
 
 void queue_resync_channel(hub_t *hub, const char *channel)
@@ -284,7 +318,7 @@ void queue_on_subscribe(session_t *s, const envelope_t *env)
     if (arcade_id < 0)
         return;
     if (fanout_is_member(hub_fanout(hub), s, channel)) {
-        load_t l = {hub, arcade_id, NULL, env->has_id, env->id};
+        load_t l = {hub, arcade_id, NULL, env->has_id, env->id, NULL};
         answer_subscribe(s, &l);
         return;
     }
@@ -305,11 +339,11 @@ void queue_on_subscribe(session_t *s, const envelope_t *env)
     }
     arcade_view_t *view = view_of(hub_queues(hub), arcade_id, false);
     if (current && view && view->buf) {
-        load_t l = {hub, arcade_id, NULL, env->has_id, env->id};
+        load_t l = {hub, arcade_id, NULL, env->has_id, env->id, NULL};
         answer_subscribe(s, &l);
     } else if (load(hub, arcade_id, s, env->has_id, env->id) != 0) {
         fanout_leave(hub_fanout(hub), s, channel);
-        session_send_error(s, env->has_id, env->id, "unavailable", "database unavailable");
+        session_send_error(s, env->has_id, env->id, "unavailable", "out of memory");
     }
 }
 

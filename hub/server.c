@@ -3,10 +3,14 @@
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "listener.h"
@@ -119,8 +123,42 @@ static int bind_port(server_t *srv, const hub_config_t *cfg)
     return -1;
 }
 
+/*
+ * Binds the address the way lws will (SO_REUSEADDR; SO_REUSEPORT only with
+ * --workers) and lets it go: a port taken by another process, or an address
+ * not on this machine, is a fatal start-up error with its reason, instead of
+ * lws's context without a listener. 0, or -1 after logging. An address that
+ * is not a literal IP is left to lws.
+ */
+static int can_bind(const hub_config_t *cfg)
+{
+    struct sockaddr_storage ss;
+    const char *ip = cfg->listen && *cfg->listen ? cfg->listen : "0.0.0.0";
+    if (uv_ip4_addr(ip, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(ip, cfg->port, (struct sockaddr_in6 *)&ss) != 0)
+        return 0;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, err = 0;
+    if (fd < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (cfg->workers > 1)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0)
+        err = errno;
+    close(fd);
+    if (!err)
+        return 0;
+    log_error("cannot listen", json_pack("{s:s, s:i, s:s}", "listen", ip, "port", cfg->port,
+                                         "error", strerror(err)));
+    return -1;
+}
+
 server_t *server_new(hub_t *hub, const hub_config_t *cfg)
 {
+    if (can_bind(cfg) != 0)
+        return NULL;
     server_t *srv = calloc(1, sizeof *srv);
     if (!srv)
         return NULL;
@@ -176,6 +214,18 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
                   json_pack("{s:s, s:i}", "listen", cfg->listen, "port", cfg->port));
         free(srv);
         return NULL;
+    }
+    /*
+     * lws 4.1 logs a bind failure ("ERROR on binding ... 98", "Failed to
+     * create default vhost") and still returns the context, serving nothing,
+     * and tearing that context down crashes inside lws. can_bind() catches
+     * the usual cases first; this is the last resort: exit at once.
+     */
+    if (!lws_get_vhost_by_name(srv->ctx, info.vhost_name)) {
+        log_error("cannot listen", json_pack("{s:s, s:i, s:s}", "listen", cfg->listen, "port",
+                                             cfg->port, "error", "lws could not bind"));
+        fflush(NULL);
+        _exit(1);
     }
     if (srv->listener) /* our vhost, created with the context */
         listener_start(srv->listener, lws_get_vhost_by_name(srv->ctx, "retronova"));

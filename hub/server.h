@@ -13,7 +13,10 @@
 
 typedef struct server server_t;
 
-/* Creates the context and starts listening. NULL on failure (logged). */
+/*
+ * Creates the context and starts listening. NULL on failure (logged), a
+ * port that cannot be bound included: the hub must exit non-zero.
+ */
 server_t *server_new(hub_t *hub, const hub_config_t *cfg);
 
 /*

@@ -54,7 +54,7 @@
 enum {
     BUS_DEFAULT_CONNECT_TIMEOUT_MS = 2000,
     BUS_DEFAULT_BACKOFF_MIN_MS = 100,
-    BUS_DEFAULT_BACKOFF_MAX_MS = 5000,
+    BUS_DEFAULT_BACKOFF_MAX_MS = 800, /* back within 1 s of Redis (issue 8) */
     BUS_DEFAULT_PING_INTERVAL_MS = 1000,
     BUS_PING_MISSES = 3, /* unanswered intervals before the link counts as lost */
     BUS_INITIAL_BUCKETS = 64,
@@ -520,7 +520,9 @@ static void bus_lost(bus_t *bus)
     bus->up = 0;
     if (bus->closing)
         return;
-    uv_timer_start(&bus->retry_timer, bus_on_retry, (uint64_t)bus->backoff_ms, 0);
+    /* Jittered (half to all of the backoff): hubs do not reconnect in step. */
+    uv_timer_start(&bus->retry_timer, bus_on_retry,
+                   (uint64_t)(bus->backoff_ms / 2 + rand() % (bus->backoff_ms / 2 + 1)), 0);
     if (bus->backoff_ms > bus->backoff_max_ms / 2)
         bus->backoff_ms = bus->backoff_max_ms;
     else

@@ -52,7 +52,8 @@
 #define DEFAULT_STATEMENT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_QUEUED 10000
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+/* capped at 1 s: a database that is back is used within about a second (issue 8) */
+#define BACKOFF_MAX_MS 1000
 #define MAX_PARAMS 65535 /* the protocol's limit */
 
 typedef enum {
@@ -103,6 +104,8 @@ struct pg_pool {
     void *observe_arg;
     pg_log_cb log;
     void *log_arg;
+    void (*on_up)(void *arg);
+    void *on_up_arg;
 
     pg_conn_t *conns;
     int size;
@@ -387,7 +390,9 @@ static void conn_lost(pg_conn_t *c, const char *why)
 
     c->state = CONN_DOWN;
     uv_timer_stop(&c->timer);
-    uv_timer_start(&c->timer, on_timer, (uint64_t)c->backoff_ms, 0);
+    /* jittered: the pool's connections (and other hubs) do not retry in step */
+    uv_timer_start(&c->timer, on_timer,
+                   (uint64_t)(c->backoff_ms / 2 + rand() % (c->backoff_ms / 2 + 1)), 0);
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 
     if (pool->nup == 0)
@@ -420,6 +425,8 @@ static void conn_connected(pg_conn_t *c)
                  "pg_pool: connected to PostgreSQL (connection %d)", c->index);
     }
     conn_dispatch(c);
+    if (pool->nup == 1 && pool->on_up)
+        pool->on_up(pool->on_up_arg); /* what waited for a connection can run now */
 }
 
 /* One PQconnectPoll step, on a socket event (or right after PQconnectStart). */
@@ -822,6 +829,8 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg)
     pool->observe_arg = cfg->observe_arg;
     pool->log = cfg->log;
     pool->log_arg = cfg->log_arg;
+    pool->on_up = cfg->on_up;
+    pool->on_up_arg = cfg->on_up_arg;
 
     if (conninfo_host(opts, &pool->resolve_host) != 0) {
         pool_log(cfg->log, cfg->log_arg, PG_LOG_WARN,
@@ -887,7 +896,9 @@ int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *con
 {
     pg_query_t *q;
 
-    if (!pool || !sql || !cb || nparams < 0 || nparams > MAX_PARAMS || (nparams > 0 && !params))
+    if (!pool)
+        return PG_EUNAVAILABLE; /* not created yet (the hub waits for its migrations) */
+    if (!sql || !cb || nparams < 0 || nparams > MAX_PARAMS || (nparams > 0 && !params))
         return PG_EQUERY;
     if (pool->closing || pool->nup == 0 || pool->nqueued >= pool->max_queued)
         return PG_EUNAVAILABLE;

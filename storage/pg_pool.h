@@ -8,7 +8,8 @@
  * in one transaction lives in SQL functions (storage/sql), so every
  * request is one round trip.
  *
- * A lost connection is re-established from a backoff timer. While no
+ * A lost connection is re-established from a backoff timer (100 ms doubling
+ * to 1 s, jittered: a database back is used within about a second). While no
  * connection is up, pg_pool_query() fails at once (the caller answers 503);
  * a query whose connection dies under it completes with PG_EUNAVAILABLE.
  * Nothing hangs: connects have their own timer and statements run under the
@@ -60,6 +61,13 @@ typedef struct pg_pool_config {
     void *observe_arg;
     pg_log_cb log; /* optional */
     void *log_arg;
+    /*
+     * Optional: the pool went from no connection to one (at start-up too).
+     * Work that failed with PG_EUNAVAILABLE can be retried now. Called on
+     * the loop thread from the pool's own I/O; it may queue queries.
+     */
+    void (*on_up)(void *arg);
+    void *on_up_arg;
 } pg_pool_config_t;
 
 /* Creates the pool and starts connecting. Returns NULL on bad config. */
@@ -69,7 +77,7 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg);
  * Queues one statement with text parameters (copied; the caller may free its
  * strings on return). A NULL param is SQL NULL. Returns 0 and later calls cb
  * once, never before pg_pool_query() returns; or returns PG_EUNAVAILABLE (no
- * connection up, queue full, closing) or PG_EQUERY (bad arguments: NULL sql
+ * connection up, queue full, closing, a NULL pool) or PG_EQUERY (bad arguments: NULL sql
  * or cb, nparams outside 0..65535) and never calls cb.
  */
 int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *const *params,

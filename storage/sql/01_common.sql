@@ -205,3 +205,20 @@ RETURNS integer LANGUAGE sql AS $$
     WITH gone AS (DELETE FROM idempotency_keys WHERE created_at < now() - p_keep RETURNING 1)
     SELECT count(*)::integer FROM gone
 $$;
+
+-- An ack of event p_id by its recipient (user p_uid or cabinet p_arcade_id),
+-- received by the hub at p_at_ms (its wall clock; NULL: now). The hub may
+-- record it late (it retries while PostgreSQL is away): the time the device
+-- acked is what counts for the deadline, never in the future nor before the
+-- event. Returns (kind, seconds from commit to ack), no row when it was not
+-- the recipient's or was acked already.
+CREATE OR REPLACE FUNCTION rn_ack(p_id bigint, p_uid text, p_arcade_id bigint, p_at_ms bigint)
+RETURNS TABLE (kind text, seconds double precision) LANGUAGE sql AS $$
+    UPDATE user_events e
+       SET acked_at = greatest(e.created_at,
+                               least(clock_timestamp(),
+                                     coalesce(to_timestamp(p_at_ms / 1000.0), clock_timestamp())))
+     WHERE e.id = p_id AND e.acked_at IS NULL
+       AND (e.user_id = rn_user_id(p_uid) OR e.arcade_id = p_arcade_id)
+    RETURNING e.kind, extract(epoch FROM e.acked_at - e.created_at)::double precision
+$$;

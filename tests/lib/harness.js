@@ -402,19 +402,21 @@ const NO_LIMITS = Object.fromEntries(
 
 /*
  * Starts RN_HUB_BIN serve against pg and redis with a random HS256 secret, on
- * a free port; resolves once GET /healthz is 200. opts.debugRoutes adds
+ * a free port; resolves once GET /healthz is 200 and, with pg, once /readyz
+ * says postgres is up (the hub listens before its migrations ran:
+ * opts.waitPg = false for a hub started while pg is down). opts.debugRoutes adds
  * --debug-routes (only a test build, -DRN_DEBUG_ROUTES=ON, accepts it).
  * opts.args are appended to the command line; opts.env is added to its
  * environment; opts.limits keeps the abuse limits on (see NO_LIMITS).
  * Returns { url, wsUrl, port, secret, proc, stop(), kill(), exited, logs() }.
  */
-export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = false, secret, readyTimeoutMs = 30000, limits = false, host } = {}) {
+export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = false, secret, readyTimeoutMs = 30000, limits = false, host, waitPg = true } = {}) {
   if (!limits) env = { ...NO_LIMITS, ...env };
   if (!fs.existsSync(HUB_BIN)) throw new Error(`hub binary not found: ${HUB_BIN} (set RN_HUB_BIN)`);
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs, host });
+      return await startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs, host, waitPg });
     } catch (err) {
       lastErr = err;
       if (!err.portTaken) break;
@@ -423,7 +425,7 @@ export async function startHub({ pg, redis, env = {}, args = [], debugRoutes = f
   throw lastErr;
 }
 
-async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs, host = '127.0.0.1' }) {
+async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTimeoutMs, host = '127.0.0.1', waitPg }) {
   const port = await freePort();
   secret ||= crypto.randomBytes(24).toString('hex');
   // opts.host: the address the hub binds (--listen) and every helper talks to.
@@ -533,8 +535,8 @@ async function startHubOnce({ pg, redis, env, args, debugRoutes, secret, readyTi
       throw err;
     }
     try {
-      const res = await httpRequest(hub, 'GET', '/healthz', { timeoutMs: 1000 });
-      if (res.status === 200) return hub;
+      const res = await httpRequest(hub, 'GET', waitPg && pg ? '/readyz' : '/healthz', { timeoutMs: 1000 });
+      if (res.status === 200 || (waitPg && pg && res.json?.postgres === 'up')) return hub;
     } catch {
       /* not listening yet */
     }

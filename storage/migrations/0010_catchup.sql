@@ -1,0 +1,5 @@
+-- Issue 8: nobody pays for the operator's outage. No schema change: the
+-- rules live in storage/sql/03_queue.sql (rn_call_due, rn_expire,
+-- rn_cabinet_sweep) and 01_common.sql (rn_ack). This migration marks the
+-- version, so that an older binary (which would re-apply its own, older
+-- domain files) refuses this database.
