@@ -27,6 +27,7 @@
 #include "chunked.h"
 #include "clientip.h"
 #include "envelope.h"
+#include "firebase_keys.h"
 #include "guard.h"
 #include "hex.h"
 #include "log.h"
@@ -93,6 +94,7 @@ struct http_req {
     size_t query_len;
     char idem_key[IDEM_KEY_MAX];
     bool has_idem_key, has_identity, dispatched;
+    char *kid_token; /* a token whose kid was unknown: verified again at dispatch (firebase_keys) */
     auth_identity_t identity;
     char params[ROUTE_MAX_PARAMS][64];
     char *body; /* NUL-terminated, body_len bytes */
@@ -125,6 +127,10 @@ static void req_unref(http_req_t *req)
     free(req->body);
     free(req->resp);
     json_decref(req->json);
+    if (req->kid_token) {
+        OPENSSL_cleanse(req->kid_token, strlen(req->kid_token));
+        free(req->kid_token);
+    }
     free(req);
 }
 
@@ -478,7 +484,11 @@ static int read_identity(http_req_t *req, const char **why)
     } else if (auth_verify(hub_auth(req->hub), hdr + 7, time(NULL), &req->identity, why) == 0) {
         req->has_identity = true;
         rc = 0;
+    } else if (*why && strcmp(*why, "unknown_kid") == 0 && hub_firebase_keys(req->hub) &&
+               (req->kid_token = strdup(hdr + 7)) != NULL) {
+        rc = 0; /* Google may have just rotated its keys: decided at dispatch (kid_wait) */
     }
+    OPENSSL_cleanse(hdr, (size_t)n);
     free(hdr);
     return rc;
 }
@@ -522,10 +532,56 @@ static void run_handler(http_req_t *req)
     req->match.route->handler(req);
 }
 
-/* Runs the matched route's handler once the guard (limits, deleted users) admits it. */
+/* 0 when the route's access rule admits the request's identity, else answered 401/403. */
+static int check_route_access(http_req_t *req)
+{
+    route_access_t access = req->match.route->access;
+    if (access != ROUTE_PUBLIC && !req->has_identity) {
+        http_respond_error(req, 401, "unauthenticated", "a bearer token is required");
+        return -1;
+    }
+    if (access == ROUTE_ADMIN && !req->identity.admin) {
+        http_respond_error(req, 403, "forbidden", "admin only");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * firebase_keys_wait_cb: the refetch an unknown kid started has ended (or
+ * had already ended): the token is verified once more, then the request goes
+ * on as any other. The handler's reference is held meanwhile.
+ */
+static void on_kid_keys(void *arg)
+{
+    http_req_t *req = arg;
+    const char *why = "invalid token";
+    int ok = auth_verify(hub_auth(req->hub), req->kid_token, time(NULL), &req->identity, &why) == 0;
+    OPENSSL_cleanse(req->kid_token, strlen(req->kid_token));
+    free(req->kid_token);
+    req->kid_token = NULL;
+    if (!ok) {
+        guard_http_bad_token(req, why);
+        return;
+    }
+    req->has_identity = true;
+    if (check_route_access(req) == 0)
+        guard_http_request(req, run_handler);
+}
+
+/*
+ * Runs the matched route's handler once the guard (limits, deleted users)
+ * admits it. A token that named an unknown kid first waits for the keys'
+ * refetch (at most one per --firebase-refetch-ms), as a WebSocket auth does.
+ */
 static void dispatch(http_req_t *req)
 {
     hold_for_answer(req);
+    if (req->kid_token) {
+        if (firebase_keys_wait(hub_firebase_keys(req->hub), on_kid_keys, req) != 0)
+            on_kid_keys(req); /* no fetch in flight any more: verify against what we have */
+        return;
+    }
     guard_http_request(req, run_handler);
 }
 
@@ -744,21 +800,14 @@ static int check_access(http_req_t *req)
         req->params[i][p->len] = '\0';
     }
     const char *why = NULL;
-    route_access_t access = req->match.route->access;
     hub_client_ip(req->hub, req->wsi, req->client_ip);
     if (read_identity(req, &why) != 0) {
         hold_for_answer(req); /* a failed token is charged to the client IP (guard.h) */
         guard_http_bad_token(req, why ? why : "invalid token");
         return -1;
     }
-    if (access != ROUTE_PUBLIC && !req->has_identity) {
-        http_respond_error(req, 401, "unauthenticated", "a bearer token is required");
+    if (!req->kid_token && check_route_access(req) != 0) /* else checked at dispatch */
         return -1;
-    }
-    if (access == ROUTE_ADMIN && !req->identity.admin) {
-        http_respond_error(req, 403, "forbidden", "admin only");
-        return -1;
-    }
     if (read_idempotency_key(req) != 0) {
         http_respond_error(req, 400, "bad_request",
                            "Idempotency-Key is limited to 255 bytes of UTF-8");

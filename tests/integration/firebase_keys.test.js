@@ -23,7 +23,7 @@ function makePki() {
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
   fs.writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
   openssl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.pem', '-days', '2', '-extfile', 'ext.cnf');
-  for (const k of ['k1', 'k2', 'k3']) {
+  for (const k of ['k1', 'k2', 'k3', 'k4']) {
     openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${k}.key`, '-out', `${k}.pem`, '-days', '2', '-subj', `/CN=${k}`);
     keys[k] = { key: file(`${k}.key`), cert: file(`${k}.pem`) };
   }
@@ -219,6 +219,20 @@ test('an unknown kid refetches at most once per interval, and is accepted after 
   assert.equal(ok.type, 'ok', JSON.stringify(ok));
   assert.equal(served.hits, before + 1, 'exactly one refetch');
   assert.equal((await fbMetrics()).keys, 2);
+
+  // REST waits the same way: k4 rotated in, the first request signed with it is
+  // answered after the one refetch it starts (not 401), body and all.
+  served.doc = { k3: keys.k3.cert, k4: keys.k4.cert };
+  await new Promise((r) => setTimeout(r, REFETCH_MS + 200));
+  const before4 = served.hits;
+  const me = await http(hub, 'GET', '/api/v1/auth/me', { token: idToken('fb-eve', 'k4') });
+  assert.notEqual(me.status, 401, me.text);
+  assert.equal(me.status, 404, me.text); // authenticated: no profile yet
+  assert.equal(me.json.error.code, 'not_registered');
+  assert.equal(served.hits, before4 + 1, 'exactly one refetch for REST');
+  // an unknown kid that the refetch does not bring is still refused
+  const forged = await http(hub, 'POST', '/api/v1/auth/register', { token: idToken('fb-eve', 'k1', 'k1'), body: { pseudo: 'eve' } });
+  assert.equal(forged.status, 401, forged.text);
 });
 
 test('a server certificate the hub does not trust is refused and logged', async () => {
