@@ -175,11 +175,8 @@ typedef struct replay {
     int64_t id, since;
 } replay_t;
 
-/* The unacked events of a user ($1) or a cabinet ($2) after $3, oldest first. */
-static const char replay_sql[] =
-    "SELECT e.id, e.kind, e.payload::text, (extract(epoch FROM e.created_at) * 1000)::bigint "
-    "FROM user_events e WHERE e.acked_at IS NULL AND e.id > $3 AND "
-    "(e.user_id = rn_user_id($1) OR e.arcade_id = $2::bigint) ORDER BY e.id LIMIT 500";
+/* The unacked events of a user ($1) or a cabinet ($2) after $3, oldest first (01_common.sql). */
+static const char replay_sql[] = "SELECT * FROM rn_events_unacked($1, $2::bigint, $3::bigint)";
 
 static void replay_free(void *arg)
 {

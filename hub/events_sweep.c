@@ -18,32 +18,9 @@ struct events_sweep {
     char upto[64]; /* the database time the last sweep covered up to ("": none yet) */
 };
 
-/*
- * Each sweep covers the events created in ($4, now() - $3 ms]: windows that
- * follow each other, so every event is looked at once, when it is between
- * one and two periods old. The first row carries the window's end (channel
- * NULL); then the unacked events of the local channels ($1 user uids, $2
- * cabinet arcade ids, JSON arrays) in that window, in id order, each as the
- * wire JSON events.c publishes.
- */
-static const char *const SWEEP_SQL =
-    "WITH w AS (SELECT now() - make_interval(secs => $3::float8 / 1000) AS hi),"
-    " win AS (SELECT hi, coalesce($4::timestamptz, hi - make_interval(secs => $3::float8 / 1000))"
-    "         AS lo FROM w),"
-    " ev AS ("
-    "  SELECT 'rn:user:' || u.firebase_uid AS channel, e.* FROM users u"
-    "   JOIN user_events e ON e.user_id = u.id, win"
-    "  WHERE u.firebase_uid IN (SELECT jsonb_array_elements_text($1::jsonb))"
-    "    AND e.acked_at IS NULL AND e.created_at > win.lo AND e.created_at <= win.hi"
-    "  UNION ALL"
-    "  SELECT 'rn:cabinet:' || e.arcade_id, e.* FROM user_events e, win"
-    "  WHERE e.arcade_id IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint)"
-    "    AND e.acked_at IS NULL AND e.created_at > win.lo AND e.created_at <= win.hi)"
-    " SELECT NULL::text, NULL::text, hi::text, 0::bigint FROM win"
-    " UNION ALL"
-    " SELECT channel, (payload || jsonb_build_object('type', kind, 'event_id', id, 'at_ms',"
-    "        (extract(epoch FROM created_at) * 1000)::bigint))::text, NULL, id FROM ev"
-    " ORDER BY 4";
+/* The window and its rows: see rn_events_sweep in storage/sql/01_common.sql. */
+static const char SWEEP_SQL[] =
+    "SELECT * FROM rn_events_sweep($1::jsonb, $2::jsonb, $3::bigint, $4::timestamptz)";
 
 typedef struct channels {
     json_t *users, *cabinets;

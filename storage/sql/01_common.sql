@@ -222,3 +222,51 @@ RETURNS TABLE (kind text, seconds double precision) LANGUAGE sql AS $$
        AND (e.user_id = rn_user_id(p_uid) OR e.arcade_id = p_arcade_id)
     RETURNING e.kind, extract(epoch FROM e.acked_at - e.created_at)::double precision
 $$;
+
+-- The unacked private events of a user (p_uid) or a cabinet (p_arcade_id)
+-- after event id p_since, oldest first, at most 500 (resume and every
+-- catch-up read their inbox through this): (id, kind, payload, at_ms).
+CREATE OR REPLACE FUNCTION rn_events_unacked(p_uid text, p_arcade_id bigint, p_since bigint)
+RETURNS TABLE (id bigint, kind text, payload text, at_ms bigint) LANGUAGE sql STABLE AS $$
+    SELECT e.id, e.kind, e.payload::text, (extract(epoch FROM e.created_at) * 1000)::bigint
+      FROM user_events e
+     WHERE e.acked_at IS NULL AND e.id > p_since
+       AND (e.user_id = rn_user_id(p_uid) OR e.arcade_id = p_arcade_id)
+     ORDER BY e.id
+     LIMIT 500
+$$;
+
+-- The unacked-event sweep (hub/events_sweep.c): a hub that died between a
+-- commit and its publish leaves events nobody pushed. Each sweep covers the
+-- events created in (p_since, now() - p_age_ms]: windows that follow each
+-- other, so every event is looked at once, when it is between one and two
+-- periods old (the first window, p_since NULL, is one period long). The
+-- first row carries the window's end (channel NULL: the next p_since); then
+-- the unacked events of the local channels (p_uids: user uids, p_arcades:
+-- cabinet arcade ids, JSON arrays) in that window, in id order, each as the
+-- wire JSON the hub publishes.
+CREATE OR REPLACE FUNCTION rn_events_sweep(p_uids jsonb, p_arcades jsonb, p_age_ms bigint,
+                                           p_since timestamptz)
+RETURNS TABLE (channel text, message text, upto text, id bigint) LANGUAGE sql STABLE AS $$
+    WITH w AS (SELECT now() - make_interval(secs => p_age_ms / 1000.0) AS hi),
+    win AS (SELECT hi, coalesce(p_since, hi - make_interval(secs => p_age_ms / 1000.0)) AS lo
+              FROM w),
+    ev AS (
+        SELECT 'rn:user:' || u.firebase_uid AS channel, e.*
+          FROM users u JOIN user_events e ON e.user_id = u.id, win
+         WHERE u.firebase_uid IN (SELECT jsonb_array_elements_text(p_uids))
+           AND e.acked_at IS NULL AND e.created_at > win.lo AND e.created_at <= win.hi
+        UNION ALL
+        SELECT 'rn:cabinet:' || e.arcade_id, e.*
+          FROM user_events e, win
+         WHERE e.arcade_id IN (SELECT jsonb_array_elements_text(p_arcades)::bigint)
+           AND e.acked_at IS NULL AND e.created_at > win.lo AND e.created_at <= win.hi)
+    SELECT NULL::text, NULL::text, hi::text, 0::bigint FROM win
+    UNION ALL
+    SELECT ev.channel,
+           (ev.payload || jsonb_build_object('type', ev.kind, 'event_id', ev.id, 'at_ms',
+                          (extract(epoch FROM ev.created_at) * 1000)::bigint))::text,
+           NULL, ev.id
+      FROM ev
+    ORDER BY 4
+$$;
