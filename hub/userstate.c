@@ -104,9 +104,8 @@ static void load_start(userstate_t *us)
         return;
     }
     if (!(us->since = dict_new()) ||
-        pg_pool_query(hub_pool(us->hub),
-                      "SELECT firebase_uid FROM users WHERE deleted_at IS NOT NULL", 0, NULL,
-                      on_loaded, us) != 0) {
+        pg_pool_query(hub_pool(us->hub), "SELECT * FROM rn_users_deleted()", 0, NULL, on_loaded,
+                      us) != 0) {
         dict_free(us->since);
         us->since = NULL;
         uv_timer_start(&us->retry, on_retry, USERSTATE_RETRY_MS, 0);

@@ -602,3 +602,10 @@ BEGIN
         'games', v_games));
 END
 $$;
+
+-- The uids of every deleted user: each hub keeps this set (hub/userstate.c)
+-- and refuses their tokens without a query per request.
+CREATE OR REPLACE FUNCTION rn_users_deleted()
+RETURNS SETOF text LANGUAGE sql STABLE AS $$
+    SELECT firebase_uid FROM users WHERE deleted_at IS NOT NULL
+$$;
