@@ -24,9 +24,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "hub.h"
+#include <uv.h>
 
+/* The hub (hub.h) is only handed through to the run callbacks. */
+typedef struct hub hub_t;
 typedef struct duties duties_t;
+
 typedef struct duty duty_t;
 
 /*
