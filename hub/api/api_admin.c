@@ -18,6 +18,7 @@
 #include "cabinet.h"
 #include "db.h"
 #include "events.h"
+#include "api.h"
 #include "http.h"
 #include "log.h"
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "firebase_keys.h"
+#include "api.h"
 #include "http.h"
 #include "metrics.h"
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "api.h"
 #include "http.h"
 
 #define UID_MAX 128 /* users.firebase_uid */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "api.h"
 #include "http.h"
 #include "queue.h"
 #include "userstate.h"

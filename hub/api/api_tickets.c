@@ -25,6 +25,7 @@
 #include "db.h"
 #include "events.h"
 #include "guard.h"
+#include "api.h"
 #include "http.h"
 #include "log.h"
 #include "payments.h"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "api.h"
 #include "http.h"
 
 typedef struct sleep_call {

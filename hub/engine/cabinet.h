@@ -41,6 +41,14 @@ void cabinet_on_closed(session_t *s);
 /* A snapshot of an arcade whose cabinet is here arrived: (re)arm its deadline timer. */
 void cabinet_on_snapshot(hub_t *hub, long arcade_id, const json_t *snapshot);
 
+/*
+ * Checks a cabinet's API key against the stored hash of arcade_id's live
+ * arcade (constant time; cabinet_key.c), as session_hooks_t wants it: 0 once
+ * the query is sent, then cb(arg, 0 | SESSION_KEY_E*, errmsg) exactly once.
+ * Negative (the pool refused): cb is never called. The key is copied.
+ */
+int cabinet_key_check(hub_t *hub, long arcade_id, const char *key, session_key_cb cb, void *arg);
+
 /* Calls fn for every arcade whose cabinet this process holds (or is in its grace window). */
 void cabinets_each_held(cabinets_t *c, void (*fn)(long arcade_id, void *arg), void *arg);
 

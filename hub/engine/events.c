@@ -27,6 +27,20 @@ void events_cabinet_channel(long arcade_id, char *out, size_t outlen)
     snprintf(out, outlen, "rn:cabinet:%ld", arcade_id);
 }
 
+int events_session_join(session_t *s, conn_kind_t kind)
+{
+    char channel[EVENTS_CHANNEL_MAX];
+    fanout_t *f = hub_fanout(session_hub(s));
+    if (kind == CONN_CABINET)
+        events_cabinet_channel(session_arcade_id(s), channel, sizeof channel);
+    else
+        events_user_channel(session_uid(s), channel, sizeof channel);
+    if (fanout_join(f, s, channel) != 0 ||
+        (kind == CONN_ADMIN && fanout_join(f, s, EVENTS_ADMIN_CHANNEL) != 0))
+        return -1;
+    return 0;
+}
+
 /* The device's view of an event: its payload plus type, event_id and at_ms. */
 static json_t *wire_of(const char *kind, json_int_t id, json_int_t at_ms, json_t *payload)
 {

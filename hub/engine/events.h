@@ -41,6 +41,12 @@ void events_publish_admin(hub_t *hub, const json_t *event);
 void events_user_channel(const char *uid, char *out, size_t outlen);
 void events_cabinet_channel(long arcade_id, char *out, size_t outlen);
 
+/*
+ * A session authenticated as kind: it joins its private channel (and an
+ * admin, the admin stream). Nonzero on allocation failure (session_hooks_t).
+ */
+int events_session_join(session_t *s, conn_kind_t kind);
+
 /* A bus message on a private or admin channel: pushed to the local members. */
 void events_on_bus_message(hub_t *hub, const char *channel, const char *payload, size_t len);
 /* The bus came back: re-push every unacked event to the devices connected here. */

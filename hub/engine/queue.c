@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cabinet.h"
 #include "dict.h"
 #include "duty.h"
 #include "fanout.h"
@@ -28,7 +27,8 @@ typedef struct arcade_view {
 
 struct queues {
     hub_t *hub;
-    dict_t *views; /* "<arcade id>" -> arcade_view_t */
+    dict_t *views;              /* "<arcade id>" -> arcade_view_t */
+    queue_snapshot_cb on_newer; /* queues_set_snapshot_hook, or NULL */
 };
 
 queues_t *queues_new(hub_t *hub)
@@ -50,6 +50,11 @@ static void free_view(const char *key, void *value, void *arg)
     json_decref(view->snapshot);
     msgbuf_unref(view->buf);
     free(view);
+}
+
+void queues_set_snapshot_hook(queues_t *q, queue_snapshot_cb cb)
+{
+    q->on_newer = cb;
 }
 
 void queues_free(queues_t *q)
@@ -120,7 +125,9 @@ static bool apply(hub_t *hub, json_t *snapshot, msgbuf_t *buf)
     arcade_channel(arcade_id, channel, sizeof channel);
     push_ctx_t ctx = {arcade_id, buf};
     fanout_each(hub_fanout(hub), channel, push_view, &ctx);
-    cabinet_on_snapshot(hub, arcade_id, view->snapshot);
+    queues_t *q = hub_queues(hub);
+    if (q->on_newer)
+        q->on_newer(hub, arcade_id, view->snapshot);
     return true;
 }
 

@@ -27,6 +27,14 @@ typedef struct queues queues_t;
 queues_t *queues_new(hub_t *hub);
 void queues_free(queues_t *q);
 
+/*
+ * Called with every snapshot that became an arcade's newest here (borrowed
+ * for the call), after its subscribers got it: the cabinet re-arms its
+ * deadline timer (cabinet_on_snapshot). Installed by hub.c.
+ */
+typedef void (*queue_snapshot_cb)(hub_t *hub, long arcade_id, const json_t *snapshot);
+void queues_set_snapshot_hook(queues_t *q, queue_snapshot_cb cb);
+
 /* A snapshot committed by this process: publish it and apply it here (a reference is kept). */
 void queue_publish(hub_t *hub, json_t *snapshot);
 /* A snapshot from the bus (rn:arcade:<id>). */

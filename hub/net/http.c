@@ -32,15 +32,19 @@
 #include "log.h"
 #include "metrics.h"
 
-/* Every API module's routes, matched in order. */
-static const route_table_t *const route_tables[] = {
-    &api_ops_routes,   &api_queue_routes,  &api_tickets_routes,
-    &api_admin_routes, &api_social_routes,
-#ifdef RN_DEBUG_ROUTES
-    &api_debug_routes,
-#endif
-};
-#define N_TABLES (sizeof route_tables / sizeof route_tables[0])
+/*
+ * Every API module's routes, matched in order (http_set_routes). Process-wide
+ * like the tables themselves: constant once the server listens.
+ */
+static const route_table_t *const *route_tables;
+static size_t n_route_tables;
+#define N_TABLES n_route_tables
+
+void http_set_routes(const route_table_t *const *tables, size_t n)
+{
+    route_tables = tables;
+    n_route_tables = n;
+}
 
 #define PATH_MAX_LEN 512
 #define QUERY_MAX_LEN 1024

@@ -124,13 +124,11 @@ void http_respond_error(http_req_t *req, int status, const char *code, const cha
 void http_respond_text(http_req_t *req, int status, const char *content_type, char *text,
                        size_t len);
 
-/* The route tables of the API modules, joined by http.c. */
-extern const route_table_t api_ops_routes;
-extern const route_table_t api_tickets_routes;
-extern const route_table_t api_admin_routes;
-extern const route_table_t api_queue_routes;
-extern const route_table_t api_social_routes;
-/* Test builds only (RN_DEBUG_ROUTES): see debug_routes.c. */
-extern const route_table_t api_debug_routes;
+/*
+ * The route tables, matched in order (router.h), installed once by the
+ * composition root (hub.c) before the server listens: net never names the
+ * API modules. The array and the tables are borrowed for good (static data).
+ */
+void http_set_routes(const route_table_t *const *tables, size_t n);
 
 #endif

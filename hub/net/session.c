@@ -9,25 +9,22 @@
 
 #include "apikey.h"
 #include "auth.h"
-#include "cabinet.h"
 #include "envelope.h"
-#include "events.h"
 #include "fanout.h"
 #include "firebase_keys.h"
 #include "log.h"
-#include "queue.h"
 #include "ratelimit.h"
 #include "session_priv.h"
 #include "userstate.h"
 
 typedef struct cabinet_auth cabinet_auth_t;
 
-/* An API key lookup in flight. */
+/* An API key check in flight (hooks.cabinet_key_check). */
 struct cabinet_auth {
     session_ref_t *ref;
     bool has_id;
     int64_t id;
-    char key[APIKEY_MAX];
+    long arcade_id;
 };
 
 /* What waits on a rate-limit answer (ratelimit.h) during authentication. */
@@ -196,6 +193,15 @@ sessions_t *sessions_new(hub_t *hub)
     return reg;
 }
 
+void sessions_set_hooks(sessions_t *reg, const session_hooks_t *hooks)
+{
+    reg->hooks = *hooks;
+    memset(reg->by_type, 0, sizeof reg->by_type);
+    for (size_t i = 0; i < hooks->n_handlers; i++)
+        if ((unsigned)hooks->handlers[i].type < SESSION_MSG_TYPES)
+            reg->by_type[hooks->handlers[i].type] = &hooks->handlers[i];
+}
+
 static void on_registry_closed(uv_handle_t *h)
 {
     sessions_t *reg = h->data;
@@ -270,18 +276,12 @@ static void registry_remove(sessions_t *reg, session_t *s)
 /* Authenticated: counted under its kind, and listening to its private channels. */
 static void set_kind(session_t *s, conn_kind_t kind)
 {
-    char channel[EVENTS_CHANNEL_MAX];
     metrics_conn_add(s->kind, -1);
     s->kind = kind;
     metrics_conn_add(kind, 1);
     session_wait_remove(s);
-    fanout_t *f = hub_fanout(s->hub);
-    if (kind == CONN_CABINET)
-        events_cabinet_channel(s->arcade_id, channel, sizeof channel);
-    else
-        events_user_channel(s->uid, channel, sizeof channel);
-    if (fanout_join(f, s, channel) != 0 ||
-        (kind == CONN_ADMIN && fanout_join(f, s, EVENTS_ADMIN_CHANNEL) != 0))
+    sessions_t *reg = hub_sessions(s->hub);
+    if (reg->hooks.authenticated && reg->hooks.authenticated(s, kind) != 0)
         session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
 }
 
@@ -470,36 +470,36 @@ static void auth_token(session_t *s, const char *token, bool has_id, int64_t id)
     verify_token(s, token, has_id, id, true);
 }
 
-static void on_cabinet_row(void *arg, int status, PGresult *res, const char *errmsg)
+static void on_cabinet_key(void *arg, int result, const char *errmsg)
 {
     cabinet_auth_t *ca = arg;
     session_t *s = session_ref_get(ca->ref);
     if (s) {
         s->authenticating = false;
-        if (status != PG_OK) {
+        if (result == SESSION_KEY_EUNAVAILABLE) {
             /* not the client's failure: the reserved attempt is given back */
             ratelimit_refund(hub_ratelimit(s->hub), LIMIT_CABINET_KEY, s->client_ip);
             session_send_error(s, ca->has_id, ca->id, "unavailable", "database unavailable");
             session_close(s, CLOSE_UNAUTHENTICATED, "unavailable");
             log_warn("cabinet auth query failed",
                      json_pack("{s:s}", "error", errmsg ? errmsg : ""));
-        } else if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
-                   !apikey_matches(ca->key, PQgetvalue(res, 0, 0))) {
+        } else if (result != 0) {
             reject(s, ca->has_id, ca->id, "unknown or revoked API key");
         } else {
             /* the attempt reserved a token: a right key gives it back */
             ratelimit_refund(hub_ratelimit(s->hub), LIMIT_CABINET_KEY, s->client_ip);
-            apikey_arcade_id(ca->key, &s->arcade_id);
+            s->arcade_id = ca->arcade_id;
             set_kind(s, CONN_CABINET);
             json_t *ok = auth_ok(ca->has_id, ca->id);
             json_object_set_new(ok, "role", json_string("cabinet"));
             json_object_set_new(ok, "arcade_id", json_integer(s->arcade_id));
             session_send_json(s, ok);
-            cabinet_on_authenticated(s);
+            sessions_t *reg = hub_sessions(s->hub);
+            if (reg->hooks.cabinet_online)
+                reg->hooks.cabinet_online(s);
         }
     }
     session_ref_release(ca->ref);
-    OPENSSL_cleanse(ca->key, sizeof ca->key);
     free(ca);
 }
 
@@ -524,7 +524,7 @@ static void auth_api_key(session_t *s, const char *key, bool has_id, int64_t id)
     ws_check(s, c, LIMIT_CABINET_KEY, s->client_ip);
 }
 
-/* Looks the arcade up, then compares the key's hash in constant time. */
+/* Has the key checked against its arcade's (hooks.cabinet_key_check). */
 static void cabinet_lookup(session_t *s, const char *key, bool has_id, int64_t id)
 {
     long arcade_id;
@@ -537,13 +537,10 @@ static void cabinet_lookup(session_t *s, const char *key, bool has_id, int64_t i
     }
     ca->has_id = has_id;
     ca->id = id;
-    strcpy(ca->key, key);
-    char idtext[24];
-    snprintf(idtext, sizeof idtext, "%ld", arcade_id);
-    const char *params[] = {idtext};
-    if (pg_pool_query(hub_pool(s->hub),
-                      "SELECT api_key_hash FROM arcades WHERE id = $1 AND deleted_at IS NULL", 1,
-                      params, on_cabinet_row, ca) != 0) {
+    ca->arcade_id = arcade_id;
+    sessions_t *reg = hub_sessions(s->hub);
+    if (!reg->hooks.cabinet_key_check ||
+        reg->hooks.cabinet_key_check(s->hub, arcade_id, key, on_cabinet_key, ca) != 0) {
         session_ref_release(ca->ref);
         free(ca);
         session_send_error(s, has_id, id, "unavailable", "database unavailable");
@@ -603,6 +600,30 @@ static bool rate_ok(session_t *s)
     return true;
 }
 
+/* One message of a session past the auth gate: net's own, or the table's. */
+static void dispatch(session_t *s, const envelope_t *env)
+{
+    if (env->type == RN_MSG_AUTH) {
+        on_auth_message(s, env);
+        return;
+    }
+    if (env->type == RN_MSG_PING) {
+        json_t *pong = envelope_ok(env->has_id, env->id);
+        json_object_set_new(pong, "type", json_string("pong"));
+        session_send_json(s, pong);
+        return;
+    }
+    sessions_t *reg = hub_sessions(s->hub);
+    const session_handler_t *h =
+        (unsigned)env->type < SESSION_MSG_TYPES ? reg->by_type[env->type] : NULL;
+    if (!h)
+        session_send_error(s, env->has_id, env->id, "unknown_type", "unknown message type");
+    else if ((h->flags & SESSION_MSG_CABINET_ONLY) && s->kind != CONN_CABINET)
+        session_send_error(s, env->has_id, env->id, "forbidden", "cabinet messages only");
+    else
+        h->fn(s, env);
+}
+
 static void on_message(session_t *s, const char *data, size_t len)
 {
     metrics_ws_in();
@@ -628,41 +649,7 @@ static void on_message(session_t *s, const char *data, size_t len)
     } else if (s->kind == CONN_PENDING && env.type != RN_MSG_AUTH) {
         reject(s, env.has_id, env.id, "authenticate first");
     } else {
-        switch (env.type) {
-        case RN_MSG_AUTH:
-            on_auth_message(s, &env);
-            break;
-        case RN_MSG_PING: {
-            json_t *pong = envelope_ok(env.has_id, env.id);
-            json_object_set_new(pong, "type", json_string("pong"));
-            session_send_json(s, pong);
-            break;
-        }
-        case RN_MSG_SUBSCRIBE:
-            queue_on_subscribe(s, &env);
-            break;
-        case RN_MSG_UNSUBSCRIBE:
-            queue_on_unsubscribe(s, &env);
-            break;
-        case RN_MSG_UNLOCK:
-        case RN_MSG_GAME_STARTED:
-        case RN_MSG_GAME_OVER:
-        case RN_MSG_STATUS:
-            if (s->kind == CONN_CABINET)
-                cabinet_on_message(s, &env);
-            else
-                session_send_error(s, env.has_id, env.id, "forbidden", "cabinet messages only");
-            break;
-        case RN_MSG_RESUME:
-            events_on_resume(s, &env);
-            break;
-        case RN_MSG_ACK:
-            events_on_ack(s, &env);
-            break;
-        case RN_MSG_UNKNOWN:
-            session_send_error(s, env.has_id, env.id, "unknown_type", "unknown message type");
-            break;
-        }
+        dispatch(s, &env);
     }
     envelope_clear(&env);
 }
@@ -748,8 +735,8 @@ static void on_closed(session_t *s)
         s->ref->session = NULL;
         session_ref_release(s->ref);
     }
-    if (s->kind == CONN_CABINET)
-        cabinet_on_closed(s);
+    if (s->kind != CONN_PENDING && reg->hooks.closed)
+        reg->hooks.closed(s, s->kind);
     fanout_leave_all(hub_fanout(s->hub), s);
     metrics_conn_add(s->kind, -1);
     session_out_clear(s);

@@ -23,11 +23,55 @@
 #include <libwebsockets.h>
 #include <stddef.h>
 
+#include "envelope.h"
 #include "hub.h"
 #include "metrics.h"
 #include "msgbuf.h"
 
 typedef struct session session_t;
+
+/*
+ * The hooks: what the layers above net do with a session, installed by the
+ * composition root (hub.c) with sessions_set_hooks before the server listens,
+ * so that net never calls up. Every callback runs on the loop thread; env
+ * and key are borrowed for the call.
+ *
+ * handlers is the message table (as Redis's command table): one row per
+ * message type an authenticated session may send (auth and ping are net's
+ * own). A type without a row is answered "unknown_type"; a row flagged
+ * SESSION_MSG_CABINET_ONLY answers "forbidden" to any other session.
+ */
+typedef void (*session_msg_cb)(session_t *s, const envelope_t *env);
+#define SESSION_MSG_CABINET_ONLY 1u
+typedef struct session_handler {
+    rn_msg_type_t type;
+    session_msg_cb fn;
+    unsigned flags;
+} session_handler_t;
+
+/* A cabinet-key check's answer: 0 the arcade's live key, or one of these. */
+enum {
+    SESSION_KEY_EUNKNOWN = -1,     /* unknown arcade, revoked or wrong key */
+    SESSION_KEY_EUNAVAILABLE = -2, /* the database could not answer (errmsg says why) */
+};
+typedef void (*session_key_cb)(void *arg, int result, const char *errmsg);
+
+typedef struct session_hooks {
+    const session_handler_t *handlers; /* static storage; n_handlers rows */
+    size_t n_handlers;
+    /* Authenticated as kind: join its private channels. Nonzero: out of memory (closed). */
+    int (*authenticated)(session_t *s, conn_kind_t kind);
+    /* A cabinet's auth reply went out: it is online. */
+    void (*cabinet_online)(session_t *s);
+    /* An authenticated session of kind is gone (after this, s is not to be kept). */
+    void (*closed)(session_t *s, conn_kind_t kind);
+    /*
+     * Checks a cabinet's API key for arcade_id. Returns 0 once started: cb
+     * is then called exactly once, later. Negative: cb is never called.
+     */
+    int (*cabinet_key_check)(hub_t *hub, long arcade_id, const char *key, session_key_cb cb,
+                             void *arg);
+} session_hooks_t;
 
 /* WebSocket close codes of protocol v1. */
 enum {
@@ -44,6 +88,8 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 size_t session_pss_size(void);
 
 sessions_t *sessions_new(hub_t *hub);
+/* Installs the hooks (copied; the handler table is borrowed for good). */
+void sessions_set_hooks(sessions_t *reg, const session_hooks_t *hooks);
 /* Closes the registry's handles; frees it in the last close callback. Sessions must be gone. */
 void sessions_close(sessions_t *reg);
 size_t sessions_count(const sessions_t *reg);

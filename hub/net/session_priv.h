@@ -70,12 +70,15 @@ struct session {
     int64_t *recent;                     /* private lane: ids sent lately, a ring */
     held_event_t *held_head, *held_tail; /* private events that arrived during a resume */
     unsigned held_count;
-    char *rx;                            /* a message being reassembled from fragments */
+    char *rx; /* a message being reassembled from fragments */
     size_t rx_len;
     uint64_t rate_ts_ms;
     double rate_tokens;
     char client_ip[CLIENTIP_MAX + 4]; /* the per-IP limits' key (clientip_limit_key) */
 };
+
+/* Message types a handler can be keyed by: up to the last of rn_msg_type_t. */
+#define SESSION_MSG_TYPES (RN_MSG_STATUS + 1)
 
 struct sessions {
     hub_t *hub;
@@ -88,6 +91,8 @@ struct sessions {
     uv_timer_t auth_timer;
     uv_check_t turn_check; /* ends a turn: counts it, then writes the flush list */
     uv_idle_t flush_idle;  /* active while the flush list is not empty: the loop does not block */
+    session_hooks_t hooks; /* installed by hub.c (sessions_set_hooks) */
+    const session_handler_t *by_type[SESSION_MSG_TYPES]; /* hooks.handlers, keyed by type */
 };
 
 /* session_out.c: the end of a loop turn (after the poll phase): writes the flush list. */
