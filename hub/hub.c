@@ -510,13 +510,13 @@ static const session_hooks_t session_hooks = {
 static int start_services(hub_t *hub)
 {
     const hub_config_t *cfg = hub->cfg;
-    const char *why = NULL;
+    char why[256] = "";
     bus_config_t bc = {.url = cfg->redis_url, .log = on_bus_log};
-    hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, &why);
+    hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, why, sizeof why);
     hub->duties = duties_new(&hub->loop, hub);
     if (!hub->bus || !hub->duties) {
         log_error("storage configuration",
-                  json_pack("{s:s}", "error", why ? why : "out of memory"));
+                  json_pack("{s:s}", "error", *why ? why : "out of memory"));
         return -1;
     }
     if (hub->bus)

@@ -16,7 +16,7 @@
 
 #include "apikey.h"
 #include "cabinet.h"
-#include "db.h"
+#include "db_call.h"
 #include "events.h"
 #include "api.h"
 #include "http.h"

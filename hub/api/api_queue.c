@@ -5,17 +5,16 @@
  * Each handler checks what it was given (400 for a malformed body or query,
  * 404 for a path id that is not one) and runs one SQL function of
  * storage/sql/03_queue.sql through db_call(), which answers and
- * publishes what the transaction committed (db.h).
+ * publishes what the transaction committed (db_call.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
+#include "db_call.h"
 #include "api.h"
 #include "http.h"
 
-#define UID_MAX 128 /* users.firebase_uid */
 
 static void id_text(long long id, char out[HTTP_NUM_TEXT])
 {
@@ -52,9 +51,10 @@ static void post_reservation(http_req_t *req)
     const char *player2 = NULL;
     if (p2 && !json_is_null(p2)) {
         player2 = json_string_value(p2);
-        if (!player2 || !*player2 || strlen(player2) > UID_MAX) {
+        if (!player2 || !*player2 || strlen(player2) > AUTH_UID_MAX) {
             http_respond_error(req, 400, "bad_request",
-                               "player2_id must be a user id (a string of 1 to %d bytes)", UID_MAX);
+                               "player2_id must be a user id (a string of 1 to %d bytes)",
+                               AUTH_UID_MAX);
             return;
         }
     }

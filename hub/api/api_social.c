@@ -17,13 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
+#include "db_call.h"
 #include "api.h"
 #include "http.h"
 #include "queue.h"
 #include "userstate.h"
 
-#define UID_MAX 128   /* users.firebase_uid */
 #define PSEUDO_MAX 64 /* users.pseudo */
 #define QUERY_TEXT 72 /* a query value: a pseudo (prefix) or a period */
 #define SEARCH_MIN 2
@@ -42,7 +41,7 @@ static void call_with_uid_and_id(http_req_t *req, const char *sql)
 static void call_with_admin_and_uid(http_req_t *req, const char *sql, db_result_cb cb)
 {
     const char *uid = http_req_param(req, 0);
-    if (!uid || strlen(uid) > UID_MAX) {
+    if (!uid || strlen(uid) > AUTH_UID_MAX) {
         http_respond_error(req, 404, "user_not_found", "no such user");
         return;
     }
@@ -71,7 +70,7 @@ static void post_friend_request(http_req_t *req)
         return;
     const json_t *pseudo = json_object_get(body, "pseudo"), *uid = json_object_get(body, "uid");
     const json_t *given = pseudo ? pseudo : uid;
-    size_t max = pseudo ? PSEUDO_MAX : UID_MAX;
+    size_t max = pseudo ? PSEUDO_MAX : AUTH_UID_MAX;
     if (!pseudo == !uid || !json_is_string(given) || json_string_length(given) == 0 ||
         json_string_length(given) > max) {
         http_respond_error(req, 400, "bad_request",

@@ -5,7 +5,7 @@
  *
  * Each handler checks the shape of what it was given (400) and runs one SQL
  * function of storage/sql/02_tickets.sql (profiles: 04_social.sql) through db_call(), which
- * answers and publishes the committed `balance` events (db.h). The caller is
+ * answers and publishes the committed `balance` events (db_call.h). The caller is
  * always the token's uid: no route takes another user's id.
  *
  * A purchase is two transactions around the payment (see 02_tickets.sql):
@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "db.h"
+#include "db_call.h"
 #include "events.h"
 #include "guard.h"
 #include "api.h"
@@ -273,9 +273,11 @@ static void post_payment_webhook(http_req_t *req)
     }
     char sig[SIGNATURE_MAX];
     size_t len;
-    const char *raw = http_req_body(req, &len), *why = "missing Retronova-Signature header";
+    const char *raw = http_req_body(req, &len);
+    char why[80] = "missing Retronova-Signature header";
     if (http_req_header(req, "retronova-signature:", sig, sizeof sig) < 0 ||
-        payments_webhook_verify(secret, sig, raw, len, (long long)time(NULL), &why) != 0) {
+        payments_webhook_verify(secret, sig, raw, len, (long long)time(NULL), why, sizeof why) !=
+            0) {
         http_respond_error(req, 400, "invalid_signature", "%s", why);
         return;
     }

@@ -350,8 +350,8 @@ static int webhook_mac(const char *secret, const char *t, size_t tlen, const cha
     return rc;
 }
 
-int payments_webhook_verify(const char *secret, const char *header, const char *body, size_t len,
-                            long long now, const char **why)
+static int webhook_verify(const char *secret, const char *header, const char *body, size_t len,
+                          long long now, const char **why)
 {
     const char *t = NULL;
     size_t tlen = 0;
@@ -415,6 +415,16 @@ int payments_webhook_verify(const char *secret, const char *header, const char *
     }
     *why = NULL;
     return 0;
+}
+
+int payments_webhook_verify(const char *secret, const char *header, const char *body, size_t len,
+                            long long now, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    int rc = webhook_verify(secret, header, body, len, now, &why);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", rc == 0 || !why ? "" : why);
+    return rc;
 }
 
 void payments_webhook_sign(const char *secret, long long t, const char *body, size_t len, char *out,

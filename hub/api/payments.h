@@ -104,12 +104,12 @@ int payments_charge(payments_t *p, const payment_charge_t *charge, payment_done_
 
 /*
  * Checks a webhook's signature header against secret over "<t>.<body>",
- * with |now - t| <= PAYMENT_WEBHOOK_TOLERANCE_S. 0 when it holds; -1 with a
- * short reason in *why (malformed header, stale timestamp, no matching
- * signature).
+ * with |now - t| <= PAYMENT_WEBHOOK_TOLERANCE_S. 0 when it holds (err set
+ * to ""); -1 with a short reason in err (malformed header, stale timestamp,
+ * no matching signature). err may be NULL.
  */
 int payments_webhook_verify(const char *secret, const char *header, const char *body, size_t len,
-                            long long now, const char **why);
+                            long long now, char *err, size_t errlen);
 
 /*
  * Writes the header value payments_webhook_verify() accepts for body at time

@@ -66,11 +66,6 @@ void metrics_conn_add(conn_kind_t kind, int delta)
     m.conns[kind] += delta;
 }
 
-long metrics_conn_count(conn_kind_t kind)
-{
-    return m.conns[kind];
-}
-
 void metrics_ws_in(void)
 {
     m.ws_in++;

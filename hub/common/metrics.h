@@ -21,7 +21,6 @@ typedef enum conn_kind {
 typedef enum query_outcome { QUERY_OK = 0, QUERY_ERROR, QUERY_UNAVAILABLE } query_outcome_t;
 
 void metrics_conn_add(conn_kind_t kind, int delta);
-long metrics_conn_count(conn_kind_t kind);
 void metrics_ws_in(void);
 void metrics_ws_out(unsigned long n);
 void metrics_http_response(int status);

@@ -23,7 +23,7 @@
 
 struct cabinets {
     hub_t *hub;
-    dict_t *entries; /* "<arcade id>" -> cab_entry_t */
+    dict_t *entries; /* "<arcade id>" -> cabinet_entry_t */
     unsigned live;   /* entries not freed yet */
     bool closed;
 };
@@ -52,11 +52,11 @@ static void entry_key(long arcade_id, char *key, size_t n)
     snprintf(key, n, "%ld", arcade_id);
 }
 
-static cab_entry_t *entry_get(cabinets_t *c, long arcade_id, bool create)
+static cabinet_entry_t *entry_get(cabinets_t *c, long arcade_id, bool create)
 {
     char key[24];
     entry_key(arcade_id, key, sizeof key);
-    cab_entry_t *e = dict_get(c->entries, key);
+    cabinet_entry_t *e = dict_get(c->entries, key);
     if (e || !create || c->closed)
         return e;
     if (!(e = calloc(1, sizeof *e)))
@@ -78,7 +78,7 @@ static cab_entry_t *entry_get(cabinets_t *c, long arcade_id, bool create)
 
 static void on_entry_handle_closed(uv_handle_t *h)
 {
-    cab_entry_t *e = h->data;
+    cabinet_entry_t *e = h->data;
     if (--e->open_handles > 0)
         return;
     cabinets_t *c = e->c;
@@ -88,7 +88,7 @@ static void on_entry_handle_closed(uv_handle_t *h)
 }
 
 /* After cabinets_close, an entry goes as soon as no statement is in flight. */
-void cab_entry_release(cab_entry_t *e)
+void cabinet_entry_release(cabinet_entry_t *e)
 {
     if (e->closing || e->inflight)
         return;
@@ -104,22 +104,22 @@ void cab_entry_release(cab_entry_t *e)
 
 /* ---- the arcade's statements, one at a time ---------------------------- */
 
-static void run_ops(cab_entry_t *e);
+static void run_ops(cabinet_entry_t *e);
 
-static void pop_op(cab_entry_t *e)
+static void pop_op(cabinet_entry_t *e)
 {
-    cab_op_t *op = e->head;
+    cabinet_op_t *op = e->head;
     e->head = op->next;
     if (!e->head)
         e->tail = NULL;
     e->nops--;
-    cab_op_free(op);
+    cabinet_op_free(op);
 }
 
 static void on_op_done(void *arg, int status, PGresult *res, const char *errmsg)
 {
-    cab_op_t *op = arg;
-    cab_entry_t *e = op->entry;
+    cabinet_op_t *op = arg;
+    cabinet_entry_t *e = op->entry;
     if (status == PG_EQUERY)
         log_error("cabinet statement failed",
                   json_pack("{s:i, s:s, s:s}", "arcade_id", (int)e->arcade_id, "sql", op->sql,
@@ -128,13 +128,13 @@ static void on_op_done(void *arg, int status, PGresult *res, const char *errmsg)
     if (!op->done(e->hub, op, status, res))
         pop_op(e);
     run_ops(e);
-    cab_entry_release(e);
+    cabinet_entry_release(e);
 }
 
-static void run_ops(cab_entry_t *e)
+static void run_ops(cabinet_entry_t *e)
 {
     while (e->head && !e->inflight && !e->closing) {
-        cab_op_t *op = e->head;
+        cabinet_op_t *op = e->head;
         pg_pool_t *pool = hub_pool(e->hub);
         if (pool && pg_pool_query(pool, op->sql, op->nparams, (const char *const *)op->params,
                                   on_op_done, op) == 0) {
@@ -146,17 +146,17 @@ static void run_ops(cab_entry_t *e)
     }
 }
 
-void cabinet_submit(hub_t *hub, cab_op_t *op)
+void cabinet_submit(hub_t *hub, cabinet_op_t *op)
 {
     cabinets_t *c = hub_cabinets(hub);
-    cab_entry_t *e = c ? entry_get(c, op->arcade_id, false) : NULL;
+    cabinet_entry_t *e = c ? entry_get(c, op->arcade_id, false) : NULL;
     if (!e || e->closing || e->nops >= OPS_MAX) {
-        session_t *s = cab_op_session(op);
+        session_t *s = cabinet_op_session(op);
         bool busy = e && !e->closing;
         if (s)
             session_send_error(s, op->has_id, op->id, busy ? "busy" : "unavailable",
                                busy ? "too many requests in flight" : "the hub is stopping");
-        cab_op_free(op);
+        cabinet_op_free(op);
         return;
     }
     op->entry = e;
@@ -172,9 +172,9 @@ void cabinet_submit(hub_t *hub, cab_op_t *op)
 void cabinet_on_snapshot(hub_t *hub, long arcade_id, const json_t *snapshot)
 {
     cabinets_t *c = hub_cabinets(hub);
-    cab_entry_t *e = c ? entry_get(c, arcade_id, false) : NULL;
+    cabinet_entry_t *e = c ? entry_get(c, arcade_id, false) : NULL;
     if (e && !e->closing)
-        cab_deadline_arm(e, snapshot);
+        cabinet_deadline_arm(e, snapshot);
 }
 
 /* ---- the cabinet's socket --------------------------------------------- */
@@ -191,7 +191,7 @@ void cabinet_on_authenticated(session_t *s)
     hub_t *hub = session_hub(s);
     cabinets_t *c = hub_cabinets(hub);
     long arcade_id = session_arcade_id(s);
-    cab_entry_t *e = c ? entry_get(c, arcade_id, true) : NULL;
+    cabinet_entry_t *e = c ? entry_get(c, arcade_id, true) : NULL;
     char channel[48];
     snprintf(channel, sizeof channel, "rn:arcade:%ld", arcade_id);
     if (!e || e->closing || fanout_join(hub_fanout(hub), s, channel) != 0) {
@@ -199,23 +199,23 @@ void cabinet_on_authenticated(session_t *s)
         return;
     }
     e->sessions++;
-    cab_grace_stop(e);
+    cabinet_grace_stop(e);
     const json_t *snapshot = queue_snapshot(hub, arcade_id);
     if (snapshot)
-        cab_deadline_arm(e, snapshot);
+        cabinet_deadline_arm(e, snapshot);
     events_replay(s, 0); /* its unacked commands, before the fresh cabinet_queue */
-    if (cab_online(e, s) != 0)
+    if (cabinet_entry_online(e, s) != 0)
         session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
 }
 
 void cabinet_on_closed(session_t *s)
 {
     cabinets_t *c = hub_cabinets(session_hub(s));
-    cab_entry_t *e = c ? entry_get(c, session_arcade_id(s), false) : NULL;
+    cabinet_entry_t *e = c ? entry_get(c, session_arcade_id(s), false) : NULL;
     if (!e || e->closing || e->sessions == 0)
         return;
     if (--e->sessions == 0 && !c->closed)
-        cab_grace_start(e);
+        cabinet_grace_start(e);
 }
 
 void cabinet_on_message(session_t *s, const envelope_t *env)
@@ -244,22 +244,22 @@ void cabinet_on_message(session_t *s, const envelope_t *env)
 static void collect(const char *key, void *value, void *arg)
 {
     (void)key;
-    cab_entry_t ***cursor = arg;
+    cabinet_entry_t ***cursor = arg;
     *(*cursor)++ = value;
 }
 
 /* Drops the queued ops of e, all but one in flight (its callback is still to come). */
-static void drop_queued(cab_entry_t *e)
+static void drop_queued(cabinet_entry_t *e)
 {
     while (e->head && !e->inflight)
         pop_op(e);
     while (e->head && e->head->next) {
-        cab_op_t *second = e->head->next;
+        cabinet_op_t *second = e->head->next;
         e->head->next = second->next;
         if (e->tail == second)
             e->tail = e->head;
         e->nops--;
-        cab_op_free(second);
+        cabinet_op_free(second);
     }
 }
 
@@ -274,14 +274,14 @@ void cabinets_close(cabinets_t *c)
         return;
     c->closed = true;
     size_t n = dict_size(c->entries);
-    cab_entry_t **all = calloc(n ? n : 1, sizeof *all), **cursor = all;
+    cabinet_entry_t **all = calloc(n ? n : 1, sizeof *all), **cursor = all;
     if (all)
         dict_each(c->entries, collect, &cursor);
     for (size_t i = 0; all && i < n; i++) {
         drop_queued(all[i]);
-        cab_grace_stop(all[i]);
+        cabinet_grace_stop(all[i]);
         uv_timer_stop(&all[i]->deadline_timer);
-        cab_entry_release(all[i]);
+        cabinet_entry_release(all[i]);
     }
     free(all);
     if (c->live == 0)
@@ -297,7 +297,7 @@ static void call_held(const char *key, void *value, void *arg)
 {
     (void)key;
     held_ctx_t *ctx = arg;
-    cab_entry_t *e = value;
+    cabinet_entry_t *e = value;
     if (!e->closing)
         ctx->fn(e->arcade_id, ctx->arg);
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cabinet.h"
-#include "db.h"
+#include "db_call.h"
 #include "log.h"
 
 #define IDS_TEXT_MAX 8192

@@ -12,7 +12,7 @@
 
 #include "cabinet.h"
 #include "cabinet_op.h"
-#include "db.h"
+#include "db_call.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -21,9 +21,10 @@
 
 /* ---- ops --------------------------------------------------------------- */
 
-cab_op_t *cab_op_new(session_t *s, long arcade_id, bool has_id, int64_t id, cab_op_cb done)
+cabinet_op_t *cabinet_op_new(session_t *s, long arcade_id, bool has_id, int64_t id,
+                             cabinet_op_cb done)
 {
-    cab_op_t *op = calloc(1, sizeof *op);
+    cabinet_op_t *op = calloc(1, sizeof *op);
     if (!op)
         return NULL;
     if (s && !(op->ref = session_ref(s))) {
@@ -37,7 +38,7 @@ cab_op_t *cab_op_new(session_t *s, long arcade_id, bool has_id, int64_t id, cab_
     return op;
 }
 
-int cab_op_set(cab_op_t *op, const char *sql, int nparams, const char *const *params)
+int cabinet_op_set(cabinet_op_t *op, const char *sql, int nparams, const char *const *params)
 {
     for (int i = 0; i < CAB_OP_PARAMS; i++) {
         free(op->params[i]);
@@ -51,7 +52,7 @@ int cab_op_set(cab_op_t *op, const char *sql, int nparams, const char *const *pa
     return nparams <= CAB_OP_PARAMS ? 0 : -1;
 }
 
-void cab_op_free(cab_op_t *op)
+void cabinet_op_free(cabinet_op_t *op)
 {
     if (!op)
         return;
@@ -62,12 +63,12 @@ void cab_op_free(cab_op_t *op)
     free(op);
 }
 
-session_t *cab_op_session(const cab_op_t *op)
+session_t *cabinet_op_session(const cabinet_op_t *op)
 {
     return op->ref ? session_ref_get(op->ref) : NULL;
 }
 
-json_t *cab_op_result(hub_t *hub, cab_op_t *op, int status, PGresult *res)
+json_t *cabinet_op_result(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
 {
     json_t *result = NULL;
     if (status == PG_OK && PQntuples(res) == 1 && PQnfields(res) >= 1 && !PQgetisnull(res, 0, 0))
@@ -80,7 +81,7 @@ json_t *cab_op_result(hub_t *hub, cab_op_t *op, int status, PGresult *res)
     if (status == PG_OK)
         log_error("cabinet statement: malformed answer", json_pack("{s:s}", "sql", op->sql));
     json_decref(result);
-    session_t *s = cab_op_session(op);
+    session_t *s = cabinet_op_session(op);
     if (s && status == PG_EUNAVAILABLE)
         session_send_error(s, op->has_id, op->id, "unavailable", "database unavailable; retry");
     else if (s)
@@ -88,9 +89,9 @@ json_t *cab_op_result(hub_t *hub, cab_op_t *op, int status, PGresult *res)
     return NULL;
 }
 
-void cab_op_reply(cab_op_t *op, const json_t *result)
+void cabinet_op_reply(cabinet_op_t *op, const json_t *result)
 {
-    session_t *s = cab_op_session(op);
+    session_t *s = cabinet_op_session(op);
     if (!s)
         return;
     json_int_t code = json_integer_value(json_object_get(result, "status"));
@@ -116,35 +117,35 @@ void cab_op_reply(cab_op_t *op, const json_t *result)
 }
 
 /* Answers from the result: every message but unlock. */
-static int on_answer(hub_t *hub, cab_op_t *op, int status, PGresult *res)
+static int on_answer(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
 {
-    json_t *result = cab_op_result(hub, op, status, res);
+    json_t *result = cabinet_op_result(hub, op, status, res);
     if (result)
-        cab_op_reply(op, result);
+        cabinet_op_reply(op, result);
     json_decref(result);
     return 0;
 }
 
 /* game_over: an answer, and a count when it changed something (not a repeat). */
-static int on_game_over(hub_t *hub, cab_op_t *op, int status, PGresult *res)
+static int on_game_over(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
 {
-    json_t *result = cab_op_result(hub, op, status, res);
+    json_t *result = cabinet_op_result(hub, op, status, res);
     if (json_object_get(result, "arcade"))
         metrics_cabinet(CAB_EV_GAME_OVER);
     if (result)
-        cab_op_reply(op, result);
+        cabinet_op_reply(op, result);
     json_decref(result);
     return 0;
 }
 
 /* Queues sql with params for s's arcade; done replies. */
-static void submit(session_t *s, const envelope_t *env, cab_op_cb done, const char *sql,
+static void submit(session_t *s, const envelope_t *env, cabinet_op_cb done, const char *sql,
                    int nparams, const char *const *params, const char *code)
 {
     hub_t *hub = session_hub(s);
-    cab_op_t *op = cab_op_new(s, session_arcade_id(s), env->has_id, env->id, done);
-    if (!op || cab_op_set(op, sql, nparams, params) != 0) {
-        cab_op_free(op);
+    cabinet_op_t *op = cabinet_op_new(s, session_arcade_id(s), env->has_id, env->id, done);
+    if (!op || cabinet_op_set(op, sql, nparams, params) != 0) {
+        cabinet_op_free(op);
         session_send_error(s, env->has_id, env->id, "unavailable", "out of memory");
         return;
     }
@@ -175,11 +176,11 @@ static bool six_digits(const char *code)
     return code[CODE_LEN] == '\0';
 }
 
-static int on_unlock_result(hub_t *hub, cab_op_t *op, int status, PGresult *res)
+static int on_unlock_result(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
 {
-    json_t *result = cab_op_result(hub, op, status, res);
+    json_t *result = cabinet_op_result(hub, op, status, res);
     json_t *body = json_object_get(result, "body");
-    session_t *s = cab_op_session(op);
+    session_t *s = cabinet_op_session(op);
     json_int_t code = json_integer_value(json_object_get(result, "status"));
     json_int_t locked = json_integer_value(json_object_get(body, "locked_for_s"));
     if (result && code / 100 == 2 && !json_is_true(json_object_get(body, "ok"))) {
@@ -200,7 +201,7 @@ static int on_unlock_result(hub_t *hub, cab_op_t *op, int status, PGresult *res)
         else
             json_decref(err);
     } else if (result) {
-        cab_op_reply(op, result);
+        cabinet_op_reply(op, result);
         if (code / 100 == 2) {
             metrics_cabinet(CAB_EV_UNLOCK_OK);
             log_info("unlocked", json_pack("{s:i, s:I}", "arcade_id", (int)op->arcade_id,
@@ -216,10 +217,10 @@ static int on_unlock_result(hub_t *hub, cab_op_t *op, int status, PGresult *res)
  * outcome (and only it) goes back to SQL, which counts the failures, locks
  * after five in five minutes and makes a right code single use.
  */
-static int on_called_code(hub_t *hub, cab_op_t *op, int status, PGresult *res)
+static int on_called_code(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
 {
     (void)hub;
-    session_t *s = cab_op_session(op);
+    session_t *s = cabinet_op_session(op);
     if (status != PG_OK) {
         if (s)
             session_send_error(s, op->has_id, op->id,
@@ -252,8 +253,8 @@ static int on_called_code(hub_t *hub, cab_op_t *op, int status, PGresult *res)
     snprintf(arcade, sizeof arcade, "%ld", op->arcade_id);
     snprintf(rid, sizeof rid, "%" PRId64, op->reservation_id);
     const char *params[] = {arcade, rid, ok ? "true" : "false"};
-    if (cab_op_set(op, "SELECT rn_unlock_result($1::bigint, $2::bigint, $3::boolean)", 3, params) !=
-        0) {
+    if (cabinet_op_set(op, "SELECT rn_unlock_result($1::bigint, $2::bigint, $3::boolean)", 3,
+                       params) != 0) {
         if (s)
             session_send_error(s, op->has_id, op->id, "unavailable", "out of memory");
         return 0;

@@ -31,9 +31,9 @@
 #define CAB_OP_PARAMS 4
 #define CAB_DB_RETRY_MS 1000 /* the database was unreachable: try again after */
 
-typedef struct cab_op cab_op_t;
+typedef struct cabinet_op cabinet_op_t;
 
-typedef struct cab_entry {
+typedef struct cabinet_entry {
     cabinets_t *c;
     hub_t *hub;
     long arcade_id;
@@ -43,32 +43,32 @@ typedef struct cab_entry {
     bool closing;      /* its handles are closing */
     int open_handles;
     uv_timer_t deadline_timer, grace_timer;
-    int64_t called_id;     /* the called reservation deadline_timer is for; 0: none */
-    int expire_retries;    /* for called_id */
-    bool expire_pending;   /* an rn_expire is queued or in flight */
-    cab_op_t *head, *tail; /* ops; the head is in flight when inflight */
+    int64_t called_id;         /* the called reservation deadline_timer is for; 0: none */
+    int expire_retries;        /* for called_id */
+    bool expire_pending;       /* an rn_expire is queued or in flight */
+    cabinet_op_t *head, *tail; /* ops; the head is in flight when inflight */
     unsigned nops;
     bool inflight;
-} cab_entry_t;
+} cabinet_entry_t;
 
 /* Frees e once nothing holds it: no session, no grace window, no op. */
-void cab_entry_release(cab_entry_t *e);
+void cabinet_entry_release(cabinet_entry_t *e);
 
 /*
  * Called once the op's statement completed. status is pg_pool's (PG_OK,
  * PG_EQUERY, PG_EUNAVAILABLE); res is borrowed for the call (NULL unless
  * PG_OK or PG_EQUERY). Returns 1 after setting the op's next statement
- * (cab_op_set) to run it at once, still at the head of the arcade's queue;
+ * (cabinet_op_set) to run it at once, still at the head of the arcade's queue;
  * 0 when the op is done (it is then freed). With PG_EUNAVAILABLE it must
  * return 0.
  */
-typedef int (*cab_op_cb)(hub_t *hub, cab_op_t *op, int status, PGresult *res);
+typedef int (*cabinet_op_cb)(hub_t *hub, cabinet_op_t *op, int status, PGresult *res);
 
-struct cab_op {
-    cab_op_t *next;
-    cab_entry_t *entry; /* set by cabinet_submit */
+struct cabinet_op {
+    cabinet_op_t *next;
+    cabinet_entry_t *entry; /* set by cabinet_submit */
     long arcade_id;
-    cab_op_cb done;
+    cabinet_op_cb done;
     session_ref_t *ref; /* the cabinet to answer, or NULL */
     bool has_id;
     int64_t id;
@@ -82,36 +82,37 @@ struct cab_op {
 };
 
 /* A new op for s's arcade (a ref taken when s is not NULL). NULL on allocation failure. */
-cab_op_t *cab_op_new(session_t *s, long arcade_id, bool has_id, int64_t id, cab_op_cb done);
+cabinet_op_t *cabinet_op_new(session_t *s, long arcade_id, bool has_id, int64_t id,
+                             cabinet_op_cb done);
 /* Sets the statement (static) and its parameters (copied; NULL is SQL NULL). 0, or -1. */
-int cab_op_set(cab_op_t *op, const char *sql, int nparams, const char *const *params);
-void cab_op_free(cab_op_t *op);
+int cabinet_op_set(cabinet_op_t *op, const char *sql, int nparams, const char *const *params);
+void cabinet_op_free(cabinet_op_t *op);
 /* The session an op answers, or NULL (none, or it closed). */
-session_t *cab_op_session(const cab_op_t *op);
+session_t *cabinet_op_session(const cabinet_op_t *op);
 
 /*
  * Queues op on its arcade's entry, which must be held here. Takes op in
  * every case; when it cannot be queued (too many, hub stopping) its cabinet
  * gets `busy` or `unavailable`.
  */
-void cabinet_submit(hub_t *hub, cab_op_t *op);
+void cabinet_submit(hub_t *hub, cabinet_op_t *op);
 
 /*
- * Decodes a jsonb result of the db.h convention ({status, body, events,
+ * Decodes a jsonb result of the db_call.h convention ({status, body, events,
  * arcade?}), publishes its events and snapshot (db_publish) and returns it
  * (new reference); or NULL when the statement failed or the answer is
  * malformed, after an error reply to the op's cabinet, if any.
  */
-json_t *cab_op_result(hub_t *hub, cab_op_t *op, int status, PGresult *res);
+json_t *cabinet_op_result(hub_t *hub, cabinet_op_t *op, int status, PGresult *res);
 /* Answers the op's cabinet from a result: ok + body, or the body's error. */
-void cab_op_reply(cab_op_t *op, const json_t *result);
+void cabinet_op_reply(cabinet_op_t *op, const json_t *result);
 
 /* cabinet_timers.c: the deadline and the grace window, online and offline. */
-void cab_deadline_arm(cab_entry_t *e, const json_t *snapshot);
-void cab_grace_start(cab_entry_t *e);
-void cab_grace_stop(cab_entry_t *e);
+void cabinet_deadline_arm(cabinet_entry_t *e, const json_t *snapshot);
+void cabinet_grace_start(cabinet_entry_t *e);
+void cabinet_grace_stop(cabinet_entry_t *e);
 /* rn_cabinet_online for s; a failure closes s (it must reconnect). 0, or -1. */
-int cab_online(cab_entry_t *e, session_t *s);
+int cabinet_entry_online(cabinet_entry_t *e, session_t *s);
 
 /* cabinet_msg.c: the cabinet's messages. */
 void cabinet_msg_unlock(session_t *s, const envelope_t *env);

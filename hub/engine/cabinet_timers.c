@@ -34,17 +34,17 @@ static int64_t wall_ms(void)
 
 static void on_deadline(uv_timer_t *t);
 
-static void deadline_retry(cab_entry_t *e, uint64_t ms)
+static void deadline_retry(cabinet_entry_t *e, uint64_t ms)
 {
     if (!e->closing && e->called_id)
         uv_timer_start(&e->deadline_timer, on_deadline, ms, 0);
 }
 
-static int on_expired(hub_t *hub, cab_op_t *op, int status, PGresult *res)
+static int on_expired(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
 {
-    cab_entry_t *e = op->entry;
+    cabinet_entry_t *e = op->entry;
     e->expire_pending = false;
-    json_t *result = cab_op_result(hub, op, status, res); /* its snapshot re-arms us */
+    json_t *result = cabinet_op_result(hub, op, status, res); /* its snapshot re-arms us */
     json_t *body = json_object_get(result, "body");
     json_int_t retry_in_ms = json_integer_value(json_object_get(body, "retry_in_ms"));
     if (json_is_true(json_object_get(body, "changed"))) {
@@ -64,7 +64,7 @@ static int on_expired(hub_t *hub, cab_op_t *op, int status, PGresult *res)
 
 static void on_deadline(uv_timer_t *t)
 {
-    cab_entry_t *e = t->data;
+    cabinet_entry_t *e = t->data;
     const hub_config_t *cfg = hub_config(e->hub);
     if (!e->called_id || e->expire_pending)
         return;
@@ -73,10 +73,10 @@ static void on_deadline(uv_timer_t *t)
     snprintf(rid, sizeof rid, "%" PRId64, e->called_id);
     snprintf(secs, sizeof secs, "%d", cfg->call_deadline_s);
     const char *params[] = {arcade, rid, secs, cfg->refund_no_show ? "true" : "false"};
-    cab_op_t *op = cab_op_new(NULL, e->arcade_id, false, 0, on_expired);
-    if (!op || cab_op_set(op, "SELECT rn_expire($1::bigint, $2::bigint, $3::int, $4::boolean)", 4,
-                          params) != 0) {
-        cab_op_free(op);
+    cabinet_op_t *op = cabinet_op_new(NULL, e->arcade_id, false, 0, on_expired);
+    if (!op || cabinet_op_set(op, "SELECT rn_expire($1::bigint, $2::bigint, $3::int, $4::boolean)",
+                              4, params) != 0) {
+        cabinet_op_free(op);
         deadline_retry(e, CAB_DB_RETRY_MS);
         return;
     }
@@ -86,7 +86,7 @@ static void on_deadline(uv_timer_t *t)
 }
 
 /* Arms the deadline timer for the snapshot's called reservation, or stops it. */
-void cab_deadline_arm(cab_entry_t *e, const json_t *snapshot)
+void cabinet_deadline_arm(cabinet_entry_t *e, const json_t *snapshot)
 {
     const json_t *called = json_object_get(snapshot, "called");
     json_int_t rid = json_integer_value(json_object_get(called, "reservation_id"));
@@ -105,11 +105,11 @@ void cab_deadline_arm(cab_entry_t *e, const json_t *snapshot)
 
 /* ---- online ------------------------------------------------------------ */
 
-static int on_online(hub_t *hub, cab_op_t *op, int status, PGresult *res)
+static int on_online(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
 {
-    cab_entry_t *e = op->entry;
-    session_t *s = cab_op_session(op);
-    json_t *result = cab_op_result(hub, op, status, res);
+    cabinet_entry_t *e = op->entry;
+    session_t *s = cabinet_op_session(op);
+    json_t *result = cabinet_op_result(hub, op, status, res);
     json_t *body = json_object_get(result, "body");
     json_int_t code = json_integer_value(json_object_get(result, "status"));
     json_int_t epoch = json_integer_value(json_object_get(body, "epoch"));
@@ -129,15 +129,16 @@ static int on_online(hub_t *hub, cab_op_t *op, int status, PGresult *res)
     return 0;
 }
 
-int cab_online(cab_entry_t *e, session_t *s)
+int cabinet_entry_online(cabinet_entry_t *e, session_t *s)
 {
     char arcade[24], secs[24];
     snprintf(arcade, sizeof arcade, "%ld", e->arcade_id);
     snprintf(secs, sizeof secs, "%d", hub_config(e->hub)->call_deadline_s);
     const char *params[] = {arcade, secs};
-    cab_op_t *op = cab_op_new(s, e->arcade_id, false, 0, on_online);
-    if (!op || cab_op_set(op, "SELECT rn_cabinet_online($1::bigint, $2::int)", 2, params) != 0) {
-        cab_op_free(op);
+    cabinet_op_t *op = cabinet_op_new(s, e->arcade_id, false, 0, on_online);
+    if (!op ||
+        cabinet_op_set(op, "SELECT rn_cabinet_online($1::bigint, $2::int)", 2, params) != 0) {
+        cabinet_op_free(op);
         return -1;
     }
     cabinet_submit(e->hub, op);
@@ -148,10 +149,10 @@ int cab_online(cab_entry_t *e, session_t *s)
 
 static void on_grace_over(uv_timer_t *t);
 
-static int on_offline(hub_t *hub, cab_op_t *op, int status, PGresult *res)
+static int on_offline(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
 {
-    cab_entry_t *e = op->entry;
-    json_t *result = cab_op_result(hub, op, status, res);
+    cabinet_entry_t *e = op->entry;
+    json_t *result = cabinet_op_result(hub, op, status, res);
     if (result) {
         if (json_is_true(json_object_get(json_object_get(result, "body"), "changed")))
             metrics_cabinet(CAB_EV_OFFLINE);
@@ -169,7 +170,7 @@ static int on_offline(hub_t *hub, cab_op_t *op, int status, PGresult *res)
 
 static void on_grace_over(uv_timer_t *t)
 {
-    cab_entry_t *e = t->data;
+    cabinet_entry_t *e = t->data;
     if (e->head) { /* an rn_cabinet_online may still be queued: wait for its epoch */
         uv_timer_start(&e->grace_timer, on_grace_over, 100, 0);
         return;
@@ -180,26 +181,26 @@ static void on_grace_over(uv_timer_t *t)
         snprintf(arcade, sizeof arcade, "%ld", e->arcade_id);
         snprintf(epoch, sizeof epoch, "%" PRId64, e->epoch);
         const char *params[] = {arcade, epoch};
-        cab_op_t *op = cab_op_new(NULL, e->arcade_id, false, 0, on_offline);
-        if (op &&
-            cab_op_set(op, "SELECT rn_cabinet_offline($1::bigint, $2::bigint)", 2, params) == 0) {
+        cabinet_op_t *op = cabinet_op_new(NULL, e->arcade_id, false, 0, on_offline);
+        if (op && cabinet_op_set(op, "SELECT rn_cabinet_offline($1::bigint, $2::bigint)", 2,
+                                 params) == 0) {
             op->epoch = e->epoch;
             cabinet_submit(e->hub, op);
         } else {
-            cab_op_free(op);
+            cabinet_op_free(op);
         }
     }
-    cab_entry_release(e);
+    cabinet_entry_release(e);
 }
 
-void cab_grace_start(cab_entry_t *e)
+void cabinet_grace_start(cabinet_entry_t *e)
 {
     e->grace = true;
     uv_timer_start(&e->grace_timer, on_grace_over, (uint64_t)hub_config(e->hub)->offline_grace_ms,
                    0);
 }
 
-void cab_grace_stop(cab_entry_t *e)
+void cabinet_grace_stop(cabinet_entry_t *e)
 {
     e->grace = false;
     uv_timer_stop(&e->grace_timer);

@@ -15,7 +15,10 @@
 #include "metrics.h"
 #include "msgbuf.h"
 
+/* Unacked events replayed per resume (the replay query's LIMIT). */
 #define RESUME_BATCH 500
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 void events_user_channel(const char *uid, char *out, size_t outlen)
 {
@@ -193,7 +196,8 @@ typedef struct replay {
 static const char replay_sql[] =
     "SELECT e.id, e.kind, e.payload::text, (extract(epoch FROM e.created_at) * 1000)::bigint "
     "FROM user_events e WHERE e.acked_at IS NULL AND e.id > $3 AND "
-    "(e.user_id = rn_user_id($1) OR e.arcade_id = $2::bigint) ORDER BY e.id LIMIT 500";
+    "(e.user_id = rn_user_id($1) OR e.arcade_id = $2::bigint) "
+    "ORDER BY e.id LIMIT " STR(RESUME_BATCH);
 
 static void replay_free(void *arg)
 {

@@ -2,7 +2,7 @@
  * events: private events, from commit to device.
  *
  * A transaction that changes what a player or a cabinet must know writes rows
- * to user_events and returns them (see db.h), each as
+ * to user_events and returns them (see db_call.h), each as
  *
  *   {"id": 42, "uid": "demo-alice" | "arcade_id": 3, "kind": "balance",
  *    "payload": {...}, "at_ms": 1763700000123}

@@ -16,8 +16,6 @@
 #include "log.h"
 #include "msgbuf.h"
 
-#define SUBSCRIPTIONS_MAX 32
-
 typedef struct arcade_view {
     long arcade_id;
     json_int_t v;
@@ -329,9 +327,10 @@ void queue_on_subscribe(session_t *s, const envelope_t *env)
         answer_subscribe(s, &l);
         return;
     }
-    if (fanout_count_prefix(s, "rn:arcade:") >= SUBSCRIPTIONS_MAX) {
-        session_send_error(s, env->has_id, env->id, "too_many_subscriptions",
-                           "at most 32 arcades per socket");
+    if (fanout_count_prefix(s, "rn:arcade:") >= SESSION_SUBSCRIPTIONS_MAX) {
+        char why[48];
+        snprintf(why, sizeof why, "at most %d arcades per socket", SESSION_SUBSCRIPTIONS_MAX);
+        session_send_error(s, env->has_id, env->id, "too_many_subscriptions", why);
         return;
     }
     /*

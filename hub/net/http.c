@@ -148,11 +148,6 @@ hub_t *http_req_hub(http_req_t *req)
     return req->hub;
 }
 
-http_method_t http_req_method(const http_req_t *req)
-{
-    return req->method;
-}
-
 const char *http_req_param(const http_req_t *req, int i)
 {
     return i >= 0 && i < req->match.nparams ? req->params[i] : NULL;

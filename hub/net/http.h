@@ -58,7 +58,6 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 size_t http_pss_size(void);
 
 hub_t *http_req_hub(http_req_t *req);
-http_method_t http_req_method(const http_req_t *req);
 /* Path parameter i of the matched route, NUL-terminated, or NULL. */
 const char *http_req_param(const http_req_t *req, int i);
 /* Path parameter i as an id (router_parse_id), or -1. */

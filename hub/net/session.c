@@ -83,11 +83,6 @@ struct member **session_members(session_t *s)
     return &s->members;
 }
 
-conn_kind_t session_kind(const session_t *s)
-{
-    return s->kind;
-}
-
 const char *session_uid(const session_t *s)
 {
     return s->uid;
@@ -238,17 +233,6 @@ size_t sessions_close_users(sessions_t *reg, bool (*pick)(const char *uid, void 
             n++;
         }
     return n;
-}
-
-static bool same_uid(const char *uid, void *arg)
-{
-    return strcmp(uid, arg) == 0;
-}
-
-size_t sessions_close_user(sessions_t *reg, const char *uid, int code, const char *err_code,
-                           const char *message)
-{
-    return sessions_close_users(reg, same_uid, (void *)uid, code, err_code, message);
 }
 
 static void registry_add(sessions_t *reg, session_t *s)

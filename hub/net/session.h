@@ -73,6 +73,12 @@ typedef struct session_hooks {
                              void *arg);
 } session_hooks_t;
 
+/*
+ * Arcades one socket may subscribe to: queue.c refuses the next subscribe
+ * ("too_many_subscriptions"), and the public lane keeps one slot per arcade.
+ */
+#define SESSION_SUBSCRIPTIONS_MAX 32
+
 /* WebSocket close codes of protocol v1. */
 enum {
     CLOSE_DRAINING = 4000,
@@ -96,12 +102,9 @@ size_t sessions_count(const sessions_t *reg);
 /* Asks every session to close with code and reason. */
 void sessions_close_all(sessions_t *reg, int code, const char *reason);
 /*
- * Sends an error (err_code, message) to every socket of uid not closing yet
- * and closes it with code. Returns how many.
+ * Sends an error (err_code, message) to every socket not closing yet whose
+ * uid pick() says yes to, and closes it with code. Returns how many.
  */
-size_t sessions_close_user(sessions_t *reg, const char *uid, int code, const char *err_code,
-                           const char *message);
-/* The same for every socket whose uid pick() says yes to. */
 size_t sessions_close_users(sessions_t *reg, bool (*pick)(const char *uid, void *arg), void *arg,
                             int code, const char *err_code, const char *message);
 
@@ -146,7 +149,6 @@ void session_ref_release(session_ref_t *ref);
 void session_send_public(session_t *s, long key, msgbuf_t *b);
 
 hub_t *session_hub(const session_t *s);
-conn_kind_t session_kind(const session_t *s);
 /* The player's or admin's uid, or NULL. */
 const char *session_uid(const session_t *s);
 /* The cabinet's arcade id, or 0. */

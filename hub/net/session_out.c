@@ -95,8 +95,6 @@ static void outq_clear(outq_t *q)
 
 /* ---- the public lane ---------------------------------------------------- */
 
-#define PUBLIC_SLOTS_MAX 32 /* at most 32 arcades per socket (queue.c) */
-
 static public_slot_t *public_slot(session_t *s, unsigned i)
 {
     return i == 0 ? &s->pub0 : &s->pub_more[i - 1];
@@ -113,10 +111,10 @@ static int public_put(session_t *s, long key, msgbuf_t *b)
             return 0;
         }
     }
-    if (s->npub == PUBLIC_SLOTS_MAX)
+    if (s->npub == SESSION_SUBSCRIPTIONS_MAX)
         return -1; /* more keys than a session may subscribe to: cannot happen */
     if (s->npub == 1 && !s->pub_more &&
-        !(s->pub_more = malloc((PUBLIC_SLOTS_MAX - 1) * sizeof *s->pub_more)))
+        !(s->pub_more = malloc((SESSION_SUBSCRIPTIONS_MAX - 1) * sizeof *s->pub_more)))
         return -1;
     *public_slot(s, s->npub++) = (public_slot_t){key, msgbuf_ref(b)};
     return 0;

@@ -1,5 +1,5 @@
-/* db: one SQL function per request, its jsonb answer, its events (see db.h). */
-#include "db.h"
+/* db_call: one SQL function per request, its jsonb answer, its events (see db_call.h). */
+#include "db_call.h"
 
 #include <stdio.h>
 #include <stdlib.h>

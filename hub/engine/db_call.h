@@ -1,5 +1,7 @@
 /*
- * db: how a REST handler runs its one SQL function and answers.
+ * db_call: how a REST handler runs its one SQL function (one transaction),
+ * publishes what it committed, and answers. The prefix stays db_ (db_call,
+ * db_publish, ...), the names every route already uses.
  *
  * Every state change is one SQL function (storage/sql) that runs as
  * one transaction and returns one jsonb value:
@@ -15,8 +17,8 @@
  * see live returns "admin_event" (events_publish_admin).
  * A function that must undo partial work raises instead; that is a 500.
  */
-#ifndef RN_DB_H
-#define RN_DB_H
+#ifndef RN_DB_CALL_H
+#define RN_DB_CALL_H
 
 #include <jansson.h>
 
