@@ -537,8 +537,10 @@ static int start_services(hub_t *hub)
     hub->sessions = hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
                         ? sessions_new(hub)
                         : NULL;
-    if (hub->sessions)
-        sessions_set_hooks(hub->sessions, &session_hooks);
+    if (hub->sessions && sessions_set_hooks(hub->sessions, &session_hooks) != 0) {
+        log_error("the WebSocket message table is invalid", NULL);
+        return -1;
+    }
     http_set_routes(route_tables, sizeof route_tables / sizeof route_tables[0]);
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     hub->sweep = hub->server ? events_sweep_new(hub) : NULL;

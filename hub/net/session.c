@@ -188,13 +188,19 @@ sessions_t *sessions_new(hub_t *hub)
     return reg;
 }
 
-void sessions_set_hooks(sessions_t *reg, const session_hooks_t *hooks)
+int sessions_set_hooks(sessions_t *reg, const session_hooks_t *hooks)
 {
+    const session_handler_t *by_type[SESSION_MSG_TYPES] = {0};
+    for (size_t i = 0; i < hooks->n_handlers; i++) {
+        const session_handler_t *h = &hooks->handlers[i];
+        if ((unsigned)h->type >= SESSION_MSG_TYPES || h->type == RN_MSG_UNKNOWN ||
+            h->type == RN_MSG_AUTH || h->type == RN_MSG_PING || by_type[h->type] || !h->fn)
+            return -1;
+        by_type[h->type] = h;
+    }
     reg->hooks = *hooks;
-    memset(reg->by_type, 0, sizeof reg->by_type);
-    for (size_t i = 0; i < hooks->n_handlers; i++)
-        if ((unsigned)hooks->handlers[i].type < SESSION_MSG_TYPES)
-            reg->by_type[hooks->handlers[i].type] = &hooks->handlers[i];
+    memcpy(reg->by_type, by_type, sizeof by_type);
+    return 0;
 }
 
 static void on_registry_closed(uv_handle_t *h)

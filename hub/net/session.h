@@ -94,8 +94,11 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 size_t session_pss_size(void);
 
 sessions_t *sessions_new(hub_t *hub);
-/* Installs the hooks (copied; the handler table is borrowed for good). */
-void sessions_set_hooks(sessions_t *reg, const session_hooks_t *hooks);
+/*
+ * Installs the hooks (copied; the handler table is borrowed for good).
+ * 0, or -1 (nothing installed) when a handler's type is out of range or twice.
+ */
+int sessions_set_hooks(sessions_t *reg, const session_hooks_t *hooks);
 /* Closes the registry's handles; frees it in the last close callback. Sessions must be gone. */
 void sessions_close(sessions_t *reg);
 size_t sessions_count(const sessions_t *reg);

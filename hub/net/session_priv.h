@@ -77,8 +77,12 @@ struct session {
     char client_ip[CLIENTIP_MAX + 4]; /* the per-IP limits' key (clientip_limit_key) */
 };
 
-/* Message types a handler can be keyed by: up to the last of rn_msg_type_t. */
-#define SESSION_MSG_TYPES (RN_MSG_STATUS + 1)
+/*
+ * Message types a handler can be keyed by: room for rn_msg_type_t to grow
+ * (sessions_set_hooks refuses a type beyond it).
+ */
+#define SESSION_MSG_TYPES 64
+_Static_assert(RN_MSG_STATUS < SESSION_MSG_TYPES, "SESSION_MSG_TYPES: rn_msg_type_t outgrew it");
 
 struct sessions {
     hub_t *hub;
