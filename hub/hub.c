@@ -4,12 +4,13 @@
 #include "hub.h"
 
 #include <signal.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
+#include "api.h"
 #include "cabinet.h"
 #include "cabinet_lease.h"
 #include "clientip.h"
@@ -18,10 +19,11 @@
 #include "events_sweep.h"
 #include "fanout.h"
 #include "firebase_keys.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
-#include "msgbuf.h"
 #include "migrate.h"
+#include "msgbuf.h"
 #include "payments.h"
 #include "queue.h"
 #include "ratelimit.h"
@@ -210,7 +212,8 @@ static void on_query_observed(void *arg, double seconds, int status)
 static void on_pool_log(void *arg, int level, const char *msg)
 {
     (void)arg;
-    log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres", json_pack("{s:s}", "detail", msg));
+    log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres",
+              json_pack("{s:s}", "detail", msg));
 }
 
 static void on_bus_log(void *arg, int warn, const char *msg)
@@ -466,16 +469,54 @@ static int start_guards(hub_t *hub)
     return hub->userstate ? 0 : -1;
 }
 
+/* ---- the hooks: what net's sessions hand up to the engine ---------- */
+
+/* The WebSocket message table (session.h): message type -> engine handler. */
+static const session_handler_t ws_handlers[] = {
+    {RN_MSG_SUBSCRIBE, queue_on_subscribe, 0},
+    {RN_MSG_UNSUBSCRIBE, queue_on_unsubscribe, 0},
+    {RN_MSG_RESUME, events_on_resume, 0},
+    {RN_MSG_ACK, events_on_ack, 0},
+    {RN_MSG_UNLOCK, cabinet_on_message, SESSION_MSG_CABINET_ONLY},
+    {RN_MSG_GAME_STARTED, cabinet_on_message, SESSION_MSG_CABINET_ONLY},
+    {RN_MSG_GAME_OVER, cabinet_on_message, SESSION_MSG_CABINET_ONLY},
+    {RN_MSG_STATUS, cabinet_on_message, SESSION_MSG_CABINET_ONLY},
+};
+
+static void on_session_closed(session_t *s, conn_kind_t kind)
+{
+    if (kind == CONN_CABINET)
+        cabinet_on_closed(s);
+}
+
+/* The REST routes (api.h), matched in this order by http.c. */
+static const route_table_t *const route_tables[] = {
+    &api_ops_routes,   &api_queue_routes,  &api_tickets_routes,
+    &api_admin_routes, &api_social_routes,
+#ifdef RN_DEBUG_ROUTES
+    &api_debug_routes,
+#endif
+};
+
+static const session_hooks_t session_hooks = {
+    .handlers = ws_handlers,
+    .n_handlers = sizeof ws_handlers / sizeof ws_handlers[0],
+    .authenticated = events_session_join,
+    .cabinet_online = cabinet_on_authenticated,
+    .closed = on_session_closed,
+    .cabinet_key_check = cabinet_key_check,
+};
+
 static int start_services(hub_t *hub)
 {
     const hub_config_t *cfg = hub->cfg;
-    const char *why = NULL;
+    char why[256] = "";
     bus_config_t bc = {.url = cfg->redis_url, .log = on_bus_log};
-    hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, &why);
+    hub->bus = bus_new(&hub->loop, &bc, on_bus_message, on_bus_link, hub, why, sizeof why);
     hub->duties = duties_new(&hub->loop, hub);
     if (!hub->bus || !hub->duties) {
         log_error("storage configuration",
-                  json_pack("{s:s}", "error", why ? why : "out of memory"));
+                  json_pack("{s:s}", "error", *why ? why : "out of memory"));
         return -1;
     }
     if (hub->bus)
@@ -489,12 +530,18 @@ static int start_services(hub_t *hub)
         return -1;
     hub->queues = queues_new(hub);
     hub->cabinets = cabinets_new(hub);
+    if (hub->queues)
+        queues_set_snapshot_hook(hub->queues, cabinet_on_snapshot);
     hub->payments = payments_new(hub);
     hub->lease = hub->cabinets ? cabinet_lease_new(hub) : NULL;
-    hub->sessions =
-        hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
-            ? sessions_new(hub)
-            : NULL;
+    hub->sessions = hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
+                        ? sessions_new(hub)
+                        : NULL;
+    if (hub->sessions && sessions_set_hooks(hub->sessions, &session_hooks) != 0) {
+        log_error("the WebSocket message table is invalid", NULL);
+        return -1;
+    }
+    http_set_routes(route_tables, sizeof route_tables / sizeof route_tables[0]);
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     hub->sweep = hub->server ? events_sweep_new(hub) : NULL;
     return hub->server ? 0 : -1;

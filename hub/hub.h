@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
-#include "auth.h"
+typedef struct auth auth_t; /* auth.h */
 #include "bus.h"
 #include "config.h"
 #include "pg_pool.h"

@@ -686,8 +686,8 @@ static int bus_default(int v, int def)
     return v > 0 ? v : def;
 }
 
-bus_t *bus_new(uv_loop_t *loop, const bus_config_t *cfg, bus_message_cb on_message,
-               bus_link_cb on_link, void *arg, const char **err)
+static bus_t *bus_create(uv_loop_t *loop, const bus_config_t *cfg, bus_message_cb on_message,
+                         bus_link_cb on_link, void *arg, const char **err)
 {
     const char *dummy;
     bus_t *bus;
@@ -741,6 +741,16 @@ fail:
     free(bus->buckets);
     free(bus);
     return NULL;
+}
+
+bus_t *bus_new(uv_loop_t *loop, const bus_config_t *cfg, bus_message_cb on_message,
+               bus_link_cb on_link, void *arg, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    bus_t *bus = bus_create(loop, cfg, on_message, on_link, arg, &why);
+    if (!bus && err && errlen)
+        snprintf(err, errlen, "%s", why ? why : "bus: failed");
+    return bus;
 }
 
 void bus_set_subscribed_cb(bus_t *bus, bus_subscribed_cb cb)

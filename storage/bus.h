@@ -41,9 +41,12 @@ typedef struct bus_config {
     bus_log_cb log;         /* optional */
 } bus_config_t;
 
-/* Starts connecting. NULL on a bad URL (*err says why, if err != NULL). */
+/*
+ * Starts connecting. NULL on a bad URL, with the reason in err (errlen bytes;
+ * err may be NULL).
+ */
 bus_t *bus_new(uv_loop_t *loop, const bus_config_t *cfg, bus_message_cb on_message,
-               bus_link_cb on_link, void *arg, const char **err);
+               bus_link_cb on_link, void *arg, char *err, size_t errlen);
 
 /*
  * A channel's own SUBSCRIBE was confirmed (not one restored after a

@@ -224,16 +224,17 @@ RETURNS TABLE (kind text, seconds double precision) LANGUAGE sql AS $$
 $$;
 
 -- The unacked private events of a user (p_uid) or a cabinet (p_arcade_id)
--- after event id p_since, oldest first, at most 500 (resume and every
+-- after event id p_since, oldest first, at most p_limit (resume and every
 -- catch-up read their inbox through this): (id, kind, payload, at_ms).
-CREATE OR REPLACE FUNCTION rn_events_unacked(p_uid text, p_arcade_id bigint, p_since bigint)
+CREATE OR REPLACE FUNCTION rn_events_unacked(p_uid text, p_arcade_id bigint, p_since bigint,
+                                             p_limit integer)
 RETURNS TABLE (id bigint, kind text, payload text, at_ms bigint) LANGUAGE sql STABLE AS $$
     SELECT e.id, e.kind, e.payload::text, (extract(epoch FROM e.created_at) * 1000)::bigint
       FROM user_events e
      WHERE e.acked_at IS NULL AND e.id > p_since
        AND (e.user_id = rn_user_id(p_uid) OR e.arcade_id = p_arcade_id)
      ORDER BY e.id
-     LIMIT 500
+     LIMIT p_limit
 $$;
 
 -- The unacked-event sweep (hub/events_sweep.c): a hub that died between a

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "chunked.h"
+#include "api.h"
 #include "http.h"
 #include "router.h"
 

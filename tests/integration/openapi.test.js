@@ -1,6 +1,6 @@
 // GET /openapi.json: protocol/openapi.json, served by the hub, describes every
 // REST route the hub registers. The routes are read from the route tables of
-// hub/api_*.c, so a route added without its documentation fails here.
+// hub/api/api_*.c, so a route added without its documentation fails here.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -16,9 +16,9 @@ before(async () => {
 
 const ACCESS = { ROUTE_PUBLIC: 'public', ROUTE_USER: 'user', ROUTE_ADMIN: 'admin' };
 
-/* Every {HTTP_<METHOD>, "<pattern>", ROUTE_<ACCESS>, handler} of hub/api_*.c. */
+/* Every {HTTP_<METHOD>, "<pattern>", ROUTE_<ACCESS>, handler} of hub/api/api_*.c. */
 function registeredRoutes() {
-  const dir = path.join(SOURCE_DIR, 'hub');
+  const dir = path.join(SOURCE_DIR, 'hub', 'api');
   const files = fs.readdirSync(dir).filter((f) => /^api_.*\.c$/.test(f));
   assert.ok(files.length >= 4, `expected the api_*.c modules in ${dir}, found ${files.join(', ')}`);
   const routes = [];
@@ -58,7 +58,7 @@ test('GET /openapi.json is 200, JSON, OpenAPI 3.0.x, and the same as protocol/op
   assert.deepEqual(doc, file);
 });
 
-test('every route of hub/api_*.c is documented, with its access rule', async () => {
+test('every route of hub/api/api_*.c is documented, with its access rule', async () => {
   const doc = await getSpec();
   const routes = registeredRoutes();
   assert.ok(routes.length >= 25, `only ${routes.length} routes parsed`);

@@ -176,11 +176,11 @@ static bus_t *peer_open(peer_t *p, const char *url)
                         .backoff_min_ms = 50,
                         .backoff_max_ms = 400,
                         .ping_interval_ms = PING_MS};
-    const char *err = NULL;
+    char err[256] = "";
 
-    p->bus = bus_new(loop, &cfg, on_message, on_link, p, &err);
+    p->bus = bus_new(loop, &cfg, on_message, on_link, p, err, sizeof err);
     if (p->bus == NULL)
-        fprintf(stderr, "bus_new(%s): %s\n", url, err ? err : "?");
+        fprintf(stderr, "bus_new(%s): %s\n", url, *err ? err : "?");
     return p->bus;
 }
 
@@ -589,26 +589,26 @@ static void test_urls(void)
         "redis://example.com:6379", /* closed while its name is being resolved */
     };
     bus_config_t cfg = {0};
-    const char *err;
+    char err[256];
     bus_t *bus;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cfg.url = bad[i];
-        err = NULL;
-        bus = bus_new(loop, &cfg, on_message, on_link, NULL, &err);
-        CHECK(bus == NULL && err != NULL, bad[i]);
+        err[0] = 0;
+        bus = bus_new(loop, &cfg, on_message, on_link, NULL, err, sizeof err);
+        CHECK(bus == NULL && err[0] != 0, bad[i]);
         if (bus != NULL)
             bus_close(bus);
     }
     cfg.url = "redis://-bad.example:6379";
-    err = NULL;
-    CHECK(bus_new(loop, &cfg, NULL, NULL, NULL, &err) == NULL && err != NULL &&
+    err[0] = 0;
+    CHECK(bus_new(loop, &cfg, NULL, NULL, NULL, err, sizeof err) == NULL && err[0] != 0 &&
               strstr(err, "host") != NULL,
           "a malformed host name is refused with a reason");
-    CHECK(bus_new(loop, &cfg, NULL, NULL, NULL, NULL) == NULL, "err may be NULL");
+    CHECK(bus_new(loop, &cfg, NULL, NULL, NULL, NULL, 0) == NULL, "err may be NULL");
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         cfg.url = good[i];
-        bus = bus_new(loop, &cfg, NULL, NULL, NULL, &err);
+        bus = bus_new(loop, &cfg, NULL, NULL, NULL, err, sizeof err);
         CHECK(bus != NULL, good[i]);
         /* Closed while connecting: must not call back nor leak. */
         bus_close(bus);
@@ -648,7 +648,7 @@ static void test_unresolvable(void)
                         .log = on_bus_log};
     uv_timer_t give_up;
     int ups = 0;
-    bus_t *bus = bus_new(loop, &cfg, NULL, count_ups, &ups, NULL);
+    bus_t *bus = bus_new(loop, &cfg, NULL, count_ups, &ups, NULL, 0);
 
     CHECK(bus != NULL, "a host name is accepted");
     if (bus == NULL)

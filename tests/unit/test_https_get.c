@@ -4,7 +4,7 @@
  * empty. The successful fetch over TLS is tested end to end by
  * tests/integration/firebase_keys.test.js.
  */
-#include "../../hub/https_get.c"
+#include "../../hub/common/https_get.c"
 
 #include <netinet/in.h>
 #include <sys/socket.h>

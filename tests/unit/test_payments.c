@@ -75,25 +75,31 @@ static void test_webhook_signature(void)
     size_t len = strlen(body);
     long long now = 1763700000;
     char hdr[256], two[512];
-    const char *why;
+    char why[80];
 
     payments_webhook_sign(secret, now, body, len, hdr, sizeof hdr);
     CHECK(!strncmp(hdr, "t=1763700000,v1=", 16) && strlen(hdr) == 16 + 64, "header shape");
-    CHECK(payments_webhook_verify(secret, hdr, body, len, now, &why) == 0 && !why, "valid");
-    CHECK(payments_webhook_verify(secret, hdr, body, len, now + 300, &why) == 0, "300 s old: ok");
-    CHECK(payments_webhook_verify(secret, hdr, body, len, now + 301, &why) != 0 &&
+    CHECK(payments_webhook_verify(secret, hdr, body, len, now, why, sizeof why) == 0 && !why[0],
+          "valid");
+    CHECK(payments_webhook_verify(secret, hdr, body, len, now + 300, why, sizeof why) == 0,
+          "300 s old: ok");
+    CHECK(payments_webhook_verify(secret, hdr, body, len, now + 301, why, sizeof why) != 0 &&
               strstr(why, "tolerance"),
           "301 s old: stale");
-    CHECK(payments_webhook_verify(secret, hdr, body, len, now - 301, &why) != 0, "from the future");
-    CHECK(payments_webhook_verify("other", hdr, body, len, now, &why) != 0 &&
+    CHECK(payments_webhook_verify(secret, hdr, body, len, now - 301, why, sizeof why) != 0,
+          "from the future");
+    CHECK(payments_webhook_verify("other", hdr, body, len, now, why, sizeof why) != 0 &&
               strstr(why, "no signature"),
           "wrong secret");
-    CHECK(payments_webhook_verify(secret, hdr, body, len - 1, now, &why) != 0, "body changed");
-    CHECK(payments_webhook_verify("", hdr, body, len, now, &why) != 0, "no secret: never valid");
+    CHECK(payments_webhook_verify(secret, hdr, body, len - 1, now, why, sizeof why) != 0,
+          "body changed");
+    CHECK(payments_webhook_verify("", hdr, body, len, now, why, sizeof why) != 0,
+          "no secret: never valid");
 
     /* Rotation: an old v1 first, the good one second; spaces tolerated. */
     snprintf(two, sizeof two, "t=%lld, v1=%064d, %s", now, 0, strchr(hdr, ',') + 1);
-    CHECK(payments_webhook_verify(secret, two, body, len, now, &why) == 0, "second v1 matches");
+    CHECK(payments_webhook_verify(secret, two, body, len, now, why, sizeof why) == 0,
+          "second v1 matches");
 
     static const char *const bad[] = {
         "",
@@ -106,13 +112,15 @@ static void test_webhook_signature(void)
         "t=99999999999999999999,v1=00",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        CHECK(payments_webhook_verify(secret, bad[i], body, len, now, &why) != 0 && why,
+        CHECK(payments_webhook_verify(secret, bad[i], body, len, now, why, sizeof why) != 0 &&
+                  why[0],
               "malformed header refused");
     /* A v1 of the right length but upper-case hex is the same bytes. */
     for (char *p = strstr(hdr, "v1=") + 3; *p; p++)
         if (*p >= 'a' && *p <= 'f')
             *p = (char)(*p - 'a' + 'A');
-    CHECK(payments_webhook_verify(secret, hdr, body, len, now, &why) == 0, "hex case-insensitive");
+    CHECK(payments_webhook_verify(secret, hdr, body, len, now, why, sizeof why) == 0,
+          "hex case-insensitive");
 }
 
 int main(void)

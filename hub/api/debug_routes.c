@@ -1,0 +1,66 @@
+/*
+ * debug_routes: routes the integration tests need and production must not
+ * have. Compiled only with -DRN_DEBUG_ROUTES=ON (make build-test, which ctest
+ * uses); they answer only when the hub also runs with --debug-routes, a flag
+ * the production build refuses (config_validate). Not in /openapi.json.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "http.h"
+
+typedef struct sleep_call {
+    http_req_t *req;
+    long ms;
+} sleep_call_t;
+
+static void on_slept(void *arg, int status, PGresult *res, const char *errmsg)
+{
+    (void)res;
+    sleep_call_t *call = arg;
+    if (status == PG_OK)
+        http_respond_json(call->req, 200, json_pack("{s:i}", "slept_ms", (int)call->ms));
+    else if (status == PG_EUNAVAILABLE)
+        http_respond_error(call->req, 503, "db_unavailable", "database unavailable: %s", errmsg);
+    else
+        http_respond_error(call->req, 500, "db_error", "%s", errmsg);
+    free(call);
+}
+
+/* GET /api/v1/debug/sleep?ms=N: SELECT pg_sleep through the pool (tests only). */
+static void get_debug_sleep(http_req_t *req)
+{
+    hub_t *hub = http_req_hub(req);
+    char ms_text[16];
+    if (!hub_config(hub)->debug_routes) {
+        http_respond_error(req, 404, "not_found", "debug routes are off");
+        return;
+    }
+    long ms = http_req_query(req, "ms", ms_text, sizeof ms_text) > 0 ? atol(ms_text) : 0;
+    if (ms < 0 || ms > 60000) {
+        http_respond_error(req, 400, "bad_request", "ms must be 0..60000");
+        return;
+    }
+    sleep_call_t *call = malloc(sizeof *call);
+    if (!call) {
+        http_respond_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    call->req = req;
+    call->ms = ms;
+    char seconds[32];
+    snprintf(seconds, sizeof seconds, "%.3f", (double)ms / 1000.0);
+    const char *params[] = {seconds};
+    if (pg_pool_query(hub_pool(hub), "SELECT pg_sleep($1::float8)", 1, params, on_slept, call) !=
+        0) {
+        free(call);
+        http_respond_error(req, 503, "db_unavailable", "database unavailable");
+    }
+}
+
+static const route_t routes[] = {
+    {HTTP_GET, "/api/v1/debug/sleep", ROUTE_PUBLIC, get_debug_sleep},
+};
+
+const route_table_t api_debug_routes = {routes, sizeof routes / sizeof routes[0]};
