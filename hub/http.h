@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "auth.h"
 #include "hub.h"
@@ -132,5 +133,13 @@ extern const route_table_t api_queue_routes;
 extern const route_table_t api_social_routes;
 /* Test builds only (RN_DEBUG_ROUTES): see debug_routes.c. */
 extern const route_table_t api_debug_routes;
+
+/*
+ * Prints every route the hub matches, one per line: "METHOD PATTERN ACCESS",
+ * ACCESS being public, user or admin, plus " debug" for a debug route (test
+ * builds only). For `retronova-hub routes` (tests/integration/openapi.test.js
+ * compares it with protocol/openapi.json). Any thread; touches no state.
+ */
+void http_routes_print(FILE *out);
 
 #endif

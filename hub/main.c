@@ -12,6 +12,7 @@
 #include "apikey.h"
 #include "auth.h"
 #include "config.h"
+#include "http.h"
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
@@ -131,6 +132,14 @@ int main(int argc, char **argv)
 
     if (!strcmp(cmd, "token"))
         return rest == argc ? cmd_token(&cfg, &targs) : 2;
+    if (!strcmp(cmd, "routes")) { /* needs no database: the tables are in the binary */
+        if (rest != argc) {
+            fprintf(stderr, "routes: takes no arguments\n");
+            return 2;
+        }
+        http_routes_print(stdout);
+        return 0;
+    }
     char err[256];
     if (config_validate(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
