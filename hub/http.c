@@ -42,31 +42,13 @@ static const route_table_t *const route_tables[] = {
 };
 #define N_TABLES (sizeof route_tables / sizeof route_tables[0])
 
-static const char *const method_names[] = {
-    [HTTP_GET] = "GET",     [HTTP_POST] = "POST",     [HTTP_PUT] = "PUT",
-    [HTTP_PATCH] = "PATCH", [HTTP_DELETE] = "DELETE", [HTTP_OPTIONS] = "OPTIONS",
-    [HTTP_HEAD] = "HEAD",   [HTTP_OTHER] = "OTHER",
-};
-static const char *const access_names[] = {
-    [ROUTE_PUBLIC] = "public",
-    [ROUTE_USER] = "user",
-    [ROUTE_ADMIN] = "admin",
-};
-
-void http_routes_print(FILE *out)
+int http_routes_print(FILE *out)
 {
-    for (size_t t = 0; t < N_TABLES; t++) {
-        const route_table_t *table = route_tables[t];
-        bool debug = false;
+    const route_table_t *debug = NULL;
 #ifdef RN_DEBUG_ROUTES
-        debug = table == &api_debug_routes;
+    debug = &api_debug_routes;
 #endif
-        for (size_t i = 0; i < table->count; i++) {
-            const route_t *r = &table->routes[i];
-            fprintf(out, "%s %s %s%s\n", method_names[r->method], r->pattern,
-                    access_names[r->access], debug ? " debug" : "");
-        }
-    }
+    return router_print_routes(route_tables, N_TABLES, debug, out);
 }
 
 #define PATH_MAX_LEN 512

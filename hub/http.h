@@ -24,7 +24,6 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <stddef.h>
-#include <stdio.h>
 
 #include "auth.h"
 #include "hub.h"
@@ -135,11 +134,10 @@ extern const route_table_t api_social_routes;
 extern const route_table_t api_debug_routes;
 
 /*
- * Prints every route the hub matches, one per line: "METHOD PATTERN ACCESS",
- * ACCESS being public, user or admin, plus " debug" for a debug route (test
- * builds only). For `retronova-hub routes` (tests/integration/openapi.test.js
- * compares it with protocol/openapi.json). Any thread; touches no state.
+ * Prints every route the hub matches (router_print_routes), debug routes
+ * marked (test builds only). For `retronova-hub routes`. 0, or -1 when
+ * writing failed. Any thread; touches no state.
  */
-void http_routes_print(FILE *out);
+int http_routes_print(FILE *out);
 
 #endif

@@ -137,8 +137,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "routes: takes no arguments\n");
             return 2;
         }
-        http_routes_print(stdout);
-        return 0;
+        return http_routes_print(stdout) == 0 ? 0 : 1;
     }
     char err[256];
     if (config_validate(&cfg, err, sizeof err) != 0) {
