@@ -31,6 +31,12 @@ async function registeredRoutes() {
   return routes;
 }
 
+test('retronova-hub routes needs no database, and refuses arguments', async () => {
+  const { stdout } = await run(HUB_BIN, ['routes'], { env: { DATABASE_URL: '', REDIS_URL: '' } });
+  assert.match(stdout, /^GET \/healthz public$/m);
+  await assert.rejects(run(HUB_BIN, ['routes', 'extra']), /exit 2/);
+});
+
 let spec;
 async function getSpec() {
   if (spec) return spec;
