@@ -358,18 +358,12 @@ typedef struct expect {
     bool admin;
 } expect_t;
 
-#define OK(uid)                                                                                    \
-    {                                                                                              \
-        NULL, uid, false                                                                           \
-    }
-#define OK_ADMIN(uid)                                                                              \
-    {                                                                                              \
-        NULL, uid, true                                                                            \
-    }
-#define FAILS(reason)                                                                              \
-    {                                                                                              \
-        reason, NULL, false                                                                        \
-    }
+/* one-line initializer macros (clang-format would spread each over four lines) */
+/* clang-format off */
+#define OK(uid) {NULL, uid, false}
+#define OK_ADMIN(uid) {NULL, uid, true}
+#define FAILS(reason) {reason, NULL, false}
+/* clang-format on */
 
 static void expect(const auth_t *a, const char *tok, time_t now, const expect_t *want,
                    const char *what)
@@ -391,26 +385,13 @@ typedef struct claim_edit {
     size_t len;
 } claim_edit_t;
 
-#define DEL(n)                                                                                     \
-    {                                                                                              \
-        n, EDIT_DEL, 0, NULL, 0                                                                    \
-    }
-#define AT(n, offset)                                                                              \
-    {                                                                                              \
-        n, EDIT_AT, offset, NULL, 0                                                                \
-    }
-#define STR(n, s)                                                                                  \
-    {                                                                                              \
-        n, EDIT_STR, 0, s, 0                                                                       \
-    }
-#define STRN(n, s)                                                                                 \
-    {                                                                                              \
-        n, EDIT_STRN, 0, s, sizeof(s) - 1                                                          \
-    }
-#define JSON(n, s)                                                                                 \
-    {                                                                                              \
-        n, EDIT_JSON, 0, s, 0                                                                      \
-    }
+/* clang-format off */
+#define DEL(n) {n, EDIT_DEL, 0, NULL, 0}
+#define AT(n, offset) {n, EDIT_AT, offset, NULL, 0}
+#define STR(n, s) {n, EDIT_STR, 0, s, 0}
+#define STRN(n, s) {n, EDIT_STRN, 0, s, sizeof(s) - 1}
+#define JSON(n, s) {n, EDIT_JSON, 0, s, 0}
+/* clang-format on */
 
 /* How the token is signed: the claims it starts from follow (Firebase or dev). */
 typedef enum claims_signer {
