@@ -18,6 +18,7 @@
 #include "events_sweep.h"
 #include "fanout.h"
 #include "firebase_keys.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "msgbuf.h"
@@ -584,4 +585,9 @@ done:
     free(hub);
     log_info("stopped", json_pack("{s:i}", "code", code));
     return code;
+}
+
+int hub_print_routes(FILE *out)
+{
+    return http_routes_print(out); /* http.c holds the route table array */
 }

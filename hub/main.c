@@ -12,7 +12,6 @@
 #include "apikey.h"
 #include "auth.h"
 #include "config.h"
-#include "http.h"
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
@@ -137,7 +136,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "routes: takes no arguments\n");
             return 2;
         }
-        return http_routes_print(stdout) == 0 ? 0 : 1;
+        return hub_print_routes(stdout) == 0 ? 0 : 1;
     }
     char err[256];
     if (config_validate(&cfg, err, sizeof err) != 0) {
