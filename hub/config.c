@@ -271,13 +271,14 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
 
 void config_usage(FILE *out)
 {
-    fprintf(out, "usage: retronova-hub [serve|migrate|audit|token|cabinet-key ARCADE_ID] "
+    fprintf(out, "usage: retronova-hub [serve|migrate|audit|token|cabinet-key ARCADE_ID|routes] "
                  "[options]\n\n"
                  "  serve        run the hub (default)\n"
                  "  migrate      apply the database migrations and exit\n"
                  "  audit        check the ticket books (exit 1 and name each discrepancy)\n"
                  "  token        print an HS256 dev token: --uid UID [--admin] [--ttl SECONDS]\n"
-                 "  cabinet-key  rotate an arcade's API key and print it (shown once)\n\n"
+                 "  cabinet-key  rotate an arcade's API key and print it (shown once)\n"
+                 "  routes       print the REST route table: METHOD PATTERN ACCESS [debug]\n\n"
                  "options (flag, environment variable, default):\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const option_spec_t *o = &options[i];

@@ -632,3 +632,13 @@ done:
     log_info("stopped", json_pack("{s:i}", "code", code));
     return code;
 }
+
+int hub_print_routes(FILE *out)
+{
+    const route_table_t *debug = NULL;
+#ifdef RN_DEBUG_ROUTES
+    debug = &api_debug_routes;
+#endif
+    return router_print_routes(route_tables, sizeof route_tables / sizeof route_tables[0], debug,
+                               out);
+}

@@ -15,6 +15,7 @@
 #define RN_HUB_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <uv.h>
 
 typedef struct auth auth_t; /* auth.h */
@@ -71,5 +72,12 @@ void hub_client_ip(hub_t *hub, struct lws *wsi, char *out);
 
 /* Milliseconds of the loop's clock (uv_now). */
 uint64_t hub_now_ms(hub_t *hub);
+
+/*
+ * `retronova-hub routes`: prints the REST routes this binary serves, in match
+ * order (router_print_routes; debug routes marked in test builds). Needs no
+ * hub running. 0, or -1 when writing to out failed.
+ */
+int hub_print_routes(FILE *out);
 
 #endif

@@ -131,6 +131,13 @@ int main(int argc, char **argv)
 
     if (!strcmp(cmd, "token"))
         return rest == argc ? cmd_token(&cfg, &targs) : 2;
+    if (!strcmp(cmd, "routes")) { /* needs no database: the tables are in the binary */
+        if (rest != argc) {
+            fprintf(stderr, "routes: takes no arguments\n");
+            return 2;
+        }
+        return hub_print_routes(stdout) == 0 ? 0 : 1;
+    }
     char err[256];
     if (config_validate(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);

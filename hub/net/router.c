@@ -149,3 +149,28 @@ bool router_origin_allowed(const char *list, const char *origin, size_t len)
     }
     return false;
 }
+
+static const char *const method_names[] = {
+    [HTTP_GET] = "GET",     [HTTP_POST] = "POST",     [HTTP_PUT] = "PUT",
+    [HTTP_PATCH] = "PATCH", [HTTP_DELETE] = "DELETE", [HTTP_OPTIONS] = "OPTIONS",
+    [HTTP_HEAD] = "HEAD",   [HTTP_OTHER] = "OTHER",
+};
+static const char *const access_names[] = {
+    [ROUTE_PUBLIC] = "public",
+    [ROUTE_USER] = "user",
+    [ROUTE_ADMIN] = "admin",
+};
+
+int router_print_routes(const route_table_t *const *tables, size_t ntables,
+                        const route_table_t *debug, FILE *out)
+{
+    for (size_t t = 0; t < ntables; t++) {
+        for (size_t i = 0; i < tables[t]->count; i++) {
+            const route_t *r = &tables[t]->routes[i];
+            if (fprintf(out, "%s %s %s%s\n", method_names[r->method], r->pattern,
+                        access_names[r->access], tables[t] == debug ? " debug" : "") < 0)
+                return -1;
+        }
+    }
+    return fflush(out) == 0 ? 0 : -1;
+}

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 typedef enum http_method {
     HTTP_GET = 0,
@@ -90,5 +91,15 @@ bool router_utf8_valid(const char *s, size_t len);
  * empty list allows nothing.
  */
 bool router_origin_allowed(const char *list, const char *origin, size_t len);
+
+/*
+ * Prints the routes of tables, one per line, in match order: "METHOD PATTERN
+ * ACCESS" (ACCESS: public, user or admin), plus " debug" for the routes of
+ * the table debug (NULL: none). What `retronova-hub routes` shows, so a test
+ * compares the served routes with protocol/openapi.json without parsing C.
+ * 0, or -1 when writing to out failed.
+ */
+int router_print_routes(const route_table_t *const *tables, size_t ntables,
+                        const route_table_t *debug, FILE *out);
 
 #endif

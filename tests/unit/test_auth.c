@@ -5,6 +5,12 @@
  * kid -> PEM certificate JSON) and signs every token by hand, so that each
  * byte of header, payload and signature is under its control: libjwt is only
  * ever the thing under test, never the thing that makes the attack tokens.
+ *
+ * Most cases are rows of two tables: claims_cases (a good token with a claim
+ * changed, which verifier, what it must answer) and header_cases (the good
+ * claims under another header, algorithm or key). A new case is a new row.
+ * What no row can say (tampered signatures, certificate documents,
+ * configuration, minting, garbage, the unknown-kid hook) stays as code below.
  */
 #include "auth.h"
 
@@ -24,7 +30,6 @@
 #define ISSUER "https://securetoken.google.com/" PROJECT
 #define DEV_SECRET "dev-secret-0123456789abcdef-0123456789"
 #define NOW ((time_t)1700000000)
-
 
 static void die(const char *what)
 {
@@ -315,258 +320,357 @@ static auth_t *make_auth(const char *project, const char *secret, int leeway, co
     return a;
 }
 
-/* ---- Firebase ------------------------------------------------------------- */
+/* ---- the verifiers the tables name ------------------------------------------ */
 
-static void test_firebase(void)
+/* Each is an auth_t configured one way; built once in main(). */
+typedef enum verifier {
+    V_FB,     /* Firebase (project + kid1), no dev secret, default leeway */
+    V_FB10,   /* the same with a configured 10 s leeway */
+    V_BOTH,   /* Firebase and the dev secret */
+    V_DEV,    /* the dev secret only: Firebase off */
+    V_EMPTY,  /* Firebase and an empty dev secret (= no secret) */
+    V_NOKEYS, /* a project, but no certificates loaded yet */
+    V_COUNT
+} verifier_t;
+
+static auth_t *verifiers[V_COUNT];
+
+static void verifiers_make(void)
 {
-    auth_t *fb = make_auth(PROJECT, NULL, 0, certs1);
-    json_t *c;
-    char *t;
-    char sub129[130], sub128[129];
-
-    t = fb_token(key1, fb_claims());
-    expect_ok(fb, t, NOW, "uid-alice", false, "good Firebase token");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "admin", json_true());
-    t = fb_token(key1, c);
-    expect_ok(fb, t, NOW, "uid-alice", true, "Firebase token with admin: true");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "admin", json_string("true"));
-    t = fb_token(key1, c);
-    expect_ok(fb, t, NOW, "uid-alice", false, "admin: \"true\" (a string) is not admin");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "admin", json_integer(1));
-    t = fb_token(key1, c);
-    expect_ok(fb, t, NOW, "uid-alice", false, "admin: 1 is not admin");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "exp", json_integer(NOW - 3600));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "expired", "expired");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "aud", json_string("other-project"));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "wrong_audience", "wrong aud");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "aud", json_pack("[s]", PROJECT));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "wrong_audience", "aud as an array");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "aud", json_stringn(PROJECT "\0x", sizeof(PROJECT) + 1));
-    t = fb_token(key1, c);
-    /* jansson refuses "\u0000" unless asked (JSON_ALLOW_NUL): the payload is malformed. */
-    expect_fail(fb, t, NOW, "malformed", "aud with a NUL and a tail");
-    free(t);
-
-    c = fb_claims();
-    json_object_del(c, "aud");
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "missing_claim", "missing aud");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "iss", json_string("https://securetoken.google.com/other-project"));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "wrong_issuer", "wrong iss");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "iss", json_string("https://accounts.google.com"));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "wrong_issuer", "Google accounts iss");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "iat", json_integer(NOW + 3600));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "issued_in_future", "future iat");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "auth_time", json_integer(NOW + 3600));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "auth_time_in_future", "future auth_time");
-    free(t);
-
-    c = fb_claims();
-    json_object_del(c, "auth_time");
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "missing_claim", "missing auth_time");
-    free(t);
-
-    c = fb_claims();
-    json_object_del(c, "exp");
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "missing_claim", "missing exp");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "exp", json_string("9999999999"));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "bad_claim", "exp as a string");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "nbf", json_integer(NOW + 3600));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "not_yet_valid", "future nbf");
-    free(t);
-
-    /* Subjects. */
-    c = fb_claims();
-    json_object_set_new(c, "sub", json_string(""));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "bad_subject", "empty sub");
-    free(t);
-
-    memset(sub129, 'a', 129);
-    sub129[129] = '\0';
-    c = fb_claims();
-    json_object_set_new(c, "sub", json_string(sub129));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "bad_subject", "129-byte sub");
-    free(t);
-
-    memset(sub128, 'b', 128);
-    sub128[128] = '\0';
-    c = fb_claims();
-    json_object_set_new(c, "sub", json_string(sub128));
-    t = fb_token(key1, c);
-    expect_ok(fb, t, NOW, sub128, false, "128-byte sub accepted");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "sub", json_integer(42));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "bad_subject", "numeric sub");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "sub", json_stringn("ab\0cd", 5));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "malformed", "sub with a NUL");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "sub", json_string("a\nb"));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "bad_subject", "sub with a newline");
-    free(t);
-
-    c = fb_claims();
-    json_object_del(c, "sub");
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "missing_claim", "missing sub");
-    free(t);
-
-    /* Leeway (60 s by default). */
-    c = fb_claims();
-    json_object_set_new(c, "exp", json_integer(NOW - 30));
-    t = fb_token(key1, c);
-    expect_ok(fb, t, NOW, "uid-alice", false, "exp 30 s ago accepted (leeway)");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "exp", json_integer(NOW - 90));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "expired", "exp 90 s ago refused");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "iat", json_integer(NOW + 30));
-    json_object_set_new(c, "auth_time", json_integer(NOW + 30));
-    t = fb_token(key1, c);
-    expect_ok(fb, t, NOW, "uid-alice", false, "iat / auth_time 30 s ahead accepted (leeway)");
-    free(t);
-
-    c = fb_claims();
-    json_object_set_new(c, "auth_time", json_integer(NOW + 90));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "auth_time_in_future", "auth_time 90 s ahead refused");
-    free(t);
-
-    auth_free(fb);
-
-    /* A configured leeway replaces the default. */
-    fb = make_auth(PROJECT, NULL, 10, certs1);
-    c = fb_claims();
-    json_object_set_new(c, "exp", json_integer(NOW - 30));
-    t = fb_token(key1, c);
-    expect_fail(fb, t, NOW, "expired", "exp 30 s ago refused with a 10 s leeway");
-    free(t);
-    auth_free(fb);
+    verifiers[V_FB] = make_auth(PROJECT, NULL, 0, certs1);
+    verifiers[V_FB10] = make_auth(PROJECT, NULL, 10, certs1);
+    verifiers[V_BOTH] = make_auth(PROJECT, DEV_SECRET, 0, certs1);
+    verifiers[V_DEV] = make_auth(NULL, DEV_SECRET, 0, NULL);
+    verifiers[V_EMPTY] = make_auth(PROJECT, "", 0, certs1);
+    verifiers[V_NOKEYS] = make_auth(PROJECT, NULL, 0, NULL);
 }
 
-/* ---- algorithms, keys, signatures ----------------------------------------- */
-
-static void test_keys_and_algs(void)
+static void verifiers_free(void)
 {
-    auth_t *fb = make_auth(PROJECT, NULL, 0, certs1);
-    auth_t *both = make_auth(PROJECT, DEV_SECRET, 0, certs1);
-    char *p = dump(fb_claims()), *p2, *in, *sig, *t, *t2;
-    const auth_t *each[2] = {fb, both};
+    for (int i = 0; i < V_COUNT; i++)
+        auth_free(verifiers[i]);
+}
 
-    /* Signed by another key under kid1. */
-    t = tok_rs256(key2, HDR_RS256_KID1, p);
-    expect_fail(fb, t, NOW, "bad_signature", "RS256 signed by the wrong key");
-    free(t);
+/* What a case expects: reason NULL means accepted as uid (admin or not). */
+typedef struct expect {
+    const char *reason;
+    const char *uid;
+    bool admin;
+} expect_t;
 
-    t = tok_rs256(key1, "{\"alg\":\"RS256\",\"kid\":\"kid9\",\"typ\":\"JWT\"}", p);
-    expect_fail(fb, t, NOW, "unknown_kid", "unknown kid");
-    free(t);
+/* one-line initializer macros (clang-format would spread each over four lines) */
+/* clang-format off */
+#define OK(uid) {NULL, uid, false}
+#define OK_ADMIN(uid) {NULL, uid, true}
+#define FAILS(reason) {reason, NULL, false}
+/* clang-format on */
 
-    t = tok_rs256(key1, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", p);
-    expect_fail(fb, t, NOW, "missing_kid", "missing kid");
-    free(t);
+static void expect(const auth_t *a, const char *tok, time_t now, const expect_t *want,
+                   const char *what)
+{
+    if (want->reason)
+        expect_fail(a, tok, now, want->reason, what);
+    else
+        expect_ok(a, tok, now, want->uid, want->admin, what);
+}
 
-    t = tok_rs256(key1, "{\"alg\":\"RS256\",\"kid\":7}", p);
-    expect_fail(fb, t, NOW, "malformed", "numeric kid");
-    free(t);
+/* ---- claims: one good token with one or two claims changed ------------------- */
 
-    t = tok_rs256(key1, "{\"alg\":\"RS256\",\"kid\":\"kid1\"}", p);
-    expect_ok(fb, t, NOW, "uid-alice", false, "RS256 without typ accepted");
-    free(t);
+/* One change to the good claims: delete, or set to a value. */
+typedef struct claim_edit {
+    const char *name; /* NULL: no change */
+    enum { EDIT_DEL, EDIT_AT, EDIT_STR, EDIT_STRN, EDIT_JSON } kind;
+    long long at;     /* EDIT_AT: NOW + at, an integer */
+    const char *text; /* EDIT_STR, EDIT_STRN (len bytes, may hold NUL), EDIT_JSON (parsed) */
+    size_t len;
+} claim_edit_t;
 
-    t = tok_rs256(key1, "{\"alg\":\"RS256\",\"kid\":\"kid1\",\"typ\":\"JOSE+JSON\"}", p);
-    expect_fail(fb, t, NOW, "malformed", "typ other than JWT");
-    free(t);
+/* clang-format off */
+#define DEL(n) {n, EDIT_DEL, 0, NULL, 0}
+#define AT(n, offset) {n, EDIT_AT, offset, NULL, 0}
+#define STR(n, s) {n, EDIT_STR, 0, s, 0}
+#define STRN(n, s) {n, EDIT_STRN, 0, s, sizeof(s) - 1}
+#define JSON(n, s) {n, EDIT_JSON, 0, s, 0}
+/* clang-format on */
 
-    t = tok_rs256(key1, "{\"alg\":\"RS256\",\"kid\":\"kid1\",\"crit\":[\"exp\"],\"exp\":1}", p);
-    expect_fail(fb, t, NOW, "malformed", "crit header");
-    free(t);
+/* How the token is signed: the claims it starts from follow (Firebase or dev). */
+typedef enum claims_signer {
+    FB_KEY1,      /* RS256, key1 under kid1, Firebase claims */
+    DEV_SECRET_S, /* HS256 with DEV_SECRET, dev claims */
+    DEV_OTHER,    /* HS256 with another secret, dev claims */
+} claims_signer_t;
 
-    t = tok_rs256(key1, "{\"alg\":\"RS256\",\"kid\":\"kid9\",\"kid\":\"kid1\"}", p);
-    expect_fail(fb, t, NOW, "malformed", "duplicate kid in header");
-    free(t);
+typedef struct claims_case {
+    const char *what;
+    verifier_t verifier;
+    claims_signer_t signer;
+    claim_edit_t edit[2];
+    expect_t want;
+} claims_case_t;
 
-    t = tok_rs256(key1, "{\"alg\":\"HS256\",\"alg\":\"RS256\",\"kid\":\"kid1\"}", p);
-    expect_fail(both, t, NOW, "malformed", "duplicate alg in header");
-    free(t);
+#define A16 "aaaaaaaaaaaaaaaa"
+#define B16 "bbbbbbbbbbbbbbbb"
+#define A129 A16 A16 A16 A16 A16 A16 A16 A16 "a"
+#define B128 B16 B16 B16 B16 B16 B16 B16 B16
 
-    t = tok_rs256(key1, "{\"alg\":\"RS384\",\"kid\":\"kid1\"}", p);
-    expect_fail(fb, t, NOW, "alg_not_allowed", "RS384");
-    free(t);
+static const claims_case_t claims_cases[] = {
+    /* Firebase: the good token, and admin only as JSON true */
+    {"good Firebase token", V_FB, FB_KEY1, {{0}}, OK("uid-alice")},
+    {"Firebase token with admin: true",
+     V_FB,
+     FB_KEY1,
+     {JSON("admin", "true")},
+     OK_ADMIN("uid-alice")},
+    {"admin: \"true\" (a string) is not admin",
+     V_FB,
+     FB_KEY1,
+     {STR("admin", "true")},
+     OK("uid-alice")},
+    {"admin: 1 is not admin", V_FB, FB_KEY1, {JSON("admin", "1")}, OK("uid-alice")},
+    /* Firebase: each claim that must be right */
+    {"expired", V_FB, FB_KEY1, {AT("exp", -3600)}, FAILS("expired")},
+    {"wrong aud", V_FB, FB_KEY1, {STR("aud", "other-project")}, FAILS("wrong_audience")},
+    {"aud as an array", V_FB, FB_KEY1, {JSON("aud", "[\"" PROJECT "\"]")}, FAILS("wrong_audience")},
+    /* jansson refuses "\u0000" unless asked (JSON_ALLOW_NUL): the payload is malformed. */
+    {"aud with a NUL and a tail", V_FB, FB_KEY1, {STRN("aud", PROJECT "\0x")}, FAILS("malformed")},
+    {"missing aud", V_FB, FB_KEY1, {DEL("aud")}, FAILS("missing_claim")},
+    {"wrong iss",
+     V_FB,
+     FB_KEY1,
+     {STR("iss", "https://securetoken.google.com/other-project")},
+     FAILS("wrong_issuer")},
+    {"Google accounts iss",
+     V_FB,
+     FB_KEY1,
+     {STR("iss", "https://accounts.google.com")},
+     FAILS("wrong_issuer")},
+    {"future iat", V_FB, FB_KEY1, {AT("iat", 3600)}, FAILS("issued_in_future")},
+    {"future auth_time", V_FB, FB_KEY1, {AT("auth_time", 3600)}, FAILS("auth_time_in_future")},
+    {"missing auth_time", V_FB, FB_KEY1, {DEL("auth_time")}, FAILS("missing_claim")},
+    {"missing exp", V_FB, FB_KEY1, {DEL("exp")}, FAILS("missing_claim")},
+    {"exp as a string", V_FB, FB_KEY1, {STR("exp", "9999999999")}, FAILS("bad_claim")},
+    {"future nbf", V_FB, FB_KEY1, {AT("nbf", 3600)}, FAILS("not_yet_valid")},
+    /* Firebase: subjects */
+    {"empty sub", V_FB, FB_KEY1, {STR("sub", "")}, FAILS("bad_subject")},
+    {"129-byte sub", V_FB, FB_KEY1, {STR("sub", A129)}, FAILS("bad_subject")},
+    {"128-byte sub accepted", V_FB, FB_KEY1, {STR("sub", B128)}, OK(B128)},
+    {"numeric sub", V_FB, FB_KEY1, {JSON("sub", "42")}, FAILS("bad_subject")},
+    {"sub with a NUL", V_FB, FB_KEY1, {STRN("sub", "ab\0cd")}, FAILS("malformed")},
+    {"sub with a newline", V_FB, FB_KEY1, {STR("sub", "a\nb")}, FAILS("bad_subject")},
+    {"missing sub", V_FB, FB_KEY1, {DEL("sub")}, FAILS("missing_claim")},
+    /* Firebase: the leeway (60 s by default; a configured one replaces it) */
+    {"exp 30 s ago accepted (leeway)", V_FB, FB_KEY1, {AT("exp", -30)}, OK("uid-alice")},
+    {"exp 90 s ago refused", V_FB, FB_KEY1, {AT("exp", -90)}, FAILS("expired")},
+    {"iat / auth_time 30 s ahead accepted (leeway)",
+     V_FB,
+     FB_KEY1,
+     {AT("iat", 30), AT("auth_time", 30)},
+     OK("uid-alice")},
+    {"auth_time 90 s ahead refused",
+     V_FB,
+     FB_KEY1,
+     {AT("auth_time", 90)},
+     FAILS("auth_time_in_future")},
+    {"exp 30 s ago refused with a 10 s leeway",
+     V_FB10,
+     FB_KEY1,
+     {AT("exp", -30)},
+     FAILS("expired")},
+    /* HS256 dev tokens */
+    {"good HS256 dev token with a secret", V_DEV, DEV_SECRET_S, {{0}}, OK("dev-bob")},
+    {"HS256 dev token without a secret", V_FB, DEV_SECRET_S, {{0}}, FAILS("alg_not_allowed")},
+    {"HS256 dev token with an empty secret",
+     V_EMPTY,
+     DEV_SECRET_S,
+     {{0}},
+     FAILS("alg_not_allowed")},
+    {"HS256 with the wrong secret", V_DEV, DEV_OTHER, {{0}}, FAILS("bad_signature")},
+    {"HS256 without exp", V_DEV, DEV_SECRET_S, {DEL("exp")}, FAILS("missing_claim")},
+    {"HS256 without iat", V_DEV, DEV_SECRET_S, {DEL("iat")}, FAILS("missing_claim")},
+    {"HS256 without sub", V_DEV, DEV_SECRET_S, {DEL("sub")}, FAILS("missing_claim")},
+    {"expired HS256", V_DEV, DEV_SECRET_S, {AT("exp", -120)}, FAILS("expired")},
+    {"HS256 admin", V_DEV, DEV_SECRET_S, {JSON("admin", "true")}, OK_ADMIN("dev-bob")},
+};
 
-    t = tok_rs256(key1, "{\"alg\":\"rs256\",\"kid\":\"kid1\"}", p);
-    expect_fail(fb, t, NOW, "alg_not_allowed", "lower-case rs256");
-    free(t);
+static void claim_apply(json_t *claims, const claim_edit_t *e)
+{
+    json_t *v = NULL;
+    switch (e->kind) {
+    case EDIT_DEL:
+        json_object_del(claims, e->name);
+        return;
+    case EDIT_AT:
+        v = json_integer((json_int_t)(NOW + e->at));
+        break;
+    case EDIT_STR:
+        v = json_string(e->text);
+        break;
+    case EDIT_STRN:
+        v = json_stringn(e->text, e->len);
+        break;
+    case EDIT_JSON:
+        v = json_loads(e->text, JSON_DECODE_ANY, NULL);
+        break;
+    }
+    if (v == NULL || json_object_set_new(claims, e->name, v) != 0)
+        die("claim edit");
+}
 
-    t = tok_rs256(key1, "{\"kid\":\"kid1\"}", p);
-    expect_fail(fb, t, NOW, "malformed", "no alg");
-    free(t);
+static char *claims_token(const claims_case_t *c)
+{
+    json_t *claims = c->signer == FB_KEY1 ? fb_claims() : dev_claims();
+    for (size_t i = 0; i < sizeof c->edit / sizeof c->edit[0]; i++)
+        if (c->edit[i].name)
+            claim_apply(claims, &c->edit[i]);
+    switch (c->signer) {
+    case FB_KEY1:
+        return fb_token(key1, claims);
+    case DEV_SECRET_S:
+        return dev_token(DEV_SECRET, claims);
+    case DEV_OTHER:
+        return dev_token("another-secret", claims);
+    }
+    die("signer");
+    return NULL;
+}
+
+static void test_claims_table(void)
+{
+    for (size_t i = 0; i < sizeof claims_cases / sizeof claims_cases[0]; i++) {
+        const claims_case_t *c = &claims_cases[i];
+        char *t = claims_token(c);
+        expect(verifiers[c->verifier], t, NOW, &c->want, c->what);
+        free(t);
+    }
+}
+
+/* ---- headers, algorithms and keys: the good claims under another header ------ */
+
+typedef enum header_signer {
+    RS_KEY1,        /* RS256 with key1 (kid1's key) */
+    RS_KEY2,        /* RS256 with key2 (another key) */
+    HS_PUB1,        /* HS256 keyed with key1's public key PEM: key confusion */
+    HS_CERT1,       /* HS256 keyed with kid1's certificate PEM: key confusion */
+    HS_DEV_MINIMAL, /* HMAC-SHA256 with DEV_SECRET over the minimal dev claims DEV_MINIMAL */
+    UNSIGNED,       /* an empty signature segment */
+    NONE_RS_KEY1,   /* a real RS256 signature, whatever the header says */
+} header_signer_t;
+
+typedef struct header_case {
+    const char *what;
+    verifier_t verifier;
+    header_signer_t signer;
+    const char *header;
+    expect_t want;
+} header_case_t;
+
+#define DEV_MINIMAL "{\"sub\":\"x\",\"iat\":1,\"exp\":2}"
+#define HDR_NONE "{\"alg\":\"none\",\"typ\":\"JWT\"}"
+#define HDR_NONE_KID1 "{\"alg\":\"none\",\"kid\":\"kid1\"}"
+#define HDR_NONE_CAP "{\"alg\":\"None\"}"
+#define HDR_HS256_KID1_JWT "{\"alg\":\"HS256\",\"kid\":\"kid1\",\"typ\":\"JWT\"}"
+
+static const header_case_t header_cases[] = {
+    {"RS256 signed by the wrong key", V_FB, RS_KEY2, HDR_RS256_KID1, FAILS("bad_signature")},
+    {"unknown kid", V_FB, RS_KEY1, "{\"alg\":\"RS256\",\"kid\":\"kid9\",\"typ\":\"JWT\"}",
+     FAILS("unknown_kid")},
+    {"missing kid", V_FB, RS_KEY1, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", FAILS("missing_kid")},
+    {"numeric kid", V_FB, RS_KEY1, "{\"alg\":\"RS256\",\"kid\":7}", FAILS("malformed")},
+    {"RS256 without typ accepted", V_FB, RS_KEY1, "{\"alg\":\"RS256\",\"kid\":\"kid1\"}",
+     OK("uid-alice")},
+    {"typ other than JWT", V_FB, RS_KEY1,
+     "{\"alg\":\"RS256\",\"kid\":\"kid1\",\"typ\":\"JOSE+JSON\"}", FAILS("malformed")},
+    {"crit header", V_FB, RS_KEY1,
+     "{\"alg\":\"RS256\",\"kid\":\"kid1\",\"crit\":[\"exp\"],\"exp\":1}", FAILS("malformed")},
+    {"duplicate kid in header", V_FB, RS_KEY1,
+     "{\"alg\":\"RS256\",\"kid\":\"kid9\",\"kid\":\"kid1\"}", FAILS("malformed")},
+    {"duplicate alg in header", V_BOTH, RS_KEY1,
+     "{\"alg\":\"HS256\",\"alg\":\"RS256\",\"kid\":\"kid1\"}", FAILS("malformed")},
+    {"RS384", V_FB, RS_KEY1, "{\"alg\":\"RS384\",\"kid\":\"kid1\"}", FAILS("alg_not_allowed")},
+    {"lower-case rs256", V_FB, RS_KEY1, "{\"alg\":\"rs256\",\"kid\":\"kid1\"}",
+     FAILS("alg_not_allowed")},
+    {"no alg", V_FB, RS_KEY1, "{\"kid\":\"kid1\"}", FAILS("malformed")},
+    /* alg none, with an empty signature and with a real one, with and without a secret */
+    {"alg none, empty signature", V_FB, UNSIGNED, HDR_NONE, FAILS("alg_not_allowed")},
+    {"alg none, with a signature", V_FB, NONE_RS_KEY1, HDR_NONE, FAILS("alg_not_allowed")},
+    {"alg none with kid1", V_FB, UNSIGNED, HDR_NONE_KID1, FAILS("alg_not_allowed")},
+    {"alg None", V_FB, UNSIGNED, HDR_NONE_CAP, FAILS("alg_not_allowed")},
+    {"alg none, empty signature (dev secret set)", V_BOTH, UNSIGNED, HDR_NONE,
+     FAILS("alg_not_allowed")},
+    {"alg none, with a signature (dev secret set)", V_BOTH, NONE_RS_KEY1, HDR_NONE,
+     FAILS("alg_not_allowed")},
+    {"alg none with kid1 (dev secret set)", V_BOTH, UNSIGNED, HDR_NONE_KID1,
+     FAILS("alg_not_allowed")},
+    {"alg None (dev secret set)", V_BOTH, UNSIGNED, HDR_NONE_CAP, FAILS("alg_not_allowed")},
+    /* key confusion: HS256 keyed with the RSA public key (SPKI or certificate PEM) */
+    {"HS256 with public PEM, no dev secret", V_FB, HS_PUB1, HDR_HS256_KID1_JWT,
+     FAILS("alg_not_allowed")},
+    {"HS256 with public PEM, dev secret set", V_BOTH, HS_PUB1, HDR_HS256_KID1_JWT,
+     FAILS("bad_signature")},
+    {"HS256 (no kid) with public PEM, no secret", V_FB, HS_PUB1, HDR_HS256,
+     FAILS("alg_not_allowed")},
+    {"HS256 (no kid) with public PEM, secret set", V_BOTH, HS_PUB1, HDR_HS256,
+     FAILS("bad_signature")},
+    {"HS256 with certificate PEM, no dev secret", V_FB, HS_CERT1,
+     "{\"alg\":\"HS256\",\"kid\":\"kid1\"}", FAILS("alg_not_allowed")},
+    {"HS256 with certificate PEM, dev secret set", V_BOTH, HS_CERT1,
+     "{\"alg\":\"HS256\",\"kid\":\"kid1\"}", FAILS("bad_signature")},
+    /* RS256 where Firebase is off, or has no keys yet */
+    {"RS256 with Firebase not configured", V_DEV, RS_KEY1, HDR_RS256_KID1,
+     FAILS("alg_not_allowed")},
+    {"RS256 with no keys loaded", V_NOKEYS, RS_KEY1, HDR_RS256_KID1, FAILS("unknown_kid")},
+    {"HS384", V_DEV, HS_DEV_MINIMAL, "{\"alg\":\"HS384\"}", FAILS("alg_not_allowed")},
+};
+
+static char *header_token(const header_case_t *c, const char *payload)
+{
+    char *in, *sig, *t;
+    switch (c->signer) {
+    case RS_KEY1:
+        return tok_rs256(key1, c->header, payload);
+    case RS_KEY2:
+        return tok_rs256(key2, c->header, payload);
+    case HS_PUB1:
+        return tok_hs256(pub1, c->header, payload);
+    case HS_CERT1:
+        return tok_hs256(cert1, c->header, payload);
+    case HS_DEV_MINIMAL:
+        return tok_hs256(DEV_SECRET, c->header, DEV_MINIMAL);
+    case UNSIGNED:
+        in = signing_input(c->header, payload);
+        t = join3(in, "");
+        free(in);
+        return t;
+    case NONE_RS_KEY1:
+        in = signing_input(c->header, payload);
+        sig = sig_rs256(key1, in);
+        t = join3(in, sig);
+        free(sig);
+        free(in);
+        return t;
+    }
+    die("signer");
+    return NULL;
+}
+
+static void test_header_table(void)
+{
+    char *p = dump(fb_claims());
+    for (size_t i = 0; i < sizeof header_cases / sizeof header_cases[0]; i++) {
+        const header_case_t *c = &header_cases[i];
+        char *t = header_token(c, p);
+        expect(verifiers[c->verifier], t, NOW, &c->want, c->what);
+        free(t);
+    }
+    free(p);
+}
+
+/* ---- signatures and payloads that no table row describes ---------------------- */
+
+static void test_tampering(void)
+{
+    const auth_t *fb = verifiers[V_FB];
+    char *p = dump(fb_claims()), *p2, *t, *t2;
 
     /* Duplicate claims in the payload: signed, yet refused. */
     p2 = malloc(strlen(p) + 32);
@@ -575,48 +679,6 @@ static void test_keys_and_algs(void)
     expect_fail(fb, t, NOW, "malformed", "duplicate sub in payload");
     free(t);
     free(p2);
-
-    /* alg none, with an empty signature and with a real one. */
-    for (int i = 0; i < 2; i++) {
-        const auth_t *a = each[i];
-
-        in = signing_input("{\"alg\":\"none\",\"typ\":\"JWT\"}", p);
-        t = join3(in, "");
-        expect_fail(a, t, NOW, "alg_not_allowed", "alg none, empty signature");
-        free(t);
-        sig = sig_rs256(key1, in);
-        t = join3(in, sig);
-        expect_fail(a, t, NOW, "alg_not_allowed", "alg none, with a signature");
-        free(t);
-        free(sig);
-        free(in);
-
-        in = signing_input("{\"alg\":\"none\",\"kid\":\"kid1\"}", p);
-        t = join3(in, "");
-        expect_fail(a, t, NOW, "alg_not_allowed", "alg none with kid1");
-        free(t);
-        free(in);
-
-        in = signing_input("{\"alg\":\"None\"}", p);
-        t = join3(in, "");
-        expect_fail(a, t, NOW, "alg_not_allowed", "alg None");
-        free(t);
-        free(in);
-    }
-
-    /* Key confusion: HS256 with the RSA public key (SPKI PEM or certificate PEM) as secret. */
-    t = tok_hs256(pub1, "{\"alg\":\"HS256\",\"kid\":\"kid1\",\"typ\":\"JWT\"}", p);
-    expect_fail(fb, t, NOW, "alg_not_allowed", "HS256 with public PEM, no dev secret");
-    expect_fail(both, t, NOW, "bad_signature", "HS256 with public PEM, dev secret set");
-    free(t);
-    t = tok_hs256(pub1, HDR_HS256, p);
-    expect_fail(fb, t, NOW, "alg_not_allowed", "HS256 (no kid) with public PEM, no secret");
-    expect_fail(both, t, NOW, "bad_signature", "HS256 (no kid) with public PEM, secret set");
-    free(t);
-    t = tok_hs256(cert1, "{\"alg\":\"HS256\",\"kid\":\"kid1\"}", p);
-    expect_fail(fb, t, NOW, "alg_not_allowed", "HS256 with certificate PEM, no dev secret");
-    expect_fail(both, t, NOW, "bad_signature", "HS256 with certificate PEM, dev secret set");
-    free(t);
 
     /* Tampered payload: a valid signature of another payload. */
     t = tok_rs256(key1, HDR_RS256_KID1, p);
@@ -652,29 +714,7 @@ static void test_keys_and_algs(void)
     free(t2);
     free(t);
 
-    /* RS256 tokens when no project is configured: Firebase off. */
-    {
-        auth_t *dev = make_auth(NULL, DEV_SECRET, 0, NULL);
-
-        t = tok_rs256(key1, HDR_RS256_KID1, p);
-        expect_fail(dev, t, NOW, "alg_not_allowed", "RS256 with Firebase not configured");
-        free(t);
-        auth_free(dev);
-    }
-
-    /* Project set but no certificates loaded yet. */
-    {
-        auth_t *nokeys = make_auth(PROJECT, NULL, 0, NULL);
-
-        t = tok_rs256(key1, HDR_RS256_KID1, p);
-        expect_fail(nokeys, t, NOW, "unknown_kid", "RS256 with no keys loaded");
-        free(t);
-        auth_free(nokeys);
-    }
-
     free(p);
-    auth_free(both);
-    auth_free(fb);
 }
 
 /* ---- key rotation and certificate documents ------------------------------- */
@@ -838,59 +878,12 @@ static void test_config(void)
     free(bad);
 }
 
-/* ---- HS256 dev tokens ----------------------------------------------------- */
+/* ---- minted HS256 dev tokens ------------------------------------------------- */
 
-static void test_dev(void)
+static void test_minted(void)
 {
-    auth_t *dev = make_auth(NULL, DEV_SECRET, 0, NULL);
-    auth_t *fb = make_auth(PROJECT, NULL, 0, certs1);
-    auth_t *empty = make_auth(PROJECT, "", 0, certs1);
-    json_t *c;
+    const auth_t *dev = verifiers[V_DEV], *fb = verifiers[V_FB];
     char *t;
-
-    t = dev_token(DEV_SECRET, dev_claims());
-    expect_ok(dev, t, NOW, "dev-bob", false, "good HS256 dev token with a secret");
-    expect_fail(fb, t, NOW, "alg_not_allowed", "HS256 dev token without a secret");
-    expect_fail(empty, t, NOW, "alg_not_allowed", "HS256 dev token with an empty secret");
-    free(t);
-
-    t = dev_token("another-secret", dev_claims());
-    expect_fail(dev, t, NOW, "bad_signature", "HS256 with the wrong secret");
-    free(t);
-
-    t = tok_hs256(DEV_SECRET, "{\"alg\":\"HS384\"}", "{\"sub\":\"x\",\"iat\":1,\"exp\":2}");
-    expect_fail(dev, t, NOW, "alg_not_allowed", "HS384");
-    free(t);
-
-    c = dev_claims();
-    json_object_del(c, "exp");
-    t = dev_token(DEV_SECRET, c);
-    expect_fail(dev, t, NOW, "missing_claim", "HS256 without exp");
-    free(t);
-
-    c = dev_claims();
-    json_object_del(c, "iat");
-    t = dev_token(DEV_SECRET, c);
-    expect_fail(dev, t, NOW, "missing_claim", "HS256 without iat");
-    free(t);
-
-    c = dev_claims();
-    json_object_del(c, "sub");
-    t = dev_token(DEV_SECRET, c);
-    expect_fail(dev, t, NOW, "missing_claim", "HS256 without sub");
-    free(t);
-
-    c = dev_claims();
-    json_object_set_new(c, "exp", json_integer(NOW - 120));
-    t = dev_token(DEV_SECRET, c);
-    expect_fail(dev, t, NOW, "expired", "expired HS256");
-    free(t);
-
-    c = dev_claims();
-    json_object_set_new(c, "admin", json_true());
-    t = dev_token(DEV_SECRET, c);
-    expect_ok(dev, t, NOW, "dev-bob", true, "HS256 admin");
-    free(t);
 
     /* Minted tokens. */
     t = auth_mint_hs256(DEV_SECRET, "minted-user", false, NOW, 300);
@@ -925,10 +918,6 @@ static void test_dev(void)
         CHECK(auth_mint_hs256(DEV_SECRET, longuid, false, NOW, 300) == NULL,
               "mint with 129-byte uid refused");
     }
-
-    auth_free(empty);
-    auth_free(fb);
-    auth_free(dev);
 }
 
 /* ---- garbage -------------------------------------------------------------- */
@@ -1069,13 +1058,16 @@ int main(void)
     pub1 = pubkey_pem(key1);
     certs1 = certs_json(1, "kid1", cert1, NULL, NULL);
 
-    test_firebase();
-    test_keys_and_algs();
+    verifiers_make();
+    test_claims_table();
+    test_header_table();
+    test_tampering();
     test_certs();
     test_config();
-    test_dev();
+    test_minted();
     test_garbage();
     test_unknown_kid_hook();
+    verifiers_free();
 
     free(certs1);
     free(pub1);

@@ -6,6 +6,8 @@
 
 #include "chunked.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -154,6 +156,40 @@ static void test_chunked(void)
     CHECK(decode("40\r\n", 1, out, sizeof out, &n) == CHUNKED_MORE, "exactly the cap");
 }
 
+/* The route table as `retronova-hub routes` prints it. */
+static void test_print_routes(void)
+{
+    static const route_t dbg[] = {{HTTP_GET, "/api/v1/debug/sleep", ROUTE_PUBLIC, handler}};
+    static const route_t admin[] = {
+        {HTTP_PUT, "/api/v1/admin/users/{id}/tickets", ROUTE_ADMIN, handler}};
+    static const route_table_t dbg_table = {dbg, 1}, admin_table = {admin, 1};
+    const route_table_t *const all[] = {&table, &admin_table, &dbg_table};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    CHECK(out != NULL, "open_memstream");
+    if (!out)
+        return;
+    CHECK(router_print_routes(all, 3, &dbg_table, out) == 0, "router_print_routes: 0");
+    fclose(out);
+    CHECK(text && strcmp(text, "GET /api/v1/arcades public\n"
+                               "GET /api/v1/arcades/{id} public\n"
+                               "GET /api/v1/arcades/{id}/queue public\n"
+                               "DELETE /api/v1/reservations/{id} user\n"
+                               "POST /api/v1/friends/accept/{id} user\n"
+                               "PUT /api/v1/admin/users/{id}/tickets admin\n"
+                               "GET /api/v1/debug/sleep public debug\n") == 0,
+          "one line per route in match order: method, pattern, access, debug marked");
+    free(text);
+    text = NULL;
+    out = open_memstream(&text, &len);
+    CHECK(out && router_print_routes(all, 0, NULL, out) == 0, "no tables: 0");
+    if (out)
+        fclose(out);
+    CHECK(len == 0, "no tables: nothing printed");
+    free(text);
+}
+
 int main(void)
 {
     test_match();
@@ -162,5 +198,6 @@ int main(void)
     test_utf8();
     test_origins();
     test_chunked();
+    test_print_routes();
     return check_report();
 }
