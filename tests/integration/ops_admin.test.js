@@ -9,6 +9,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { applyDemo, connectWs, http, parseMetrics, startHub, startPostgres, startRedis, token } from '../lib/harness.js';
+import { newUser, signature, webhook } from './tickets_world.js';
 
 let hub, pg, redis;
 
@@ -356,5 +357,31 @@ test('wrong config keys count against the cabinet-key limit (shared with the soc
     assert.equal(reply.code, 'rate_limited', JSON.stringify(reply));
   } finally {
     await limited.stop();
+  }
+});
+
+test('a payment webhook that changes a purchase is audited once, as webhook:<provider>', async () => {
+  const secret = crypto.randomBytes(16).toString('hex');
+  const payHub = await startHub({ pg, redis, args: ['--payment-webhook-secret', secret] });
+  try {
+    const user = await newUser(pg, 0);
+    const begun = JSON.parse(await pg.psql(`SELECT rn_purchase_begin('${user.uid}', NULL, 'h', 1, 'sandbox')`));
+    assert.equal(begun.status, 202, JSON.stringify(begun));
+    const id = begun.charge.purchase_id;
+    const body = JSON.stringify({ id: `evt_${id}`, type: 'payment.succeeded', data: { purchase_id: id, payment_id: `pay_${id}` } });
+    for (let i = 0; i < 2; i++) {
+      const res = await webhook(payHub, body, signature(secret, body));
+      assert.equal(res.status, 200, res.text); // the second is a duplicate: no row
+    }
+    const log = await ok(admin('GET', `/admin/audit?target_type=purchase&target_id=${id}`));
+    assert.equal(log.items.length, 1, JSON.stringify(log.items));
+    const [row] = log.items;
+    assert.equal(row.actor, 'webhook:sandbox');
+    assert.equal(row.action, 'purchase.succeeded');
+    assert.equal(row.before.status, 'pending');
+    assert.equal(row.after.status, 'succeeded');
+    assert.equal(row.after.tickets, 10);
+  } finally {
+    await payHub.stop();
   }
 });
