@@ -267,7 +267,9 @@ RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_constraint text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL) THEN
+    -- the arcade's lock first: the order of the queue and of the catalogue edits
+    PERFORM 1 FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
         RETURN rn_error(404, 'arcade_not_found', 'no such arcade');
     END IF;
     IF NOT EXISTS (SELECT 1 FROM games WHERE id = p_game_id) THEN
@@ -426,8 +428,9 @@ $$;
 -- (06_audit.sql), and, when cabinets or phones show what changed, a push
 -- (rn_catalogue_push): each affected arcade's queue_version is bumped, its
 -- new snapshot returned in "arcades" and a cabinet_config event written for
--- its cabinet. Lock order: the edited row, then the arcades by id (a
--- reservation locks the arcade only), the queue's own order.
+-- its cabinet. Lock order: the arcades first, by id, then the edited row:
+-- the queue's own order (a reservation locks its arcade, then its INSERT
+-- key-shares the game row), so an edit and a reservation never deadlock.
 
 -- The config a cabinet runs with (GET /arcades/{id}/config, the
 -- cabinet_config push): its games by slot, its limits, its maintenance
@@ -585,6 +588,18 @@ BEGIN
 END
 $$;
 
+-- Locks the live arcades that have the game, by id (before the game row).
+CREATE OR REPLACE FUNCTION rn_lock_game_arcades(p_game_id bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM arcades
+    WHERE id IN (SELECT arcade_id FROM arcade_games WHERE game_id = p_game_id)
+      AND deleted_at IS NULL
+    ORDER BY id
+    FOR UPDATE;
+END
+$$;
+
 -- PATCH /admin/games/{id} {name?, description?, ticket_cost?, min_players?,
 -- max_players?, max_duration_s? (null: the hub's default), active?}. A
 -- reservation keeps the cost it was booked at. 404 game_not_found, 409
@@ -609,6 +624,7 @@ BEGIN
         RETURN rn_patch_check(p_body, ARRAY['name', 'description', 'ticket_cost', 'min_players',
                                             'max_players', 'max_duration_s', 'active']);
     END IF;
+    PERFORM rn_lock_game_arcades(p_id);
     SELECT * INTO g FROM games WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN rn_error(404, 'game_not_found', 'no such game');
@@ -662,12 +678,16 @@ BEGIN
         RETURN rn_error(409, 'game_name_taken', 'a game with this name exists');
     END IF;
     v_before := rn_game_json(g);
-    UPDATE games
-       SET name = v_name, description = v_description, ticket_cost = v_cost,
-           min_players = v_min, max_players = v_max, max_duration_s = v_duration,
-           active = v_active
-     WHERE id = g.id
-    RETURNING * INTO g;
+    BEGIN
+        UPDATE games
+           SET name = v_name, description = v_description, ticket_cost = v_cost,
+               min_players = v_min, max_players = v_max, max_duration_s = v_duration,
+               active = v_active
+         WHERE id = g.id
+        RETURNING * INTO g;
+    EXCEPTION WHEN unique_violation THEN -- renamed at the same time as another game
+        RETURN rn_error(409, 'game_name_taken', 'a game with this name exists');
+    END;
     SELECT array_agg(arcade_id) INTO v_arcades FROM arcade_games WHERE game_id = g.id;
     RETURN rn_with_audit(
         rn_catalogue_push(rn_answer(200, jsonb_build_object('game', rn_game_json(g))),
@@ -687,6 +707,7 @@ DECLARE
     v_before jsonb;
     v_arcades bigint[];
 BEGIN
+    PERFORM rn_lock_game_arcades(p_id);
     SELECT * INTO g FROM games WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN rn_error(404, 'game_not_found', 'no such game');
@@ -855,7 +876,9 @@ BEGIN
     RETURN rn_with_audit(
         rn_answer(CASE WHEN p_id IS NULL THEN 201 ELSE 200 END,
                   jsonb_build_object('offer', rn_offer_json(o))),
-        rn_audit_log(p_actor, CASE WHEN p_id IS NULL THEN 'offer.create' ELSE 'offer.update' END,
+        rn_audit_log(p_actor, CASE WHEN p_id IS NULL THEN 'offer.create'
+                                   WHEN p_body = '{"active": false}'::jsonb THEN 'offer.deactivate'
+                                   ELSE 'offer.update' END,
                      'offer', o.id::text, v_before, rn_offer_json(o)));
 END
 $$;

@@ -9,7 +9,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { applyDemo, connectWs, http, parseMetrics, startHub, startPostgres, startRedis, token } from '../lib/harness.js';
-import { newUser, signature, webhook } from './tickets_world.js';
+import { assertBooksBalance, newUser, newUsers, signature, webhook } from './tickets_world.js';
 
 let hub, pg, redis;
 
@@ -221,7 +221,7 @@ test('every admin action is in /admin/audit with before and after, and on the ad
     ['game.retire', 'game', String(game.id)],
     ['offer.create', 'offer', String(offer.id)],
     ['offer.update', 'offer', String(offer.id)],
-    ['offer.update', 'offer', String(offer.id)],
+    ['offer.deactivate', 'offer', String(offer.id)],
     ['promo_code.create', 'promo_code', String(promo.id)],
     ['promo_code.update', 'promo_code', String(promo.id)],
     ['promo_code.deactivate', 'promo_code', String(promo.id)],
@@ -384,4 +384,33 @@ test('a payment webhook that changes a purchase is audited once, as webhook:<pro
   } finally {
     await payHub.stop();
   }
+});
+
+test('catalogue edits racing reservations: no deadlock, no error, the books balance', async () => {
+  const { id, key } = await newArcade(`Race hall ${crypto.randomUUID().slice(0, 8)}`);
+  const cab = await connectWs(hub, { headers: { Authorization: `ApiKey ${key}` } });
+  await cab.next((m) => m.type === 'cabinet_config', 10000);
+  const players = await newUsers(pg, 16, 50, 'race');
+  const book = async (user) => {
+    const res = await http(hub, 'POST', '/api/v1/reservations', {
+      token: token(hub, user.uid),
+      body: { arcade_id: id, game_id: 3 },
+      headers: { 'Idempotency-Key': crypto.randomUUID() },
+    });
+    assert.equal(res.status, 201, res.text);
+    const gone = await http(hub, 'DELETE', `/api/v1/reservations/${res.json.reservation.id}`, { token: token(hub, user.uid) });
+    // the first one is called at once (the cabinet is idle): no longer cancellable
+    assert.ok(gone.status === 200 || gone.json?.error?.code === 'not_cancellable' || gone.status === 409, gone.text);
+  };
+  const edits = [];
+  for (let i = 0; i < 16; i++) {
+    edits.push(admin('PATCH', '/admin/games/3', { ticket_cost: 1 + (i % 2), description: `race ${i}` }));
+    edits.push(admin('PATCH', `/admin/arcades/${id}`, { location: `Hall ${i}` }));
+  }
+  const results = await Promise.all([...players.map(book), ...edits]);
+  for (const res of results.filter(Boolean)) assert.equal(res.status, 200, res.text);
+  await assertBooksBalance(pg);
+  const rows = await ok(admin('GET', `/admin/audit?target_type=arcade&target_id=${id}&action=arcade.update&limit=100`));
+  assert.equal(rows.items.length, 16, 'each edit audited once');
+  cab.close();
 });
