@@ -8,7 +8,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { applyDemo, connectWs, http, parseMetrics, startHub, startPostgres, startRedis, token } from '../lib/harness.js';
+import { applyDemo, connectWs, http, parseMetrics, startHub, startPostgres, startRedis, token, waitFor } from '../lib/harness.js';
 import { assertBooksBalance, newUser, newUsers, signature, webhook } from './tickets_world.js';
 
 let hub, pg, redis;
@@ -412,5 +412,34 @@ test('catalogue edits racing reservations: no deadlock, no error, the books bala
   await assertBooksBalance(pg);
   const rows = await ok(admin('GET', `/admin/audit?target_type=arcade&target_id=${id}&action=arcade.update&limit=100`));
   assert.equal(rows.items.length, 16, 'each edit audited once');
+  cab.close();
+});
+
+test('a game edit queued behind a reservation on the same arcade does not deadlock with it', async () => {
+  const { id, key } = await newArcade(`Lock hall ${crypto.randomUUID().slice(0, 8)}`);
+  const cab = await connectWs(hub, { headers: { Authorization: `ApiKey ${key}` } });
+  await cab.next((m) => m.type === 'cabinet_config', 10000);
+  const [player] = await newUsers(pg, 1, 10, 'lock');
+  const waiting = () =>
+    pg.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").then(Number);
+  // Someone holds the arcade's row: the reservation queues for it, then the edit.
+  const held = pg.psql(`BEGIN; SELECT 1 FROM arcades WHERE id = ${id} FOR UPDATE; SELECT pg_sleep(4); COMMIT;`);
+  await waitFor(async () => Number(await pg.psql(
+    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(4)%' AND state = 'active' AND pid <> pg_backend_pid()")) === 1,
+  { timeoutMs: 10000, what: 'the arcade held' });
+  const booked = http(hub, 'POST', '/api/v1/reservations', {
+    token: token(hub, player.uid),
+    body: { arcade_id: id, game_id: 3 },
+    headers: { 'Idempotency-Key': crypto.randomUUID() },
+  });
+  await waitFor(async () => (await waiting()) >= 1, { timeoutMs: 10000, what: 'the reservation waiting' });
+  const edited = admin('PATCH', '/admin/games/3', { description: 'edited behind a reservation' });
+  await waitFor(async () => (await waiting()) >= 2, { timeoutMs: 10000, what: 'the edit waiting' });
+  await held;
+  // Locking the game row before the arcades, the edit would block the
+  // reservation's INSERT (it key-shares the game) while waiting for its arcade.
+  const [res, edit] = await Promise.all([booked, edited]);
+  assert.equal(res.status, 201, res.text);
+  assert.equal(edit.status, 200, edit.text);
   cab.close();
 });
