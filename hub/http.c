@@ -62,7 +62,7 @@ static const route_table_t *const route_tables[] = {
     "frame-ancestors 'none'"
 
 #define CORS_ALLOW_METHODS "GET, POST, PUT, PATCH, DELETE"
-#define CORS_ALLOW_HEADERS "Authorization, Content-Type, Idempotency-Key"
+#define CORS_ALLOW_HEADERS "Authorization, Content-Type, Idempotency-Key, X-Api-Key"
 #define CORS_EXPOSE_HEADERS "Retry-After"
 #define CORS_MAX_AGE "600"
 
