@@ -492,7 +492,7 @@ static void on_session_closed(session_t *s, conn_kind_t kind)
 /* The REST routes (api.h), matched in this order by http.c. */
 static const route_table_t *const route_tables[] = {
     &api_ops_routes,   &api_queue_routes,  &api_tickets_routes,
-    &api_admin_routes, &api_social_routes,
+    &api_admin_routes, &api_social_routes, &api_catalogue_routes, &api_cabinet_config_routes,
 #ifdef RN_DEBUG_ROUTES
     &api_debug_routes,
 #endif

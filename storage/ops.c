@@ -51,8 +51,9 @@ int ops_rotate_cabinet_key(const char *conninfo, long arcade_id, const char *key
     }
     snprintf(idtext, sizeof idtext, "%ld", arcade_id);
     const char *params[] = {idtext, key_hash_hex};
-    res = PQexecParams(conn, "SELECT rn_admin_arcade_rotate_key($1::bigint, $2)->>'status'", 2,
-                       NULL, params, NULL, NULL, 0);
+    /* audited with the actor "cli": the command runs without an admin identity */
+    res = PQexecParams(conn, "SELECT rn_admin_arcade_rotate_key('cli', $1::bigint, $2)->>'status'",
+                       2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         fprintf(err, "cabinet-key: %s", PQresultErrorMessage(res));
     else if (strcmp(PQgetvalue(res, 0, 0), "200") != 0)

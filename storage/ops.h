@@ -12,7 +12,7 @@
  *
  * ops_rotate_cabinet_key (`retronova-hub cabinet-key`) stores a new key hash
  * through rn_admin_arcade_rotate_key, the same function the admin REST route
- * uses.
+ * uses (its audit row's actor is "cli").
  */
 #ifndef RN_OPS_H
 #define RN_OPS_H

@@ -642,8 +642,13 @@ static void conn_complete(pg_conn_t *c)
         status = PG_OK;
         line[0] = '\0';
     } else if (res) {
+        /*
+         * The primary message only: its DETAIL may quote a row's values
+         * ("Failing row contains (...)": names, pseudos), and errmsg is logged.
+         */
+        const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         status = PG_EQUERY;
-        pg_one_line(PQresultErrorMessage(res), line, sizeof(line));
+        pg_one_line(primary ? primary : PQresultErrorMessage(res), line, sizeof(line));
     } else {
         status = PG_EQUERY;
         pg_one_line(PQerrorMessage(c->pg), line, sizeof(line));

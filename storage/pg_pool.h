@@ -34,7 +34,9 @@ enum {
 /*
  * Called exactly once per accepted query, on the loop thread. `res` is
  * borrowed for the call: the pool PQclear()s it afterwards. `errmsg` is a
- * one-line human message when status != PG_OK, else NULL.
+ * one-line human message when status != PG_OK, else NULL; for a refused
+ * statement its primary message only (a DETAIL may quote a row's values, and
+ * errmsg is logged).
  */
 typedef void (*pg_query_cb)(void *arg, int status, PGresult *res, const char *errmsg);
 

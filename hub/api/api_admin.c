@@ -22,14 +22,14 @@
 #include "http.h"
 #include "log.h"
 
-/* Runs fn(body jsonb) with the request's raw body, once it parsed as an object. */
+/* Runs fn(actor text, body jsonb) with the admin's uid and the request's raw body. */
 static void call_with_body(http_req_t *req, const char *sql)
 {
     size_t len;
     if (!http_req_json(req))
         return;
-    const char *params[] = {http_req_body(req, &len)};
-    db_call(req, sql, 1, params, NULL, NULL);
+    const char *params[] = {db_caller_uid(req), http_req_body(req, &len)};
+    db_call(req, sql, 2, params, NULL, NULL);
 }
 
 /* ---- promo codes ------------------------------------------------------- */
@@ -37,7 +37,7 @@ static void call_with_body(http_req_t *req, const char *sql)
 /* POST /api/v1/admin/promo-codes {code, tickets, max_uses?, valid_from?, valid_until?, active?} */
 static void post_promo_code(http_req_t *req)
 {
-    call_with_body(req, "SELECT rn_admin_promo_create($1::jsonb)");
+    call_with_body(req, "SELECT rn_admin_promo_create($1, $2::jsonb)");
 }
 
 /* GET /api/v1/admin/promo-codes?limit&cursor: with their use counts. */
@@ -89,7 +89,7 @@ static void put_user_tickets(http_req_t *req)
 /* POST /api/v1/admin/games {name, ticket_cost, description?, min_players?, max_players?} */
 static void post_game(http_req_t *req)
 {
-    call_with_body(req, "SELECT rn_admin_game_create($1::jsonb)");
+    call_with_body(req, "SELECT rn_admin_game_create($1, $2::jsonb)");
 }
 
 /* POST /api/v1/admin/arcades/{id}/games {game_id, slot} */
@@ -113,9 +113,9 @@ static void post_arcade_game(http_req_t *req)
     snprintf(a, sizeof a, "%lld", arcade);
     snprintf(g, sizeof g, "%" JSON_INTEGER_FORMAT, json_integer_value(game));
     snprintf(s, sizeof s, "%" JSON_INTEGER_FORMAT, json_integer_value(slot));
-    const char *params[] = {a, g, s};
-    db_call(req, "SELECT rn_admin_arcade_add_game($1::bigint, $2::bigint, $3::integer)", 3, params,
-            NULL, NULL);
+    const char *params[] = {db_caller_uid(req), a, g, s};
+    db_call(req, "SELECT rn_admin_arcade_add_game($1, $2::bigint, $3::bigint, $4::integer)", 4,
+            params, NULL, NULL);
 }
 
 /* ---- arcades and their keys ---------------------------------------------- */
@@ -186,8 +186,8 @@ static void on_arcade_id(void *arg, int status, PGresult *res, const char *errms
     char idtext[HTTP_NUM_TEXT];
     size_t len;
     snprintf(idtext, sizeof idtext, "%ld", id);
-    const char *params[] = {idtext, kc->hash, http_req_body(kc->req, &len)};
-    key_query(kc, "SELECT rn_admin_arcade_create($1::bigint, $2, $3::jsonb)::text", 3, params);
+    const char *params[] = {db_caller_uid(kc->req), idtext, kc->hash, http_req_body(kc->req, &len)};
+    key_query(kc, "SELECT rn_admin_arcade_create($1, $2::bigint, $3, $4::jsonb)::text", 4, params);
 }
 
 /* POST /api/v1/admin/arcades {name, location?}: 201 with "api_key", shown this once. */
@@ -228,8 +228,8 @@ static void post_rotate_key(http_req_t *req)
     apikey_hash_hex(kc->key, kc->hash);
     char idtext[HTTP_NUM_TEXT];
     snprintf(idtext, sizeof idtext, "%lld", id);
-    const char *params[] = {idtext, kc->hash};
-    key_query(kc, "SELECT rn_admin_arcade_rotate_key($1::bigint, $2)::text", 2, params);
+    const char *params[] = {db_caller_uid(req), idtext, kc->hash};
+    key_query(kc, "SELECT rn_admin_arcade_rotate_key($1, $2::bigint, $3)::text", 3, params);
 }
 
 static const route_t routes[] = {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cabinet_config.h"
 #include "cabinet_op.h"
 #include "dict.h"
 #include "events.h"
@@ -206,6 +207,8 @@ void cabinet_on_authenticated(session_t *s)
     events_replay(s, 0); /* its unacked commands, before the fresh cabinet_queue */
     if (cabinet_entry_online(e, s) != 0)
         session_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+    else if (cabinet_config_push(hub, arcade_id) != 0)
+        log_warn("cabinet config not pushed", json_pack("{s:i}", "arcade_id", (int)arcade_id));
 }
 
 void cabinet_on_closed(session_t *s)

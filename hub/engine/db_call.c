@@ -24,6 +24,20 @@ void db_publish(hub_t *hub, const json_t *result)
     json_t *admin = json_object_get(result, "admin_event");
     if (json_is_object(admin))
         events_publish_admin(hub, admin);
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(result, "arcades"), i, item)
+    {
+        if (json_is_object(item))
+            queue_publish(hub, item);
+    }
+    json_array_foreach(json_object_get(result, "audit"), i, item)
+    {
+        json_t *event = json_pack("{s:s, s:O}", "kind", "audit", "entry", item);
+        if (event)
+            events_publish_admin(hub, event);
+        json_decref(event);
+    }
 }
 
 void db_respond(http_req_t *req, const json_t *result)

@@ -14,7 +14,10 @@
  * transaction wrote to user_events, delivered after the commit (events.h).
  * A function that changed an arcade's queue also returns its new snapshot as
  * "arcade", published on the public lane (queue.h); one that admins should
- * see live returns "admin_event" (events_publish_admin).
+ * see live returns "admin_event" (events_publish_admin). One that changed
+ * several arcades returns their snapshots as "arcades" (each published like
+ * "arcade"); one that wrote audit rows returns them as "audit" (each sent to
+ * the admin stream as {"kind":"audit","entry":{...}}: 06_audit.sql).
  * A function that must undo partial work raises instead; that is a 500.
  */
 #ifndef RN_DB_CALL_H

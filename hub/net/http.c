@@ -67,7 +67,7 @@ void http_set_routes(const route_table_t *const *tables, size_t n)
     "frame-ancestors 'none'"
 
 #define CORS_ALLOW_METHODS "GET, POST, PUT, PATCH, DELETE"
-#define CORS_ALLOW_HEADERS "Authorization, Content-Type, Idempotency-Key"
+#define CORS_ALLOW_HEADERS "Authorization, Content-Type, Idempotency-Key, X-Api-Key"
 #define CORS_EXPOSE_HEADERS "Retry-After"
 #define CORS_MAX_AGE "600"
 

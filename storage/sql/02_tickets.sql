@@ -301,6 +301,7 @@ DECLARE
     p purchases;
     v_before text;
     v_result jsonb;
+    v_audit jsonb := '[]';
 BEGIN
     IF p_type NOT IN ('payment.succeeded', 'payment.failed') THEN
         INSERT INTO webhook_events (event_id, provider, payload)
@@ -325,7 +326,15 @@ BEGIN
         v_result := rn_answer(200, '{}');
     END IF;
     SELECT * INTO p FROM purchases WHERE id = p_purchase_id;
-    RETURN jsonb_build_object(
+    -- a provider event that changed a purchase is in the audit log (06_audit)
+    IF v_before <> p.status THEN
+        v_audit := jsonb_build_array(rn_audit_log(
+            'webhook:' || p_provider, 'purchase.' || p.status, 'purchase', p.id::text,
+            jsonb_build_object('status', v_before),
+            jsonb_build_object('status', p.status, 'event_id', p_event_id, 'type', p_type,
+                               'user_id', p.user_id, 'tickets', p.tickets)));
+    END IF;
+    RETURN jsonb_build_object('audit', v_audit,
         'status', 200, 'events', v_result->'events',
         'body', jsonb_build_object(
             'received', true, 'purchase_id', p.id, 'status', p.status,
