@@ -104,6 +104,11 @@ void metrics_set_worker(int index, int starts)
     m.worker_starts = starts;
 }
 
+int metrics_worker_index(void)
+{
+    return m.worker_index;
+}
+
 void metrics_unacked_sweep(unsigned long n)
 {
     m.unacked_sweep += n;

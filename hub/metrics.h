@@ -83,6 +83,8 @@ void metrics_unacked_sweep(unsigned long n);
  * answered. A process that is not a worker is index 0, started once.
  */
 void metrics_set_worker(int index, int starts);
+/* This process's --workers slot index (0 when not a worker). */
+int metrics_worker_index(void);
 
 /* What the catch-up duties did (duty.c). */
 typedef enum catchup_event {
