@@ -187,6 +187,8 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
         g->firebase_kid_refetches = fs.kid_refetches;
     }
     g->catchup_pending = duties_pending(hub->duties);
+    g->deploy_processes = hub->deploy ? deploy_processes(hub->deploy) : 1;
+    g->deploy_players = hub->deploy ? deploy_players_online(hub->deploy) : 0;
 }
 
 /*
