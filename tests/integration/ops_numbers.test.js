@@ -202,6 +202,17 @@ describe('deployment', () => {
     assert.equal(s.status, 200, s.text);
     assert.equal(s.json.players_online, 1);
     assert.equal(s.json.processes, 2);
+
+    // a process killed without a goodbye drops out of the others' view within seconds
+    const watcher = await connectWs(hub);
+    const wauth = await watcher.request({ type: 'auth', token: token(hub, ADMIN, { admin: true }) });
+    assert.equal(wauth.type, 'ok', JSON.stringify(wauth));
+    await watcher.next((m) => m.type === 'stats' && m.deployment?.total?.processes === 2, 15000, 'two processes');
+    await other.kill();
+    const alone = await watcher.next((m) => m.type === 'stats' && m.deployment?.total?.processes === 1, 15000,
+      'the killed process gone');
+    assert.equal(alone.deployment.processes[0].pid, alone.pid);
+    watcher.close();
     player.close();
   });
 });
