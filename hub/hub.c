@@ -14,6 +14,7 @@
 #include "cabinet.h"
 #include "cabinet_lease.h"
 #include "clientip.h"
+#include "deploy.h"
 #include "duty.h"
 #include "events.h"
 #include "events_sweep.h"
@@ -50,6 +51,7 @@ struct hub {
     userstate_t *userstate;
     clientip_trust_t *trusted_proxies;
     duties_t *duties;
+    deploy_t *deploy; /* every process's gauges (deploy.h) */
     uv_signal_t sigint, sigterm;
     /* start-up: the migrations run on libuv's threadpool until they are applied */
     uv_work_t migrate_work;
@@ -161,6 +163,11 @@ bool hub_draining(const hub_t *hub)
     return hub->draining;
 }
 
+deploy_t *hub_deploy(hub_t *hub)
+{
+    return hub->deploy;
+}
+
 uint64_t hub_now_ms(hub_t *hub)
 {
     return uv_now(&hub->loop);
@@ -182,18 +189,27 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
         g->firebase_kid_refetches = fs.kid_refetches;
     }
     g->catchup_pending = duties_pending(hub->duties);
+    g->deploy_processes = hub->deploy ? deploy_processes(hub->deploy) : 1;
+    g->deploy_players = hub->deploy ? deploy_players_online(hub->deploy) : 0;
 }
 
-/* Once a second, this process's live stats to its admin dashboards. */
+/*
+ * Once a second: this process's gauges to Redis, and its live stats with the
+ * whole deployment's (deploy.h) to its admin dashboards.
+ */
 static void on_stats_tick(uv_timer_t *t)
 {
     hub_t *hub = t->data;
-    if (fanout_size(hub->fanout, EVENTS_ADMIN_CHANNEL) == 0)
-        return;
     metrics_gauges_t g;
     hub_gauges(hub, &g);
     json_t *stats = metrics_stats_json(&g);
+    deploy_tick(hub->deploy, hub->bus, stats); /* every second, dashboards or not */
+    if (fanout_size(hub->fanout, EVENTS_ADMIN_CHANNEL) == 0) {
+        json_decref(stats);
+        return;
+    }
     json_object_set_new(stats, "pid", json_integer(getpid()));
+    json_object_set_new(stats, "deployment", deploy_json(hub->deploy));
     msgbuf_t *b = msgbuf_from_json(stats);
     json_decref(stats);
     if (b)
@@ -282,6 +298,8 @@ static void shutdown_now(hub_t *hub)
     fanout_detach_bus(hub->fanout);
     bus_close(hub->bus); /* rate limits waiting on Redis are decided locally now */
     hub->bus = NULL;
+    deploy_close(hub->deploy); /* after bus_close: its read has been answered */
+    hub->deploy = NULL;
     ratelimit_close(hub->ratelimit);
     hub->ratelimit = NULL;
     userstate_close(hub->userstate);
@@ -493,6 +511,8 @@ static void on_session_closed(session_t *s, conn_kind_t kind)
 static const route_table_t *const route_tables[] = {
     &api_ops_routes,   &api_queue_routes,  &api_tickets_routes,
     &api_admin_routes, &api_social_routes, &api_catalogue_routes, &api_cabinet_config_routes,
+    /* after social: its fixed /users paths match before /users/{id} */
+    &api_player_routes, &api_reports_routes,
 #ifdef RN_DEBUG_ROUTES
     &api_debug_routes,
 #endif
@@ -576,7 +596,8 @@ int hub_run(const hub_config_t *cfg)
     uv_signal_init(&hub->loop, &hub->sigterm);
     hub->sigint.data = hub->sigterm.data = hub;
 
-    if (start_up(hub) != 0 || start_services(hub) != 0)
+    hub->deploy = deploy_new();
+    if (!hub->deploy || start_up(hub) != 0 || start_services(hub) != 0)
         goto fail;
     uv_signal_start(&hub->sigint, on_signal, SIGINT);
     uv_signal_start(&hub->sigterm, on_signal, SIGTERM);
@@ -598,6 +619,7 @@ fail:
         fanout_detach_bus(hub->fanout);
     if (hub->bus)
         bus_close(hub->bus);
+    deploy_close(hub->deploy);
     ratelimit_close(hub->ratelimit);
     userstate_close(hub->userstate);
     duties_close(hub->duties);

@@ -70,6 +70,10 @@ userstate_t *hub_userstate(hub_t *hub);
  */
 void hub_client_ip(hub_t *hub, struct lws *wsi, char *out);
 
+/* Every process's gauges, published and read back each second (deploy.h). */
+typedef struct deploy deploy_t;
+deploy_t *hub_deploy(hub_t *hub);
+
 /* Milliseconds of the loop's clock (uv_now). */
 uint64_t hub_now_ms(hub_t *hub);
 

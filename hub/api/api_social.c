@@ -17,8 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db_call.h"
 #include "api.h"
+#include "datearg.h"
+#include "db_call.h"
 #include "http.h"
 #include "queue.h"
 #include "userstate.h"
@@ -166,7 +167,7 @@ static void put_profile(http_req_t *req)
 
 /*
  * GET /api/v1/scores?game_id=&arcade_id=&friends=1&period=day|week|month|all
- * &limit=&cursor=: public; friends=1 needs a token. The cursor is an offset.
+ * &from=&to=&limit=&cursor=: public; friends=1 needs a token. The cursor is an offset.
  */
 static void get_scores(http_req_t *req)
 {
@@ -201,17 +202,25 @@ static void get_scores(http_req_t *req)
         http_respond_error(req, 400, "bad_request", "period must be day, week, month or all");
         return;
     }
+    char from_text[DATEARG_TEXT], to_text[DATEARG_TEXT];
+    const char *from, *to;
+    if (datearg_query(req, "from", from_text, &from) || datearg_query(req, "to", to_text, &to))
+        return;
     const char *params[] = {db_caller_uid(req),
                             game,
                             arcade,
                             only_friends ? "true" : "false",
                             n >= 0 ? period : NULL,
                             limit,
-                            offset ? offset : "0"};
+                            offset ? offset : "0",
+                            from,
+                            to};
+    /* from and to are days (UTC), both included */
     db_call(req,
             "SELECT rn_leaderboard($1, $2::bigint, $3::bigint, $4::boolean, $5, $6::integer, "
-            "$7::bigint)",
-            7, params, NULL, NULL);
+            "$7::bigint, $8::date::timestamp AT TIME ZONE 'UTC', "
+            "($9::date + 1)::timestamp AT TIME ZONE 'UTC')",
+            9, params, NULL, NULL);
 }
 
 static void get_my_stats(http_req_t *req)

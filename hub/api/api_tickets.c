@@ -86,15 +86,18 @@ static void get_me(http_req_t *req)
 
 /* ---- tickets ---------------------------------------------------------- */
 
+#define BALANCE_RECENT "10" /* ledger rows shown with the balance */
+
 static void get_offers(http_req_t *req)
 {
     db_call(req, "SELECT rn_offers()", 0, NULL, NULL, NULL);
 }
 
+/* GET /api/v1/tickets/balance: the balance and the newest ledger rows. */
 static void get_balance(http_req_t *req)
 {
-    const char *params[] = {db_caller_uid(req)};
-    db_call(req, "SELECT rn_balance($1)", 1, params, NULL, NULL);
+    const char *params[] = {db_caller_uid(req), BALANCE_RECENT};
+    db_call(req, "SELECT rn_balance_recent($1, $2::integer)", 2, params, NULL, NULL);
 }
 
 static void get_purchase_history(http_req_t *req)

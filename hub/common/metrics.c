@@ -99,6 +99,11 @@ void metrics_set_worker(int index, int starts)
     m.worker_starts = starts;
 }
 
+int metrics_worker_index(void)
+{
+    return m.worker_index;
+}
+
 void metrics_unacked_sweep(unsigned long n)
 {
     m.unacked_sweep += n;
@@ -314,6 +319,12 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
     put(&t, "# HELP rn_unacked_sweep_events_total Unacked private events the sweep re-pushed.\n"
             "# TYPE rn_unacked_sweep_events_total counter\nrn_unacked_sweep_events_total %lu\n",
         m.unacked_sweep);
+    put(&t,
+        "# HELP rn_deploy_processes Live hub processes this one sees on Redis (itself included).\n"
+        "# TYPE rn_deploy_processes gauge\nrn_deploy_processes %ld\n"
+        "# HELP rn_deploy_players Player sockets over every live hub process.\n"
+        "# TYPE rn_deploy_players gauge\nrn_deploy_players %ld\n",
+        g->deploy_processes, g->deploy_players);
     if (t.failed) {
         free(t.buf);
         return NULL;

@@ -82,6 +82,8 @@ void metrics_unacked_sweep(unsigned long n);
  * answered. A process that is not a worker is index 0, started once.
  */
 void metrics_set_worker(int index, int starts);
+/* This process's --workers slot index (0 when not a worker). */
+int metrics_worker_index(void);
 
 /* What the catch-up duties did (duty.c). */
 typedef enum catchup_event {
@@ -103,6 +105,7 @@ typedef struct metrics_gauges { /* hub_gauges() samples them */
     double firebase_key_age_s; /* since the keys in use were fetched; -1: never */
     unsigned long firebase_keys, firebase_fetches, firebase_failures, firebase_kid_refetches;
     unsigned long catchup_pending; /* duties waiting or in flight */
+    long deploy_processes, deploy_players; /* the deployment seen on Redis (deploy.h) */
 } metrics_gauges_t;
 
 /*

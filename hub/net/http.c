@@ -255,6 +255,16 @@ int http_req_header(const http_req_t *req, const char *name, char *out, size_t o
     return n;
 }
 
+int http_req_accepts(const http_req_t *req, const char *type)
+{
+    char accept[HTTP_ACCEPT_MAX];
+    /* Accept is one of lws's own tokens: the custom-header lookup never sees it */
+    if (!req->conn || lws_hdr_total_length(req->wsi, WSI_TOKEN_HTTP_ACCEPT) >= (int)sizeof accept ||
+        lws_hdr_copy(req->wsi, accept, sizeof accept, WSI_TOKEN_HTTP_ACCEPT) <= 0)
+        return 0;
+    return strstr(accept, type) != NULL;
+}
+
 void http_req_hash(const http_req_t *req, char out[65])
 {
     static const char *const names[] = {"GET",    "POST",    "PUT",  "PATCH",

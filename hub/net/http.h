@@ -102,6 +102,9 @@ const char *http_req_body(const http_req_t *req, size_t *len);
  * than outlen-1, or the connection is gone.
  */
 int http_req_header(const http_req_t *req, const char *name, char *out, size_t outlen);
+/* 1 when the Accept header names type (e.g. "text/csv"); 0 when absent or longer. */
+#define HTTP_ACCEPT_MAX 512
+int http_req_accepts(const http_req_t *req, const char *type);
 /*
  * The request's fingerprint for Idempotency-Key replays: lower-case hex
  * SHA-256 of method, path and raw body (a key reused for another request of

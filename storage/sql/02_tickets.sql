@@ -520,3 +520,52 @@ RETURNS TABLE (kind text, detail text) LANGUAGE sql STABLE AS $$
         OR (r.status = 'expired' AND l.n > 1)
         OR (r.status NOT IN ('cancelled', 'voided', 'expired') AND l.n <> 0)
 $$;
+
+-- ---------------------------------------------------------------------------
+-- The ledger shown to its owner (GET /tickets/balance, GET /tickets/ledger)
+
+-- One ledger row as its owner sees it (the admin who adjusted is not named).
+CREATE OR REPLACE FUNCTION rn_ledger_json(l ledger)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', l.id, 'delta', l.delta, 'balance_after', l.balance_after, 'kind', l.kind,
+        'reason', l.reason, 'purchase_id', l.purchase_id, 'reservation_id', l.reservation_id,
+        'created_at', l.created_at)
+$$;
+
+-- GET /tickets/balance: 200 {balance, recent: the p_recent newest ledger rows}.
+CREATE OR REPLACE FUNCTION rn_balance_recent(p_uid text, p_recent integer)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    u users;
+BEGIN
+    SELECT * INTO u FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN rn_not_registered();
+    END IF;
+    RETURN rn_answer(200, jsonb_build_object(
+        'balance', u.tickets_balance,
+        'recent', (SELECT coalesce(jsonb_agg(rn_ledger_json(l) ORDER BY l.id DESC), '[]'::jsonb)
+                     FROM (SELECT * FROM ledger WHERE user_id = u.id
+                           ORDER BY id DESC LIMIT p_recent) l)));
+END
+$$;
+
+-- GET /tickets/ledger?limit&cursor: the caller's ledger, newest first, a
+-- page of p_limit before ledger id p_cursor. Items: rn_ledger_json.
+CREATE OR REPLACE FUNCTION rn_ledger_list(p_uid text, p_limit integer, p_cursor bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_user bigint := rn_user_id(p_uid);
+BEGIN
+    IF v_user IS NULL THEN
+        RETURN rn_not_registered();
+    END IF;
+    RETURN rn_answer(200, rn_page(
+        (SELECT coalesce(jsonb_agg(rn_ledger_json(l) ORDER BY l.id DESC), '[]'::jsonb)
+           FROM (SELECT * FROM ledger
+                  WHERE user_id = v_user AND (p_cursor IS NULL OR id < p_cursor)
+                  ORDER BY id DESC LIMIT p_limit + 1) l),
+        p_limit));
+END
+$$;

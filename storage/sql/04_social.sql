@@ -361,14 +361,15 @@ BEGIN
 END
 $$;
 
--- GET /users/search?q=: live players whose pseudo starts with p_q (any
--- case, 2 to 32 characters), the caller excepted, by pseudo; p_limit (1..20)
+-- GET /users/search?q=: live players whose pseudo, first name, last name or
+-- "first last" starts with p_q (any case, 2 to 32 characters; the name is
+-- matched, never shown), the caller excepted, by pseudo; p_limit (1..20)
 -- after p_cursor (the previous page's next_cursor: a lower-case pseudo).
 -- Items {pseudo, relation: none|friend|requested|requested_you,
 -- friendship_id (unless none), uid (friends only)}. Never a name or a phone.
 --
 -- Pseudos are ASCII ([A-Za-z0-9_.-], rn_register), so a q with anything else
--- matches nobody. The prefix is a byte range of lower(pseudo), [q, q with its
+-- matches no pseudo (names still). The pseudo prefix is a byte range of lower(pseudo), [q, q with its
 -- last byte + 1), under the text_pattern_ops operators: users_pseudo_prefix_idx
 -- serves it whatever the plan (LIKE 'q%' with q a parameter would not).
 CREATE OR REPLACE FUNCTION rn_users_search(p_uid text, p_q text, p_limit integer, p_cursor text)
@@ -377,6 +378,7 @@ DECLARE
     v_me bigint := rn_user_id(p_uid);
     v_q text := lower(coalesce(p_q, ''));
     v_hi text;
+    v_like text;
     v_limit integer := least(greatest(coalesce(p_limit, 20), 1), 20);
     v_items jsonb;
 BEGIN
@@ -386,10 +388,10 @@ BEGIN
     IF char_length(v_q) NOT BETWEEN 2 AND 32 THEN
         RETURN rn_error(422, 'invalid_query', 'q: the start of a pseudo, 2 to 32 characters');
     END IF;
-    IF v_q !~ '^[a-z0-9_.-]+$' THEN
-        RETURN rn_answer(200, jsonb_build_object('items', '[]'::jsonb, 'next_cursor', NULL));
-    END IF;
-    v_hi := left(v_q, -1) || chr(ascii(right(v_q, 1)) + 1);
+    v_like := replace(replace(replace(v_q, '\', '\\'), '%', '\%'), '_', '\_') || '%';
+    -- a q that cannot start a pseudo ([a-z0-9_.-]) still searches the names
+    v_hi := CASE WHEN v_q ~ '^[a-z0-9_.-]+$' THEN left(v_q, -1) || chr(ascii(right(v_q, 1)) + 1)
+                 ELSE v_q END;
     SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                'pseudo', t.pseudo,
                'relation', CASE WHEN t.status = 'accepted' THEN 'friend'
@@ -407,7 +409,10 @@ BEGIN
             ON least(x.requester_id, x.addressee_id) = least(u.id, v_me)
            AND greatest(x.requester_id, x.addressee_id) = greatest(u.id, v_me)
           WHERE u.deleted_at IS NULL AND u.id <> v_me
-            AND lower(u.pseudo) ~>=~ v_q AND lower(u.pseudo) ~<~ v_hi
+            AND ((lower(u.pseudo) ~>=~ v_q AND lower(u.pseudo) ~<~ v_hi)
+                 OR lower(u.first_name) LIKE v_like ESCAPE '\'
+                 OR lower(u.last_name) LIKE v_like ESCAPE '\'
+                 OR lower(u.first_name || ' ' || u.last_name) LIKE v_like ESCAPE '\')
             AND (p_cursor IS NULL OR lower(u.pseudo) ~>~ p_cursor)
           ORDER BY lower(u.pseudo) USING ~<~
           LIMIT v_limit + 1) t;
@@ -508,13 +513,15 @@ $$;
 -- days, all), highest first; equal scores share a rank, and the earlier one
 -- is listed first. p_friends: the caller and its friends only (p_uid must
 -- be registered). Players by pseudo only; "you" marks the caller.
+-- p_from / p_to (optional, from included, to excluded) narrow the period.
 -- A page of p_limit after p_offset rows; next_cursor is the next offset.
--- 200 {game_id, game, arcade_id, period, friends, items: [{rank, pseudo,
+-- 200 {game_id, game, arcade_id, period, from, to, friends, items: [{rank, pseudo,
 -- score, at, you}], next_cursor}; 404 game_not_found, arcade_not_found,
 -- not_registered (friends only).
 CREATE OR REPLACE FUNCTION rn_leaderboard(p_uid text, p_game_id bigint, p_arcade_id bigint,
                                p_friends boolean, p_period text, p_limit integer,
-                               p_offset bigint)
+                               p_offset bigint, p_from timestamptz DEFAULT NULL,
+                               p_to timestamptz DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_me bigint := rn_user_id(p_uid);
@@ -548,6 +555,8 @@ BEGIN
                 WHERE r.game_id = g.id
                   AND (p_arcade_id IS NULL OR r.arcade_id = p_arcade_id)
                   AND (v_since IS NULL OR s.created_at >= v_since)
+                  AND (p_from IS NULL OR s.created_at >= p_from)
+                  AND (p_to IS NULL OR s.created_at < p_to)
                   AND (NOT p_friends OR s.user_id = v_me
                        OR s.user_id IN (SELECT rn_friend_ids(v_me)))
                 ORDER BY s.user_id, s.score DESC, s.created_at) b
@@ -556,7 +565,7 @@ BEGIN
           OFFSET p_offset LIMIT p_limit + 1) t;
     RETURN rn_answer(200, jsonb_build_object(
         'game_id', g.id, 'game', g.name, 'arcade_id', p_arcade_id,
-        'period', coalesce(p_period, 'all'), 'friends', p_friends,
+        'period', coalesce(p_period, 'all'), 'from', p_from, 'to', p_to, 'friends', p_friends,
         'items', coalesce((SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements(v_items)
                            WITH ORDINALITY AS a (e, n) WHERE n <= p_limit), '[]'::jsonb),
         'next_cursor', CASE WHEN jsonb_array_length(v_items) > p_limit
@@ -565,7 +574,9 @@ END
 $$;
 
 -- GET /scores/my-stats: the caller's games (as booker or player 2): played,
--- solo, wins, losses and ties (duos), best score per game; tickets_spent is
+-- solo, wins, losses and ties (duos); per game the best and average score,
+-- games played and the rank of the caller's best among its friends' bests
+-- (friends_rank of friends_ranked, the caller included; ties share); tickets_spent is
 -- what its own bookings cost net of refunds (player 2 pays nothing).
 CREATE OR REPLACE FUNCTION rn_my_stats(p_uid text)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
@@ -589,9 +600,19 @@ BEGIN
     WHERE s.user_id = v_me;
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'game_id', g.id, 'game', g.name, 'best_score', t.best,
-               'games_played', t.n, 'last_played_at', t.last) ORDER BY g.id), '[]'::jsonb)
+               'average_score', t.average, 'games_played', t.n, 'last_played_at', t.last,
+               'friends_rank', 1 + (SELECT count(*) FROM (
+                    SELECT max(s.score) AS best FROM scores s
+                    JOIN reservations r ON r.id = s.reservation_id
+                    WHERE r.game_id = t.game_id AND s.user_id IN (SELECT rn_friend_ids(v_me))
+                    GROUP BY s.user_id) f WHERE f.best > t.best),
+               'friends_ranked', 1 + (SELECT count(DISTINCT s.user_id) FROM scores s
+                    JOIN reservations r ON r.id = s.reservation_id
+                    WHERE r.game_id = t.game_id AND s.user_id IN (SELECT rn_friend_ids(v_me))))
+               ORDER BY g.id), '[]'::jsonb)
     INTO v_games
-    FROM (SELECT r.game_id, max(s.score) AS best, count(*) AS n, max(s.created_at) AS last
+    FROM (SELECT r.game_id, max(s.score) AS best, round(avg(s.score), 1) AS average,
+                 count(*) AS n, max(s.created_at) AS last
           FROM scores s JOIN reservations r ON r.id = s.reservation_id
           WHERE s.user_id = v_me
           GROUP BY r.game_id) t
@@ -608,4 +629,164 @@ $$;
 CREATE OR REPLACE FUNCTION rn_users_deleted()
 RETURNS SETOF text LANGUAGE sql STABLE AS $$
     SELECT firebase_uid FROM users WHERE deleted_at IS NOT NULL
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Public profiles, self delete, export (issue 10 item 8)
+
+-- A player's public numbers: games played, wins, ties, best score per game.
+CREATE OR REPLACE FUNCTION rn_public_stats(p_user_id bigint)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'games_played', (SELECT count(*) FROM scores WHERE user_id = p_user_id),
+        'wins', (SELECT count(*) FROM scores WHERE user_id = p_user_id AND is_winner),
+        'ties', (SELECT count(*) FROM scores WHERE user_id = p_user_id AND is_tie),
+        'games', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'game_id', g.id, 'game', g.name, 'best_score', t.best,
+                      'games_played', t.n) ORDER BY g.id), '[]'::jsonb)
+                  FROM (SELECT r.game_id, max(s.score) AS best, count(*) AS n
+                        FROM scores s JOIN reservations r ON r.id = s.reservation_id
+                        WHERE s.user_id = p_user_id GROUP BY r.game_id) t
+                  JOIN games g ON g.id = t.game_id))
+$$;
+
+-- GET /users/{id}: a live player's public profile; {id} is a pseudo (any
+-- case) or, for the caller itself and its friends, a uid. 200 {pseudo,
+-- member_since, relation: self|friend|none, uid (self and friends only),
+-- stats: rn_public_stats}. Never a name, phone or balance. 404
+-- user_not_found (unknown, deleted, or a uid of a non-friend: a uid is not
+-- public, so it is not confirmed either).
+CREATE OR REPLACE FUNCTION rn_public_profile(p_uid text, p_key text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_me bigint := rn_user_id(p_uid);
+    o users;
+    v_relation text;
+BEGIN
+    IF v_me IS NULL THEN
+        RETURN rn_not_registered();
+    END IF;
+    SELECT * INTO o FROM users WHERE lower(pseudo) = lower(p_key) AND deleted_at IS NULL;
+    IF NOT FOUND THEN
+        SELECT * INTO o FROM users
+        WHERE firebase_uid = p_key AND deleted_at IS NULL
+          AND (id = v_me OR id IN (SELECT rn_friend_ids(v_me)));
+    END IF;
+    IF o.id IS NULL THEN
+        RETURN rn_error(404, 'user_not_found', 'no such player');
+    END IF;
+    v_relation := CASE WHEN o.id = v_me THEN 'self'
+                       WHEN o.id IN (SELECT rn_friend_ids(v_me)) THEN 'friend' ELSE 'none' END;
+    RETURN rn_answer(200, jsonb_build_object(
+        'pseudo', o.pseudo, 'member_since', o.created_at, 'relation', v_relation,
+        'stats', rn_public_stats(o.id))
+        || CASE WHEN v_relation <> 'none' THEN jsonb_build_object('uid', o.firebase_uid)
+                ELSE '{}'::jsonb END);
+END
+$$;
+
+-- DELETE /users/profile: the caller deletes its own account (soft, as
+-- rn_admin_user_delete: an admin can restore it). Waiting reservations
+-- (booked or as player 2) are cancelled through rn_cancel, whose refund is
+-- rn_reservation_refund; 409 has_active_reservations while called or
+-- playing. Same lock order as rn_admin_user_delete (arcades, then user).
+-- 200 {uid, deleted_at, cancelled_reservations}, the cancellations' events,
+-- "arcades" (their new snapshots) and an admin_event user_deleted (by: the
+-- user itself). The hub then closes the user's sockets on every process.
+CREATE OR REPLACE FUNCTION rn_user_self_delete(p_uid text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    u users;
+    r reservations;
+    v_active jsonb;
+    v_answer jsonb;
+    v_events jsonb := '[]';
+    v_arcades jsonb := '[]';
+    v_cancelled jsonb := '[]';
+BEGIN
+    SELECT * INTO u FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN rn_not_registered();
+    END IF;
+    PERFORM 1 FROM arcades
+    WHERE id IN (SELECT arcade_id FROM reservations
+                 WHERE (user_id = u.id OR player2_id = u.id)
+                   AND status IN ('waiting', 'called', 'playing'))
+    ORDER BY id
+    FOR UPDATE;
+    SELECT jsonb_agg(id ORDER BY id) INTO v_active FROM reservations
+    WHERE (user_id = u.id OR player2_id = u.id) AND status IN ('called', 'playing');
+    IF v_active IS NOT NULL THEN
+        RETURN rn_error(409, 'has_active_reservations',
+                        'you are called or playing on a cabinet: try again after that game',
+                        jsonb_build_object('reservation_ids', v_active));
+    END IF;
+    FOR r IN SELECT * FROM reservations
+             WHERE (user_id = u.id OR player2_id = u.id) AND status = 'waiting'
+             ORDER BY id LOOP
+        v_answer := rn_cancel((SELECT firebase_uid FROM users WHERE id = r.user_id), r.id);
+        IF (v_answer ->> 'status')::integer <> 200 THEN
+            RAISE EXCEPTION 'cancelling reservation % of a user deleting itself: %', r.id,
+                v_answer -> 'body';
+        END IF;
+        v_events := v_events || (v_answer -> 'events');
+        v_arcades := v_arcades || jsonb_build_array(v_answer -> 'arcade');
+        v_cancelled := v_cancelled || to_jsonb(r.id);
+    END LOOP;
+    UPDATE users SET deleted_at = now() WHERE id = u.id RETURNING * INTO u;
+    RETURN rn_answer(200, jsonb_build_object('uid', u.firebase_uid, 'deleted_at', u.deleted_at,
+                                             'cancelled_reservations', v_cancelled),
+                     v_events)
+        || jsonb_build_object(
+               'arcades', v_arcades,
+               'admin_event', jsonb_build_object('kind', 'user_deleted', 'uid', u.firebase_uid,
+                                                 'by', u.firebase_uid,
+                                                 'cancelled_reservations', v_cancelled));
+END
+$$;
+
+-- GET /users/profile/export: everything the hub holds about the caller, as
+-- one JSON document (its profile, friendships, reservations, scores, ledger,
+-- purchases, promo code uses). Other players appear by pseudo only.
+CREATE OR REPLACE FUNCTION rn_user_export(p_uid text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    u users;
+BEGIN
+    SELECT * INTO u FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN rn_not_registered();
+    END IF;
+    RETURN rn_answer(200, jsonb_build_object(
+        'exported_at', now(),
+        'user', rn_user_json(u) || jsonb_build_object('updated_at', u.updated_at),
+        'friendships', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                            'id', x.id, 'status', x.status, 'pseudo', o.pseudo,
+                            'direction', CASE WHEN x.requester_id = u.id THEN 'outgoing'
+                                              ELSE 'incoming' END,
+                            'created_at', x.created_at) ORDER BY x.id), '[]'::jsonb)
+                        FROM friendships x JOIN users o ON o.id = rn_friend_other(x, u.id)
+                        WHERE u.id IN (x.requester_id, x.addressee_id)),
+        'reservations', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'id', r.id, 'arcade_id', r.arcade_id, 'game_id', r.game_id,
+                             'role', CASE WHEN r.user_id = u.id THEN 'booker' ELSE 'player2' END,
+                             'status', r.status, 'cost', r.cost, 'called_at', r.called_at,
+                             'started_at', r.started_at, 'ended_at', r.ended_at,
+                             'created_at', r.created_at) ORDER BY r.id), '[]'::jsonb)
+                         FROM reservations r WHERE u.id IN (r.user_id, r.player2_id)),
+        'scores', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'reservation_id', s.reservation_id, 'score', s.score,
+                       'is_winner', s.is_winner, 'is_tie', s.is_tie, 'created_at', s.created_at)
+                       ORDER BY s.id), '[]'::jsonb)
+                   FROM scores s WHERE s.user_id = u.id),
+        'ledger', (SELECT coalesce(jsonb_agg(rn_ledger_json(l) ORDER BY l.id), '[]'::jsonb)
+                   FROM ledger l WHERE l.user_id = u.id),
+        'purchases', (SELECT coalesce(jsonb_agg(rn_purchase_json(p) ORDER BY p.id), '[]'::jsonb)
+                      FROM purchases p WHERE p.user_id = u.id),
+        'promo_uses', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                           'code', c.code, 'tickets', c.tickets, 'created_at', pu.created_at)
+                           ORDER BY pu.id), '[]'::jsonb)
+                       FROM promo_uses pu JOIN promo_codes c ON c.id = pu.promo_id
+                       WHERE pu.user_id = u.id)));
+END
 $$;
