@@ -685,18 +685,22 @@ BEGIN
 END
 $$;
 
--- DELETE /users/profile: the caller deletes its own account (soft, as
--- rn_admin_user_delete: an admin can restore it). Waiting reservations
--- (booked or as player 2) are cancelled through rn_cancel, whose refund is
--- rn_reservation_refund; 409 has_active_reservations while called or
--- playing. Same lock order as rn_admin_user_delete (arcades, then user).
--- 200 {uid, deleted_at, cancelled_reservations}, the cancellations' events,
--- "arcades" (their new snapshots) and an admin_event user_deleted (by: the
--- user itself). The hub then closes the user's sockets on every process.
-CREATE OR REPLACE FUNCTION rn_user_self_delete(p_uid text)
+-- Deletes user u (soft: an admin can restore it), in the name of p_by (the
+-- user itself, or an admin). The rule both deletes share: waiting
+-- reservations (booked or as player 2) are cancelled through rn_cancel, in
+-- the name of their booker, whose refund is rn_reservation_refund; a called
+-- or playing reservation cannot be cancelled (DESIGN.md): 409
+-- has_active_reservations {reservation_ids} (p_busy says it to whom asked),
+-- nothing changed. Lock order is the queue's (arcade, then user): the
+-- arcades of the user's live reservations first, so none of them can be
+-- called meanwhile, the user row last. A reservation whose rn_reserve is
+-- still running when the delete commits is not seen here and stays waiting.
+-- 200 {uid, deleted_at, cancelled_reservations}, the cancels' events,
+-- "arcades" (their new snapshots, for the hub to publish) and an admin_event
+-- user_deleted. The hub then closes the user's sockets on every process.
+CREATE OR REPLACE FUNCTION rn_user_delete(u users, p_by text, p_busy text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-    u users;
     r reservations;
     v_active jsonb;
     v_answer jsonb;
@@ -704,10 +708,6 @@ DECLARE
     v_arcades jsonb := '[]';
     v_cancelled jsonb := '[]';
 BEGIN
-    SELECT * INTO u FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
-    IF NOT FOUND THEN
-        RETURN rn_not_registered();
-    END IF;
     PERFORM 1 FROM arcades
     WHERE id IN (SELECT arcade_id FROM reservations
                  WHERE (user_id = u.id OR player2_id = u.id)
@@ -717,8 +717,7 @@ BEGIN
     SELECT jsonb_agg(id ORDER BY id) INTO v_active FROM reservations
     WHERE (user_id = u.id OR player2_id = u.id) AND status IN ('called', 'playing');
     IF v_active IS NOT NULL THEN
-        RETURN rn_error(409, 'has_active_reservations',
-                        'you are called or playing on a cabinet: try again after that game',
+        RETURN rn_error(409, 'has_active_reservations', p_busy,
                         jsonb_build_object('reservation_ids', v_active));
     END IF;
     FOR r IN SELECT * FROM reservations
@@ -726,7 +725,7 @@ BEGIN
              ORDER BY id LOOP
         v_answer := rn_cancel((SELECT firebase_uid FROM users WHERE id = r.user_id), r.id);
         IF (v_answer ->> 'status')::integer <> 200 THEN
-            RAISE EXCEPTION 'cancelling reservation % of a user deleting itself: %', r.id,
+            RAISE EXCEPTION 'cancelling reservation % of a deleted user: %', r.id,
                 v_answer -> 'body';
         END IF;
         v_events := v_events || (v_answer -> 'events');
@@ -734,14 +733,34 @@ BEGIN
         v_cancelled := v_cancelled || to_jsonb(r.id);
     END LOOP;
     UPDATE users SET deleted_at = now() WHERE id = u.id RETURNING * INTO u;
-    RETURN rn_answer(200, jsonb_build_object('uid', u.firebase_uid, 'deleted_at', u.deleted_at,
-                                             'cancelled_reservations', v_cancelled),
-                     v_events)
+    RETURN rn_with_audit(
+        rn_answer(200, jsonb_build_object('uid', u.firebase_uid, 'deleted_at', u.deleted_at,
+                                          'cancelled_reservations', v_cancelled),
+                  v_events)
         || jsonb_build_object(
                'arcades', v_arcades,
                'admin_event', jsonb_build_object('kind', 'user_deleted', 'uid', u.firebase_uid,
-                                                 'by', u.firebase_uid,
-                                                 'cancelled_reservations', v_cancelled));
+                                                 'by', p_by,
+                                                 'cancelled_reservations', v_cancelled)),
+        rn_audit_log(p_by, 'user.delete', 'user', u.firebase_uid,
+                     jsonb_build_object('deleted_at', NULL),
+                     jsonb_build_object('deleted_at', u.deleted_at,
+                                        'cancelled_reservations', v_cancelled)));
+END
+$$;
+
+-- DELETE /users/profile: the caller deletes its own account (rn_user_delete).
+CREATE OR REPLACE FUNCTION rn_user_self_delete(p_uid text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    u users;
+BEGIN
+    SELECT * INTO u FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN rn_not_registered();
+    END IF;
+    RETURN rn_user_delete(u, p_uid,
+                          'you are called or playing on a cabinet: try again after that game');
 END
 $$;
 

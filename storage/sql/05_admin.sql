@@ -298,33 +298,14 @@ BEGIN
 END
 $$;
 
--- DELETE /admin/users/{uid}: soft delete (deleted_at). In the same
--- transaction its waiting reservations, booked or as player 2, are
--- cancelled by rn_cancel itself (03_queue: the refund through
--- rn_reservation_refund, its ledger row, the events, the position pushes and
--- the snapshot are the queue's own), in the name of their booker, who gets
--- the refund. A called or playing reservation cannot be cancelled (DESIGN.md):
--- 409 has_active_reservations {reservation_ids}, nothing changed; try again
--- once the game is over or expired. 404 user_not_found, 409 already_deleted,
--- 422 cannot_delete_self. 200 {uid, deleted_at, cancelled_reservations},
--- events of the cancels, "arcades": the snapshot of each arcade whose queue
--- changed (the hub publishes them), and an admin_event.
---
--- Lock order is the queue's (arcade, then user): the arcades of the user's
--- live reservations first, so none of them can be called meanwhile, the user
--- row last. A reservation whose rn_reserve is still running when the delete
--- commits is not seen here and stays waiting (a second DELETE is 409
--- already_deleted; restore + delete cancels it).
+-- DELETE /admin/users/{uid}: rn_user_delete (04_social.sql) in the admin's
+-- name. 404 user_not_found, 409 already_deleted (a second DELETE; restore +
+-- delete cancels a reservation that raced the first), 422
+-- cannot_delete_self, 409 has_active_reservations.
 CREATE OR REPLACE FUNCTION rn_admin_user_delete(p_admin_uid text, p_target_uid text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     u users;
-    r reservations;
-    v_active jsonb;
-    v_answer jsonb;
-    v_events jsonb := '[]';
-    v_arcades jsonb := '[]';
-    v_cancelled jsonb := '[]';
 BEGIN
     SELECT * INTO u FROM users WHERE firebase_uid = p_target_uid;
     IF NOT FOUND THEN
@@ -337,45 +318,8 @@ BEGIN
     IF u.firebase_uid = p_admin_uid THEN
         RETURN rn_error(422, 'cannot_delete_self', 'an admin cannot delete their own account');
     END IF;
-    PERFORM 1 FROM arcades
-    WHERE id IN (SELECT arcade_id FROM reservations
-                 WHERE (user_id = u.id OR player2_id = u.id)
-                   AND status IN ('waiting', 'called', 'playing'))
-    ORDER BY id
-    FOR UPDATE;
-    SELECT jsonb_agg(id ORDER BY id) INTO v_active FROM reservations
-    WHERE (user_id = u.id OR player2_id = u.id) AND status IN ('called', 'playing');
-    IF v_active IS NOT NULL THEN
-        RETURN rn_error(409, 'has_active_reservations',
-                        'this user is called or playing on a cabinet: try again after that game',
-                        jsonb_build_object('reservation_ids', v_active));
-    END IF;
-
-    FOR r IN SELECT * FROM reservations
-             WHERE (user_id = u.id OR player2_id = u.id) AND status = 'waiting'
-             ORDER BY id LOOP
-        v_answer := rn_cancel((SELECT firebase_uid FROM users WHERE id = r.user_id), r.id);
-        IF (v_answer ->> 'status')::integer <> 200 THEN
-            RAISE EXCEPTION 'cancelling reservation % of a deleted user: %', r.id,
-                v_answer -> 'body';
-        END IF;
-        v_events := v_events || (v_answer -> 'events');
-        v_arcades := v_arcades || jsonb_build_array(v_answer -> 'arcade');
-        v_cancelled := v_cancelled || to_jsonb(r.id);
-    END LOOP;
-    UPDATE users SET deleted_at = now() WHERE id = u.id RETURNING * INTO u;
-    RETURN rn_with_audit(rn_answer(200, jsonb_build_object('uid', u.firebase_uid, 'deleted_at', u.deleted_at,
-                                             'cancelled_reservations', v_cancelled),
-                     v_events)
-        || jsonb_build_object(
-               'arcades', v_arcades,
-               'admin_event', jsonb_build_object('kind', 'user_deleted', 'uid', u.firebase_uid,
-                                                 'by', p_admin_uid,
-                                                 'cancelled_reservations', v_cancelled)),
-        rn_audit_log(p_admin_uid, 'user.delete', 'user', u.firebase_uid,
-                     jsonb_build_object('deleted_at', NULL),
-                     jsonb_build_object('deleted_at', u.deleted_at,
-                                        'cancelled_reservations', v_cancelled)));
+    RETURN rn_user_delete(u, p_admin_uid,
+                          'this user is called or playing on a cabinet: try again after that game');
 END
 $$;
 
