@@ -18,6 +18,8 @@ const GAME = 3; // Neon Racer, on arcade 2
 const OUTAGE_MS = 10000;
 const P99_MAX_MS = 1000; // the issue's bound
 const PLAYERS = 4;
+// each phone acks ~40 events/s here: above the default inbound limit (50/s, close 4008) in bursts
+const ARGS = ['--msg-rate', '1000'];
 
 let world;
 before(async () => {
@@ -111,8 +113,8 @@ function assertNoDuplicates(phones) {
 
 test('Redis down 10 s: commits on hub A reach phones on hub B through PostgreSQL, p99 < 1 s; Redis back: nothing lost', async () => {
   const { pg, redis } = world;
-  const a = await startHub({ pg, redis });
-  const b = await startHub({ pg, redis });
+  const a = await startHub({ pg, redis, args: ARGS });
+  const b = await startHub({ pg, redis, args: ARGS });
   await waitFor(async () => (await metric(a, 'rn_bus_pg_listening')) === 1 && (await metric(b, 'rn_bus_pg_listening')) === 1, {
     what: 'both hubs listening on PostgreSQL',
   });
@@ -200,14 +202,14 @@ test('Redis down 10 s: commits on hub A reach phones on hub B through PostgreSQL
 test('a message too big for NOTIFY: the receiving hub catches the channel up from PostgreSQL', async () => {
   // a payload over 8000 bytes goes as the channel name alone; hub B resyncs that channel
   const { pg, redis } = world;
-  const a = await startHub({ pg, redis });
-  const b = await startHub({ pg, redis });
+  const a = await startHub({ pg, redis, args: ARGS });
+  const b = await startHub({ pg, redis, args: ARGS });
   const uid = `big-${crypto.randomBytes(3).toString('hex')}`;
   await grant(pg, uid, 1000, uid);
   const p = await watcher(b, uid);
   await redis.stop();
   await seesRedis([a, b], 'down');
-  const gapsBefore = await metric(b, 'rn_bus_pg_messages_total', { direction: 'received' });
+  const receivedBefore = await metric(b, 'rn_bus_pg_messages_total', { direction: 'received' });
   // many waiting players make the arcade's snapshot large
   const fill = [];
   for (let i = 0; i < 80; i++) {
@@ -227,13 +229,7 @@ test('a message too big for NOTIFY: the receiving hub catches the channel up fro
   const size = JSON.stringify(p.lastSnapshot(QUIET)).length;
   console.log(`# snapshot of ${size} bytes delivered through PostgreSQL with Redis down`);
   assert.ok(size > 8000, `snapshot of ${size} bytes: over NOTIFY's limit`);
-  assert.ok((await metric(b, 'rn_bus_pg_messages_total', { direction: 'received' })) > gapsBefore);
-  for (const u of fill) {
-    const mine = await http(a, 'GET', '/api/v1/reservations/my', { token: token(a, u) });
-    for (const r of mine.json.items ?? mine.json.reservations ?? [])
-      if (r.status === 'waiting') await http(a, 'DELETE', `/api/v1/reservations/${r.id}`, { token: token(a, u) });
-  }
-  await current([p]);
+  assert.ok((await metric(b, 'rn_bus_pg_messages_total', { direction: 'received' })) > receivedBefore);
   await redis.start();
   await seesRedis([a, b], 'up');
   assertNoDuplicates([p]);
