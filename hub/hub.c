@@ -309,6 +309,8 @@ static void on_pgbus_gap(void *arg, const char *channel)
 
 static int start_pgbus(hub_t *hub)
 {
+    if (!hub->cfg->bus_pg_fallback)
+        return 0; /* hubs hear of each other's changes when Redis returns */
     pg_bus_config_t pc = {.conninfo = hub->cfg->database_url, .log = on_pool_log};
     hub->pgbus = pg_bus_new(&hub->loop, &pc, on_pgbus_message, on_pgbus_gap, hub);
     if (!hub->pgbus) {

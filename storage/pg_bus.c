@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PG_BUS_ORIGIN_LEN 16 /* hex digits */
+#define PG_BUS_ORIGIN_LEN 16    /* hex digits */
+#define PG_BUS_BATCH 32         /* NOTIFYs per statement */
+#define PG_BUS_PENDING_MAX 4096 /* frames waiting for the next flush; beyond: dropped */
 
 struct pg_bus {
     uv_loop_t *loop;
@@ -27,14 +29,34 @@ struct pg_bus {
     int listening; /* LISTEN confirmed on the current connection */
     int closing;
     unsigned inflight; /* pg_notify queries whose callback is still due */
+    /*
+     * Frames published in this loop turn, sent together from a 0 ms timer:
+     * one change publishes several messages (each user's events, the
+     * snapshot, the admin mirror), and one statement for all of them keeps
+     * the pool free for requests.
+     */
+    char **pending;
+    size_t npending, cap;
+    uv_timer_t flush;
+    int flush_open; /* the timer handle is not closed yet */
     unsigned long sent;
     unsigned long received;
 };
 
 static void pg_bus_free_if_done(pg_bus_t *pb)
 {
-    if (pb->closing && pb->inflight == 0)
+    if (pb->closing && pb->inflight == 0 && !pb->flush_open) {
+        free(pb->pending);
         free(pb);
+    }
+}
+
+static void pg_bus_on_flush_closed(uv_handle_t *h)
+{
+    pg_bus_t *pb = h->data;
+
+    pb->flush_open = 0;
+    pg_bus_free_if_done(pb);
 }
 
 static void pg_bus_on_listen(void *arg, int status, PGresult *res, const char *errmsg)
@@ -132,6 +154,9 @@ pg_bus_t *pg_bus_new(uv_loop_t *loop, const pg_bus_config_t *cfg, pg_bus_message
         free(pb);
         return NULL;
     }
+    uv_timer_init(loop, &pb->flush); /* cannot fail on a live loop */
+    pb->flush.data = pb;
+    pb->flush_open = 1;
     return pb;
 }
 
@@ -141,24 +166,88 @@ void pg_bus_set_pool(pg_bus_t *pb, pg_pool_t *pool)
         pb->pool = pool;
 }
 
+/* One statement's worth of NOTIFYs: how many, for the count. */
+typedef struct pg_bus_batch {
+    pg_bus_t *pb;
+    unsigned n;
+} pg_bus_batch_t;
+
 static void pg_bus_on_sent(void *arg, int status, PGresult *res, const char *errmsg)
 {
-    pg_bus_t *pb = arg;
+    pg_bus_batch_t *batch = arg;
+    pg_bus_t *pb = batch->pb;
 
     (void)res;
     pb->inflight--;
     if (status == PG_OK)
-        pb->sent++;
+        pb->sent += batch->n;
     else if (status == PG_EQUERY && pb->log && !pb->closing)
         pb->log(pb->log_arg, PG_LOG_WARN, errmsg ? errmsg : "pg_bus: NOTIFY refused");
+    free(batch);
     pg_bus_free_if_done(pb);
+}
+
+/* "SELECT pg_notify('rn_bus', $1), pg_notify('rn_bus', $2), ..." for n frames. */
+static int pg_bus_send(pg_bus_t *pb, char **frames, unsigned n)
+{
+    char sql[PG_BUS_BATCH * 40 + 16];
+    size_t off = (size_t)snprintf(sql, sizeof(sql), "SELECT ");
+    pg_bus_batch_t *batch = malloc(sizeof(*batch));
+
+    if (batch == NULL)
+        return -1;
+    for (unsigned i = 0; i < n; i++)
+        off += (size_t)snprintf(sql + off, sizeof(sql) - off,
+                                "%spg_notify('" PG_BUS_CHANNEL "', $%u)", i ? ", " : "", i + 1);
+    batch->pb = pb;
+    batch->n = n;
+    if (pg_pool_query(pb->pool, sql, (int)n, (const char *const *)frames, pg_bus_on_sent, batch) !=
+        0) {
+        free(batch);
+        return -1;
+    }
+    pb->inflight++;
+    return 0;
+}
+
+/* The turn's frames, PG_BUS_BATCH per statement, in order. Without a pool they are dropped. */
+static void pg_bus_on_flush(uv_timer_t *t)
+{
+    pg_bus_t *pb = t->data;
+    size_t i = 0;
+
+    while (i < pb->npending && pb->pool != NULL && !pb->closing) {
+        unsigned n = pb->npending - i < PG_BUS_BATCH ? (unsigned)(pb->npending - i) : PG_BUS_BATCH;
+        if (pg_bus_send(pb, pb->pending + i, n) != 0)
+            break; /* the pool is down: the receivers' catch-ups cover what is lost */
+        i += n;
+    }
+    for (i = 0; i < pb->npending; i++)
+        free(pb->pending[i]); /* the pool copied what it took */
+    pb->npending = 0;
+}
+
+static int pg_bus_queue(pg_bus_t *pb, char *frame)
+{
+    if (pb->npending == pb->cap) {
+        size_t cap = pb->cap ? pb->cap * 2 : 16;
+        char **p;
+
+        if (cap > PG_BUS_PENDING_MAX || (p = realloc(pb->pending, cap * sizeof(*p))) == NULL)
+            return -1;
+        pb->pending = p;
+        pb->cap = cap;
+    }
+    pb->pending[pb->npending++] = frame;
+    if (pb->npending == 1)
+        uv_timer_start(&pb->flush, pg_bus_on_flush, 0, 0);
+    return 0;
 }
 
 int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_t len)
 {
     size_t clen, head, size;
     char *frame;
-    int rc;
 
     if (pb == NULL || pb->closing || pb->pool == NULL || channel == NULL)
         return -1;
@@ -180,13 +269,10 @@ int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_
         memcpy(frame + head + 1, payload, len);
     }
     frame[size - 1] = '\0';
-    const char *params[1] = {frame};
-    rc = pg_pool_query(pb->pool, "SELECT pg_notify('" PG_BUS_CHANNEL "', $1)", 1, params,
-                       pg_bus_on_sent, pb);
-    free(frame); /* the pool copied it */
-    if (rc != 0)
+    if (pg_bus_queue(pb, frame) != 0) {
+        free(frame);
         return -1;
-    pb->inflight++;
+    }
     return 0;
 }
 
@@ -213,5 +299,8 @@ void pg_bus_close(pg_bus_t *pb)
     pb->listening = 0;
     pg_pool_close(pb->listener); /* fails a LISTEN in flight: its callback sees closing */
     pb->listener = NULL;
-    pg_bus_free_if_done(pb);
+    for (size_t i = 0; i < pb->npending; i++)
+        free(pb->pending[i]);
+    pb->npending = 0;
+    uv_close((uv_handle_t *)&pb->flush, pg_bus_on_flush_closed);
 }

@@ -7,7 +7,10 @@
  * Listening: one dedicated connection per process (a pg_pool of one, so it
  * connects without blocking, resolves host names off the loop and reconnects
  * with backoff like the pool) that sends LISTEN rn_bus after every connect.
- * Publishing: SELECT pg_notify('rn_bus', frame) on the caller's pool.
+ * Publishing: the frames of one loop turn go together, from a 0 ms timer,
+ * as one SELECT pg_notify('rn_bus', $1), pg_notify('rn_bus', $2), ... (up to
+ * 32 per statement) on the caller's pool: one change publishes several
+ * messages, and one round trip for them keeps the pool free for requests.
  *
  * A frame is "<origin> <channel>\n<payload>", origin being this process's
  * random id: a process drops its own frames (its caller delivered locally
@@ -57,8 +60,10 @@ pg_bus_t *pg_bus_new(uv_loop_t *loop, const pg_bus_config_t *cfg, pg_bus_message
 void pg_bus_set_pool(pg_bus_t *pb, pg_pool_t *pool);
 
 /*
- * Sends one message to the other processes (copied). 0 if queued on the
- * pool, -1 if there is no pool or it refused (no connection up).
+ * Sends one message to the other processes (copied), at the end of this
+ * loop turn. 0 if queued, -1 if there is no pool (or out of memory). A
+ * message the pool then cannot take (no connection up) is dropped: the
+ * receivers' catch-ups cover it.
  */
 int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_t len);
 
