@@ -304,6 +304,7 @@ static void on_pgbus_gap(void *arg, const char *channel)
     } else if (!bus_is_up(hub->bus)) {
         queue_resync(hub);
         events_resync(hub);
+        userstate_reload(hub->userstate);
     }
 }
 
