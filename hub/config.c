@@ -109,6 +109,8 @@ static const option_spec_t options[] = {
     {"unacked-sweep-ms", "HUB_UNACKED_SWEEP_MS", OPT_INT, O(unacked_sweep_ms), "5000",
      "re-push private events unacked this long to local devices (a hub died before publishing); "
      "0: off"},
+    {"bus-pg-fallback", "HUB_BUS_PG_FALLBACK", OPT_BOOL, O(bus_pg_fallback), "1",
+     "while Redis is down, push between hubs through PostgreSQL LISTEN/NOTIFY (storage/pg_bus.h)"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

@@ -53,6 +53,7 @@ typedef struct hub_config {
     int firebase_refetch_ms;       /* HUB_FIREBASE_REFETCH_MS: unknown kid refetch interval */
     const char *cors_origins; /* HUB_CORS_ORIGINS: comma list of origins allowed on /api/v1 */
     int unacked_sweep_ms; /* HUB_UNACKED_SWEEP_MS, 5000; 0: off (events_sweep.h) */
+    bool bus_pg_fallback; /* HUB_BUS_PG_FALLBACK, 1: Redis down -> NOTIFY (pg_bus.h) */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

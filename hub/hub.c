@@ -26,6 +26,7 @@
 #include "migrate.h"
 #include "msgbuf.h"
 #include "payments.h"
+#include "pg_bus.h"
 #include "queue.h"
 #include "ratelimit.h"
 #include "server.h"
@@ -39,6 +40,7 @@ struct hub {
     firebase_keys_t *firebase_keys; /* NULL unless the keys are fetched live */
     pg_pool_t *pool;
     bus_t *bus;
+    pg_bus_t *pgbus; /* the bus's fallback path through PostgreSQL */
     server_t *server;
     sessions_t *sessions;
     fanout_t *fanout;
@@ -178,6 +180,9 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
     g->pg_connections = hub->pool ? pg_pool_connected(hub->pool) : 0;
     g->bus_up = hub->bus ? bus_is_up(hub->bus) : 0;
     g->bus_reconnects = hub->bus ? bus_reconnects(hub->bus) : 0;
+    g->pgbus_listening = pg_bus_listening(hub->pgbus);
+    g->pgbus_sent = pg_bus_sent(hub->pgbus);
+    g->pgbus_received = pg_bus_received(hub->pgbus);
     g->firebase_live = hub->firebase_keys != NULL;
     if (hub->firebase_keys) {
         firebase_keys_stats_t fs;
@@ -286,6 +291,57 @@ static void on_bus_link(void *arg, int up)
         userstate_reload(hub->userstate);
 }
 
+/* ---- the bus's fallback through PostgreSQL (storage/pg_bus.h) ---- */
+
+/* Redis could not take a message: the other processes get it by NOTIFY. */
+static int on_bus_fallback(void *arg, const char *channel, const char *payload, size_t len)
+{
+    hub_t *hub = arg;
+    return pg_bus_publish(hub->pgbus, channel, payload, len);
+}
+
+/* Another process's message by NOTIFY: the same path as one from Redis. */
+static void on_pgbus_message(void *arg, const char *channel, const char *payload, size_t len)
+{
+    hub_t *hub = arg;
+    if (hub->bus)
+        bus_deliver(hub->bus, channel, payload, len);
+}
+
+/*
+ * Something sent by NOTIFY was missed: a channel's message too big for it,
+ * or everything while LISTEN was down (only a loss while Redis is down too:
+ * with the bus up the bus's own catch-up covers it).
+ */
+static void on_pgbus_gap(void *arg, const char *channel)
+{
+    hub_t *hub = arg;
+    if (!hub->bus || !hub->fanout)
+        return;
+    if (channel) {
+        bus_deliver_gap(hub->bus, channel);
+    } else if (!bus_is_up(hub->bus)) {
+        queue_resync(hub);
+        events_resync(hub);
+        userstate_reload(hub->userstate);
+    }
+}
+
+static int start_pgbus(hub_t *hub)
+{
+    if (!hub->cfg->bus_pg_fallback)
+        return 0; /* hubs hear of each other's changes when Redis returns */
+    pg_bus_config_t pc = {.conninfo = hub->cfg->database_url, .log = on_pool_log};
+    hub->pgbus = pg_bus_new(&hub->loop, &pc, on_pgbus_message, on_pgbus_gap, hub);
+    if (!hub->pgbus) {
+        log_error("storage configuration",
+                  json_pack("{s:s}", "error", "bad database configuration (bus fallback)"));
+        return -1;
+    }
+    bus_set_fallback(hub->bus, on_bus_fallback, hub);
+    return 0;
+}
+
 /*
  * The last step, in DESIGN.md's order: Redis (its reconnect timers with it),
  * the Postgres pool, then lws, then our own handles. lws's teardown on a
@@ -300,6 +356,8 @@ static void shutdown_now(hub_t *hub)
     hub->bus = NULL;
     deploy_close(hub->deploy); /* after bus_close: its read has been answered */
     hub->deploy = NULL;
+    pg_bus_close(hub->pgbus); /* its NOTIFYs in flight end with the pool below */
+    hub->pgbus = NULL;
     ratelimit_close(hub->ratelimit);
     hub->ratelimit = NULL;
     userstate_close(hub->userstate);
@@ -392,6 +450,7 @@ static void start_pool(hub_t *hub)
                            .on_up = on_pool_up,
                            .on_up_arg = hub};
     hub->pool = pg_pool_new(&hub->loop, &pc);
+    pg_bus_set_pool(hub->pgbus, hub->pool);
     if (!hub->pool) {
         log_error("storage configuration",
                   json_pack("{s:s}", "error", "bad database configuration"));
@@ -546,7 +605,7 @@ static int start_services(hub_t *hub)
         bus_subscribe(hub->bus, CABINET_CONTROL_CHANNEL); /* for the process's whole life */
         bus_subscribe(hub->bus, USERSTATE_CHANNEL);
     }
-    if (start_guards(hub) != 0)
+    if (start_pgbus(hub) != 0 || start_guards(hub) != 0)
         return -1;
     hub->queues = queues_new(hub);
     hub->cabinets = cabinets_new(hub);
@@ -620,6 +679,7 @@ fail:
     if (hub->bus)
         bus_close(hub->bus);
     deploy_close(hub->deploy);
+    pg_bus_close(hub->pgbus);
     ratelimit_close(hub->ratelimit);
     userstate_close(hub->userstate);
     duties_close(hub->duties);

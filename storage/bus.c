@@ -93,6 +93,8 @@ struct bus {
     bus_link_cb on_link;
     bus_subscribed_cb on_subscribed;
     void *arg;
+    bus_fallback_cb fallback;
+    void *fallback_arg;
 
     int connect_timeout_ms;
     int backoff_min_ms;
@@ -794,17 +796,55 @@ int bus_unsubscribe(bus_t *bus, const char *channel)
     return 0;
 }
 
+/* Redis cannot take it: the other processes hear of it through the fallback. */
+static int bus_publish_fallback(bus_t *bus, const char *channel, const char *payload, size_t len)
+{
+    if (bus->fallback != NULL && !bus->closing)
+        bus->fallback(bus->fallback_arg, channel, payload, len);
+    return -1;
+}
+
 int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len)
 {
-    if (bus->closing || !bus->cmd.ready)
-        return -1;
     if (payload == NULL)
         payload = "";
+    if (bus->closing || !bus->cmd.ready)
+        return bus_publish_fallback(bus, channel, payload, len);
     /* No reply callback: a lost or refused PUBLISH shows up as a lost link. */
     if (redisAsyncCommand(bus->cmd.ac, NULL, NULL, "PUBLISH %b %b", channel, strlen(channel),
                           payload, len) != REDIS_OK)
-        return -1;
+        return bus_publish_fallback(bus, channel, payload, len);
     return 0;
+}
+
+void bus_set_fallback(bus_t *bus, bus_fallback_cb cb, void *arg)
+{
+    bus->fallback = cb;
+    bus->fallback_arg = arg;
+}
+
+static bus_chan_t *bus_interest(bus_t *bus, const char *channel)
+{
+    bus_chan_t *c;
+
+    if (bus->closing || channel == NULL)
+        return NULL;
+    c = bus_chan_find(bus, channel, strlen(channel));
+    return c != NULL && c->interest > 0 ? c : NULL;
+}
+
+void bus_deliver(bus_t *bus, const char *channel, const char *payload, size_t len)
+{
+    if (bus_interest(bus, channel) != NULL && bus->on_message != NULL)
+        bus->on_message(bus->arg, channel, payload, len);
+}
+
+void bus_deliver_gap(bus_t *bus, const char *channel)
+{
+    bus_chan_t *c = bus_interest(bus, channel);
+
+    if (c != NULL && bus->on_subscribed != NULL)
+        bus->on_subscribed(bus->arg, c->name);
 }
 
 /* A bus_command() in flight: whose callback to call. */

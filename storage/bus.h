@@ -62,8 +62,33 @@ int bus_subscribe(bus_t *bus, const char *channel);
 /* Removes one unit of interest; unknown channels are ignored. */
 int bus_unsubscribe(bus_t *bus, const char *channel);
 
-/* Publishes (payload copied). 0 if handed to Redis, -1 if the link is down. */
+/*
+ * Publishes (payload copied). 0 if handed to Redis, -1 if the link is down
+ * (then the message went to the fallback, if one is set; the caller still
+ * delivers to its own process, as the fallback does not echo).
+ */
 int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len);
+
+/*
+ * A second path for what Redis cannot carry (storage/pg_bus.h): called by
+ * bus_publish() with its arguments (borrowed) whenever the message could not
+ * be handed to Redis. Its return value is ignored. NULL clears it.
+ */
+typedef int (*bus_fallback_cb)(void *arg, const char *channel, const char *payload, size_t len);
+void bus_set_fallback(bus_t *bus, bus_fallback_cb cb, void *arg);
+
+/*
+ * A message that came by the fallback path: handed to the message callback
+ * as if Redis had carried it, when this process has interest in channel
+ * (Redis would not have sent it otherwise). Loop thread.
+ */
+void bus_deliver(bus_t *bus, const char *channel, const char *payload, size_t len);
+/*
+ * The fallback path lost a message on channel (too big for it): the
+ * subscribed callback runs for it, so the caller catches that channel up
+ * from PostgreSQL, when this process has interest in it.
+ */
+void bus_deliver_gap(bus_t *bus, const char *channel);
 
 /*
  * A reply to bus_command(): borrowed for the call (copy what you keep), or

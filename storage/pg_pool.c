@@ -106,6 +106,8 @@ struct pg_pool {
     void *log_arg;
     void (*on_up)(void *arg);
     void *on_up_arg;
+    void (*on_notify)(void *arg, const char *channel, const char *payload);
+    void *on_notify_arg;
 
     pg_conn_t *conns;
     int size;
@@ -669,8 +671,13 @@ static void conn_io(pg_conn_t *c, int events)
         conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
-    while ((n = PQnotifies(c->pg)) != NULL)
+    while ((n = PQnotifies(c->pg)) != NULL) {
+        if (c->pool->on_notify)
+            c->pool->on_notify(c->pool->on_notify_arg, n->relname, n->extra);
         PQfreemem(n);
+        if (c->pool->closing)
+            return; /* the callback closed the pool (freed later, in a close callback) */
+    }
 
     if (c->flushing) {
         int r = PQflush(c->pg);
@@ -836,6 +843,8 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg)
     pool->log_arg = cfg->log_arg;
     pool->on_up = cfg->on_up;
     pool->on_up_arg = cfg->on_up_arg;
+    pool->on_notify = cfg->on_notify;
+    pool->on_notify_arg = cfg->on_notify_arg;
 
     if (conninfo_host(opts, &pool->resolve_host) != 0) {
         pool_log(cfg->log, cfg->log_arg, PG_LOG_WARN,

@@ -70,6 +70,13 @@ typedef struct pg_pool_config {
      */
     void (*on_up)(void *arg);
     void *on_up_arg;
+    /*
+     * Optional: a NOTIFY arrived on one of the connections (after a LISTEN
+     * the caller sent). channel and payload are borrowed for the call. Loop
+     * thread; the callback may queue queries or close the pool.
+     */
+    void (*on_notify)(void *arg, const char *channel, const char *payload);
+    void *on_notify_arg;
 } pg_pool_config_t;
 
 /* Creates the pool and starts connecting. Returns NULL on bad config. */

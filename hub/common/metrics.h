@@ -101,6 +101,8 @@ typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;
     int bus_up;
     unsigned long bus_reconnects;
+    int pgbus_listening;                      /* the bus's PostgreSQL fallback listens */
+    unsigned long pgbus_sent, pgbus_received; /* messages through it */
     int firebase_live;         /* Firebase keys fetched from a URL: the next five are set */
     double firebase_key_age_s; /* since the keys in use were fetched; -1: never */
     unsigned long firebase_keys, firebase_fetches, firebase_failures, firebase_kid_refetches;

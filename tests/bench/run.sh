@@ -5,7 +5,7 @@
 # a test suite give noise, not numbers). tests/bench/README.md says what each
 # measures and which knobs it takes.
 #
-#   tests/bench/run.sh [NAME ...]      names: floor fanout idle queue reserve purchases workers reports
+#   tests/bench/run.sh [NAME ...]      names: floor fanout idle queue reserve purchases workers reports outage
 #                                      (default: all, in that order)
 #   env: RN_HUB_BIN (default build/retronova-hub)
 set -uo pipefail
@@ -24,12 +24,13 @@ run_one() {
     purchases) bash bench/purchases.sh ;;
     workers) (ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; node bench/workers.mjs) ;;
     reports) bash bench/reports.sh ;;
-    *) echo "bench: unknown benchmark '$1' (floor fanout idle queue reserve purchases workers reports)" >&2; return 2 ;;
+    outage) node bench/bus_outage.mjs ;;
+    *) echo "bench: unknown benchmark '$1' (floor fanout idle queue reserve purchases workers reports outage)" >&2; return 2 ;;
     esac
 }
 
 names=("$@")
-((${#names[@]})) || names=(floor fanout idle queue reserve purchases workers reports)
+((${#names[@]})) || names=(floor fanout idle queue reserve purchases workers reports outage)
 failed=()
 for name in "${names[@]}"; do
     printf '\n== bench %s (%s) ==\n' "$name" "$(date -u +%FT%TZ)"

@@ -63,9 +63,29 @@ test('delete through hub A: sockets on A and B close 4003, REST 403 on both; res
   for (const h of [a, b]) (await connectWs(h, { token: token(h, user.uid) })).close();
 });
 
-test('Redis down: the deleting hub closes its sockets at once; the other catches up when Redis is back', async () => {
+test('Redis down: the deleting hub closes its sockets at once; the other hears through PostgreSQL at once too', async () => {
   const redis = await startRedis();
   const [c, d] = await Promise.all([startHub({ pg: world.pg, redis }), startHub({ pg: world.pg, redis })]);
+  const user = await newUser(world.pg);
+  const onC = await connectWs(c, { token: token(c, user.uid) });
+  const onD = await connectWs(d, { token: token(d, user.uid) });
+  await redis.stop();
+  for (const h of [c, d]) await waitFor(async () => (await metric(h, 'rn_bus_up')) === 0, { what: 'bus down' });
+
+  assert.equal((await api(c, 'DELETE', `/admin/users/${user.uid}`, ADMIN)).status, 200);
+  await assertClosedDeleted(onC, 'socket on the deleting hub, Redis down');
+  // the bus's fallback (issue 12): the announcement goes by PostgreSQL NOTIFY
+  await assertClosedDeleted(onD, 'socket on the other hub, Redis still down');
+  assertError(await api(d, 'GET', '/auth/me', user), 403, 'account_deleted');
+  assert.equal(await metric(d, 'rn_bus_up'), 0, 'without Redis');
+  await redis.start();
+  await Promise.all([c.stop(), d.stop()]);
+});
+
+test('Redis down, no PostgreSQL fallback: the deleting hub closes its sockets at once; the other catches up when Redis is back', async () => {
+  const redis = await startRedis();
+  const env = { HUB_BUS_PG_FALLBACK: '0' };
+  const [c, d] = await Promise.all([startHub({ pg: world.pg, redis, env }), startHub({ pg: world.pg, redis, env })]);
   const user = await newUser(world.pg);
   const onC = await connectWs(c, { token: token(c, user.uid) });
   const onD = await connectWs(d, { token: token(d, user.uid) });
