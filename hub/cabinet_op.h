@@ -28,7 +28,7 @@
 #include "hub.h"
 #include "session.h"
 
-#define CAB_OP_PARAMS 4
+#define CAB_OP_PARAMS 5
 #define CAB_DB_RETRY_MS 1000 /* the database was unreachable: try again after */
 
 typedef struct cab_op cab_op_t;

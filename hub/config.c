@@ -39,8 +39,8 @@ static const option_spec_t options[] = {
     {"redis-url", "REDIS_URL", OPT_STR, O(redis_url), "redis://127.0.0.1:6379",
      "Redis URL: redis://HOST:PORT or unix:/path"},
     {"pg-pool", "HUB_PG_POOL", OPT_INT, O(pg_pool_size), "4", "PostgreSQL connections"},
-    {"pg-statement-timeout-ms", "HUB_PG_STATEMENT_TIMEOUT_MS", OPT_INT,
-     O(pg_statement_timeout_ms), "10000", "server-side statement timeout"},
+    {"pg-statement-timeout-ms", "HUB_PG_STATEMENT_TIMEOUT_MS", OPT_INT, O(pg_statement_timeout_ms),
+     "10000", "server-side statement timeout"},
     {"jwt-hs256-secret", "HUB_JWT_HS256_SECRET", OPT_STR, O(jwt_hs256_secret), NULL,
      "accept HS256 dev tokens signed with this secret (never in production)"},
     {"firebase-project", "HUB_FIREBASE_PROJECT", OPT_STR, O(firebase_project), NULL,
@@ -57,7 +57,8 @@ static const option_spec_t options[] = {
      "close 4001 when a socket has not authenticated by then"},
     {"drain-timeout-ms", "HUB_DRAIN_TIMEOUT_MS", OPT_INT, O(drain_timeout_ms), "5000",
      "on SIGTERM, how long sockets get to close before exit"},
-    {"max-frame", "HUB_MAX_FRAME", OPT_INT, O(max_frame), "16384", "largest inbound message (bytes)"},
+    {"max-frame", "HUB_MAX_FRAME", OPT_INT, O(max_frame), "16384",
+     "largest inbound message (bytes)"},
     {"max-body", "HUB_MAX_BODY", OPT_INT, O(max_body), "65536", "largest HTTP request body"},
     {"call-deadline-s", "HUB_CALL_DEADLINE_S", OPT_INT, O(call_deadline_s), "120",
      "seconds a called player has to unlock"},
@@ -109,6 +110,14 @@ static const option_spec_t options[] = {
     {"unacked-sweep-ms", "HUB_UNACKED_SWEEP_MS", OPT_INT, O(unacked_sweep_ms), "5000",
      "re-push private events unacked this long to local devices (a hub died before publishing); "
      "0: off"},
+    {"game-max-s", "HUB_GAME_MAX_S", OPT_INT, O(game_max_s), "900",
+     "a game's maximum duration in seconds, for games without their own max_duration_s"},
+    {"game-grace-s", "HUB_GAME_GRACE_S", OPT_INT, O(game_grace_s), "60",
+     "seconds past a game's maximum duration before it ends as timed_out"},
+    {"refund-timed-out", "HUB_REFUND_TIMED_OUT", OPT_BOOL, O(refund_timed_out), "0",
+     "refund reservations that end as timed_out (past the maximum, or unknown to the cabinet)"},
+    {"game-timeout-sweep-ms", "HUB_GAME_TIMEOUT_SWEEP_MS", OPT_INT, O(game_timeout_sweep_ms),
+     "5000", "how often every process looks for games past their maximum duration"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -208,8 +217,7 @@ static int config_validate_limits(const hub_config_t *cfg, char *err, size_t err
     unsigned burst, period;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
         if (ratelimit_parse(limits[i].value, &burst, &period) != 0) {
-            snprintf(err, errlen, "--%s must be N/SECONDS (e.g. 10/60) or 0 (off)",
-                     limits[i].flag);
+            snprintf(err, errlen, "--%s must be N/SECONDS (e.g. 10/60) or 0 (off)", limits[i].flag);
             return -1;
         }
     clientip_trust_t *t = clientip_trust_new(cfg->trusted_proxies, err, errlen);
@@ -232,7 +240,8 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     }
     if (cfg->port < 1 || cfg->port > 65535 || cfg->pg_pool_size < 1 || cfg->workers < 1 ||
         cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
-        cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300) {
+        cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300 || cfg->game_max_s < 1 ||
+        cfg->game_timeout_sweep_ms < 100) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
         return -1;
     }
@@ -261,8 +270,9 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     }
 #ifndef RN_DEBUG_ROUTES
     if (cfg->debug_routes) {
-        snprintf(err, errlen, "--debug-routes: this build has no debug routes "
-                              "(test builds only: cmake -DRN_DEBUG_ROUTES=ON)");
+        snprintf(err, errlen,
+                 "--debug-routes: this build has no debug routes "
+                 "(test builds only: cmake -DRN_DEBUG_ROUTES=ON)");
         return -1;
     }
 #endif
@@ -281,7 +291,7 @@ void config_usage(FILE *out)
                  "options (flag, environment variable, default):\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const option_spec_t *o = &options[i];
-        fprintf(out, "  --%-26s %-28s %s%s%s%s\n", o->flag, o->env, o->help,
-                o->def ? " [" : "", o->def ? o->def : "", o->def ? "]" : "");
+        fprintf(out, "  --%-26s %-28s %s%s%s%s\n", o->flag, o->env, o->help, o->def ? " [" : "",
+                o->def ? o->def : "", o->def ? "]" : "");
     }
 }

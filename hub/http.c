@@ -35,7 +35,7 @@
 /* Every API module's routes, matched in order. */
 static const route_table_t *const route_tables[] = {
     &api_ops_routes,   &api_queue_routes,  &api_tickets_routes,
-    &api_admin_routes, &api_social_routes,
+    &api_admin_routes, &api_social_routes, &api_opsqueue_routes,
 #ifdef RN_DEBUG_ROUTES
     &api_debug_routes,
 #endif

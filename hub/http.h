@@ -130,6 +130,7 @@ extern const route_table_t api_tickets_routes;
 extern const route_table_t api_admin_routes;
 extern const route_table_t api_queue_routes;
 extern const route_table_t api_social_routes;
+extern const route_table_t api_opsqueue_routes;
 /* Test builds only (RN_DEBUG_ROUTES): see debug_routes.c. */
 extern const route_table_t api_debug_routes;
 

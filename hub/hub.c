@@ -4,9 +4,9 @@
 #include "hub.h"
 
 #include <signal.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -18,10 +18,11 @@
 #include "events_sweep.h"
 #include "fanout.h"
 #include "firebase_keys.h"
+#include "game_timeout.h"
 #include "log.h"
 #include "metrics.h"
-#include "msgbuf.h"
 #include "migrate.h"
+#include "msgbuf.h"
 #include "payments.h"
 #include "queue.h"
 #include "ratelimit.h"
@@ -43,6 +44,7 @@ struct hub {
     cabinets_t *cabinets;
     cabinet_lease_t *lease;
     events_sweep_t *sweep;
+    game_timeout_t *game_timeout;
     payments_t *payments;
     ratelimit_t *ratelimit;
     userstate_t *userstate;
@@ -210,7 +212,8 @@ static void on_query_observed(void *arg, double seconds, int status)
 static void on_pool_log(void *arg, int level, const char *msg)
 {
     (void)arg;
-    log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres", json_pack("{s:s}", "detail", msg));
+    log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres",
+              json_pack("{s:s}", "detail", msg));
 }
 
 static void on_bus_log(void *arg, int warn, const char *msg)
@@ -292,6 +295,8 @@ static void shutdown_now(hub_t *hub)
     hub->lease = NULL;
     events_sweep_close(hub->sweep);
     hub->sweep = NULL;
+    game_timeout_close(hub->game_timeout);
+    hub->game_timeout = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
     hub->payments = NULL;
     pg_pool_close(hub->pool);
@@ -491,13 +496,13 @@ static int start_services(hub_t *hub)
     hub->cabinets = cabinets_new(hub);
     hub->payments = payments_new(hub);
     hub->lease = hub->cabinets ? cabinet_lease_new(hub) : NULL;
-    hub->sessions =
-        hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
-            ? sessions_new(hub)
-            : NULL;
+    hub->sessions = hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
+                        ? sessions_new(hub)
+                        : NULL;
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     hub->sweep = hub->server ? events_sweep_new(hub) : NULL;
-    return hub->server ? 0 : -1;
+    hub->game_timeout = hub->server ? game_timeout_new(hub) : NULL;
+    return hub->server && hub->game_timeout ? 0 : -1;
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -557,6 +562,7 @@ fail:
     payments_close(hub->payments);
     cabinet_lease_close(hub->lease);
     events_sweep_close(hub->sweep);
+    game_timeout_close(hub->game_timeout);
     if (hub->pool)
         pg_pool_close(hub->pool);
     if (hub->server) {

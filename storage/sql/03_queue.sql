@@ -145,6 +145,7 @@ BEGIN
     SELECT jsonb_build_object(
                'type', 'queue', 'arcade_id', a.id, 'v', a.queue_version, 'name', a.name,
                'status', a.status,
+               'maintenance', a.maintenance, 'maintenance_message', a.maintenance_message,
                'called', CASE WHEN act.status = 'called' THEN act.obj END,
                'playing', CASE WHEN act.status = 'playing' THEN act.obj END,
                'waiting', wl.list, 'avg_game_s', p_avg, 'eta_is_estimate', true)
@@ -315,7 +316,7 @@ DECLARE
     v_called jsonb;
 BEGIN
     SELECT * INTO a FROM arcades WHERE id = p_arcade_id;
-    IF NOT FOUND OR a.deleted_at IS NOT NULL OR a.status <> 'idle' THEN
+    IF NOT FOUND OR a.deleted_at IS NOT NULL OR a.status <> 'idle' OR a.maintenance THEN
         RETURN '[]'::jsonb;
     END IF;
     IF EXISTS (SELECT 1 FROM reservations
@@ -475,9 +476,18 @@ BEGIN
     IF NOT FOUND THEN
         RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
     END IF;
-    IF a.status = 'maintenance' THEN
+    IF a.status = 'maintenance' OR a.maintenance THEN
         RETURN rn_error(409, 'arcade_unavailable',
-                        format('arcade %s is in maintenance; try again later', a.id));
+                        coalesce(nullif(a.maintenance_message, ''),
+                                 format('arcade %s is in maintenance; try again later', a.id)),
+                        jsonb_build_object('reason', 'maintenance'));
+    END IF;
+    -- offline is only ever set past the grace window (rn_cabinet_offline);
+    -- an arcade whose cabinet never connected (epoch 0) takes bookings.
+    IF a.status = 'offline' AND a.cabinet_epoch > 0 THEN
+        RETURN rn_error(409, 'arcade_unavailable',
+                        format('arcade %s is offline; try again later', a.id),
+                        jsonb_build_object('reason', 'offline'));
     END IF;
     SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost
     INTO v_game_name, v_min, v_max, v_cost
@@ -510,32 +520,37 @@ BEGIN
                         jsonb_build_object('min_players', v_min, 'max_players', v_max));
     END IF;
 
-    IF EXISTS (SELECT 1 FROM reservations
-               WHERE arcade_id = a.id AND status IN ('waiting', 'called', 'playing')
-                 AND (user_id = p_user_id OR player2_id = p_user_id)) THEN
-        RETURN rn_error(409, 'already_queued',
-                        format('you are already in the queue of arcade %s', a.id));
-    END IF;
-    IF v_p2 IS NOT NULL THEN
-        IF EXISTS (SELECT 1 FROM reservations
-                   WHERE arcade_id = a.id AND status IN ('waiting', 'called', 'playing')
-                     AND (user_id = v_p2 OR player2_id = v_p2)) THEN
-            RETURN rn_error(409, 'already_queued',
-                            format('player 2 is already in the queue of arcade %s', a.id));
-        END IF;
-    END IF;
-
     -- Under the user rows' locks again: an admin deleting the booker or player 2
     -- (rn_admin_user_delete: arcade rows then user rows, as here) commits first or waits for us.
+    -- Both rows, in id order: two bookings naming the same players (at any
+    -- arcades) are serialised here, so the one-active check below is exact.
+    -- NO KEY UPDATE: the idempotency key's row already holds KEY SHARE on the
+    -- booker (its foreign key); FOR UPDATE would deadlock two such bookings.
+    PERFORM 1 FROM users WHERE id IN (p_user_id, v_p2) ORDER BY id FOR NO KEY UPDATE;
     SELECT tickets_balance INTO v_balance FROM users
-     WHERE id = p_user_id AND deleted_at IS NULL FOR UPDATE;
+     WHERE id = p_user_id AND deleted_at IS NULL;
     IF NOT FOUND THEN
         RETURN rn_not_registered();
     END IF;
     IF v_p2 IS NOT NULL THEN
-        PERFORM 1 FROM users WHERE id = v_p2 AND deleted_at IS NULL FOR SHARE;
+        PERFORM 1 FROM users WHERE id = v_p2 AND deleted_at IS NULL;
         IF NOT FOUND THEN
             RETURN rn_error(422, 'not_a_friend', 'player 2 must be one of your accepted friends');
+        END IF;
+    END IF;
+    v_called := rn_active_reservation_x(p_user_id);
+    IF v_called IS NOT NULL THEN
+        RETURN rn_error(409, 'already_queued',
+                        format('you already have a reservation at arcade %s: one at a time',
+                               v_called ->> 'arcade_id'), v_called);
+    END IF;
+    IF v_p2 IS NOT NULL THEN
+        v_called := rn_active_reservation_x(v_p2);
+        IF v_called IS NOT NULL THEN
+            RETURN rn_error(409, 'already_queued',
+                            format('player 2 already has a reservation at arcade %s',
+                                   v_called ->> 'arcade_id'),
+                            v_called || jsonb_build_object('player', 2));
         END IF;
     END IF;
     IF v_balance < v_cost THEN
@@ -1168,6 +1183,7 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', p_arcade.id, 'name', p_arcade.name, 'location', p_arcade.location,
         'status', p_arcade.status,
+        'maintenance', p_arcade.maintenance, 'maintenance_message', p_arcade.maintenance_message,
         'queue_length', (SELECT count(*) FROM reservations r
                          WHERE r.arcade_id = p_arcade.id AND r.status = 'waiting'),
         'avg_game_s', rn_avg_game_s(p_arcade.id),
@@ -1288,5 +1304,317 @@ BEGIN
         END IF;
     END LOOP;
     RETURN answers;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Operations (issue 10): void, game timeout, cabinet reconcile, maintenance,
+-- one active reservation per player. Every admin action is ONE function
+-- taking p_admin_uid and returning an "admin_event": the single place where
+-- an audit row can be added.
+
+-- The player's reservation in waiting / called / playing, at any arcade, as
+-- booker or player 2: {reservation_id, arcade_id, status}, or NULL. The rule
+-- (DESIGN.md, PROTOCOL.md): one active reservation per player across the
+-- network, so nobody is ever called at two cabinets at once. rn_reserve_do
+-- asks under the players' row locks.
+CREATE OR REPLACE FUNCTION rn_active_reservation_x(p_user_id bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT jsonb_build_object('reservation_id', t.id, 'arcade_id', t.arcade_id,
+                              'status', t.status)
+    INTO v
+    FROM (SELECT r.id, r.arcade_id, r.status FROM reservations r
+          WHERE r.user_id = p_user_id AND r.status IN ('waiting', 'called', 'playing')
+          UNION ALL
+          SELECT r.id, r.arcade_id, r.status FROM reservations r
+          WHERE r.player2_id = p_user_id AND r.status IN ('waiting', 'called', 'playing')
+          ORDER BY 1 LIMIT 1) t;
+    RETURN v;
+END
+$$;
+
+-- Ends the non-final reservation r of the arcade a (whose row the caller
+-- locked) as p_status ('voided' or 'timed_out') for p_reason, refunded
+-- through rn_reservation_refund when p_refund. A reservation that held the
+-- cabinet (called or playing) frees it (playing -> idle) and the next one is
+-- called; the cabinet always learns its new queue. Bumps queue_version.
+-- Returns the events: balance, reservation {status, reason, refunded} to its
+-- players, then those of the call or the positions.
+CREATE OR REPLACE FUNCTION rn_reservation_end_x(a arcades, r reservations, p_status text,
+                                                p_reason text, p_refund boolean,
+                                                p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_was text := r.status;
+    v_refund boolean := coalesce(p_refund, false);
+    v_events jsonb := '[]';
+    v_called jsonb;
+BEGIN
+    UPDATE arcades
+       SET queue_version = queue_version + 1,
+           status = CASE WHEN v_was = 'playing' AND status = 'playing' THEN 'idle' ELSE status END
+     WHERE id = a.id;
+    UPDATE reservations SET status = p_status, ended_at = now()
+     WHERE id = r.id
+    RETURNING * INTO r;
+    IF v_refund THEN
+        v_events := jsonb_build_array(rn_reservation_refund(r) -> 'event');
+    END IF;
+    v_events := v_events
+        || rn_players_event(r.user_id, r.player2_id, 'reservation', jsonb_build_object(
+               'reservation_id', r.id, 'arcade_id', a.id, 'game_id', r.game_id,
+               'status', p_status, 'reason', p_reason, 'refunded', v_refund));
+    IF v_was = 'waiting' THEN
+        RETURN v_events || rn_position_events(a.id, r.id);
+    END IF;
+    v_called := rn_call_next(a.id, p_deadline_s);
+    IF jsonb_array_length(v_called) = 0 THEN
+        v_called := jsonb_build_array(rn_cabinet_queue_event(a.id));
+    END IF;
+    RETURN v_events || v_called;
+END
+$$;
+
+-- POST /api/v1/admin/reservations/{id}/void {reason, refund}: from waiting,
+-- called or playing to voided. 404 reservation_not_found, 409 not_voidable
+-- (already final), 422 bad_reason. 200 {reservation_id, arcade_id, status,
+-- previous_status, reason, refunded} + the arcade's snapshot + admin_event.
+CREATE OR REPLACE FUNCTION rn_admin_void(p_admin_uid text, p_reservation_id bigint, p_reason text,
+                                         p_refund boolean, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_arcade bigint;
+    a arcades;
+    r reservations;
+    v_was text;
+    v_events jsonb;
+BEGIN
+    IF p_reason IS NULL OR char_length(btrim(p_reason)) NOT BETWEEN 1 AND 500 THEN
+        RETURN rn_error(422, 'bad_reason', 'reason: 1 to 500 characters');
+    END IF;
+    SELECT arcade_id INTO v_arcade FROM reservations WHERE id = p_reservation_id;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'reservation_not_found', 'no such reservation');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = v_arcade FOR UPDATE;
+    SELECT * INTO r FROM reservations WHERE id = p_reservation_id FOR UPDATE;
+    IF r.status NOT IN ('waiting', 'called', 'playing') THEN
+        RETURN rn_error(409, 'not_voidable',
+                        format('reservation %s is %s already', r.id, r.status),
+                        jsonb_build_object('status', r.status));
+    END IF;
+    v_was := r.status;
+    v_events := rn_reservation_end_x(a, r, 'voided', btrim(p_reason), p_refund, p_deadline_s);
+    RETURN rn_queue_answer(200, jsonb_build_object(
+                               'reservation_id', r.id, 'arcade_id', a.id, 'status', 'voided',
+                               'previous_status', v_was, 'reason', btrim(p_reason),
+                               'refunded', coalesce(p_refund, false)),
+                           v_events, a.id)
+        || jsonb_build_object('admin_event', jsonb_build_object(
+               'kind', 'reservation_voided', 'by', p_admin_uid, 'reservation_id', r.id,
+               'arcade_id', a.id, 'previous_status', v_was, 'reason', btrim(p_reason),
+               'refunded', coalesce(p_refund, false)));
+END
+$$;
+
+-- When the playing reservation r is due to time out: its start + the game's
+-- max_duration_s (p_default_max_s when NULL) + p_grace_s.
+CREATE OR REPLACE FUNCTION rn_game_due_x(r reservations, p_default_max_s integer, p_grace_s integer)
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_max integer;
+BEGIN
+    SELECT coalesce(g.max_duration_s, p_default_max_s) INTO v_max FROM games g WHERE g.id = r.game_id;
+    RETURN r.started_at + make_interval(secs => greatest(1, coalesce(v_max, 900))
+                                                + greatest(0, coalesce(p_grace_s, 0)));
+END
+$$;
+
+-- The playing reservation ran past its game's maximum duration and grace:
+-- timed_out (no score), refunded when p_refund, the next one called.
+-- Conditional (still playing and due by the database's clock), so a second
+-- process doing the same changes nothing: 200 {"changed": false,
+-- "retry_in_ms"?}. 200 {"changed": true, "reservation_id", "refunded"}.
+CREATE OR REPLACE FUNCTION rn_game_timeout(p_arcade_id bigint, p_reservation_id bigint,
+                                           p_default_max_s integer, p_grace_s integer,
+                                           p_refund boolean, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_due timestamptz;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    SELECT * INTO r FROM reservations WHERE id = p_reservation_id AND arcade_id = a.id FOR UPDATE;
+    IF FOUND AND r.status = 'playing' THEN
+        v_due := rn_game_due_x(r, p_default_max_s, p_grace_s);
+    END IF;
+    IF v_due IS NULL OR v_due > now() THEN
+        RETURN rn_answer(200, jsonb_strip_nulls(jsonb_build_object(
+            'changed', false, 'status', r.status,
+            'retry_in_ms', CASE WHEN v_due IS NOT NULL
+                                THEN greatest(0, rn_ms(v_due) - rn_ms(now())) END)));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_build_object('changed', true, 'reservation_id', r.id,
+                                                   'refunded', coalesce(p_refund, false)),
+                           rn_reservation_end_x(a, r, 'timed_out', 'max_duration', p_refund,
+                                                p_deadline_s),
+                           a.id);
+END
+$$;
+
+-- The playing reservations past their maximum duration and grace, on any
+-- live arcade (held by a process or not: a cabinet killed mid-game leaves
+-- nobody to time it): [[arcade_id, reservation_id], ...], oldest first, at
+-- most 100. Each is then ended by its own rn_game_timeout transaction (one
+-- arcade lock per transaction: the lock order stays arcade, then user).
+CREATE OR REPLACE FUNCTION rn_game_timeouts_due(p_default_max_s integer, p_grace_s integer)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(jsonb_build_array(t.arcade_id, t.id) ORDER BY t.started_at), '[]')
+    INTO v
+    FROM (SELECT r.arcade_id, r.id, r.started_at FROM reservations r
+          JOIN games g ON g.id = r.game_id
+          WHERE r.status = 'playing'
+            AND r.started_at + make_interval(secs => greatest(1, coalesce(g.max_duration_s,
+                                                                          p_default_max_s, 900))
+                                                     + greatest(0, coalesce(p_grace_s, 0)))
+                <= now()
+          ORDER BY r.started_at
+          LIMIT 100) t;
+    RETURN v;
+END
+$$;
+
+-- The cabinet reports what it is doing (status {state: idle | playing,
+-- reservation_id?}), at connect or whenever: the hub reconciles. A playing
+-- reservation the cabinet does not know (it says idle, or plays another)
+-- ends as timed_out with reason cabinet_reset (refunded when p_refund, the
+-- rule of the maximum duration), then idle goes on as rn_cabinet_status
+-- (the head is called). 'playing' with the playing reservation changes
+-- nothing. 200 {"status", "changed", "ended_reservation_id"?,
+-- "reservation_status"?} (the status of the reservation it named).
+CREATE OR REPLACE FUNCTION rn_cabinet_report(p_arcade_id bigint, p_state text,
+                                             p_reservation_id bigint, p_refund boolean,
+                                             p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_events jsonb := '[]';
+    v_ended bigint;
+    v_answer jsonb;
+    v_named text;
+BEGIN
+    IF p_state IS NULL OR p_state NOT IN ('idle', 'playing')
+       OR (p_state = 'playing' AND p_reservation_id IS NULL) THEN
+        RETURN rn_error(422, 'bad_state',
+                        'state must be "idle", or "playing" with its reservation_id');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    SELECT * INTO r FROM reservations WHERE arcade_id = a.id AND status = 'playing' FOR UPDATE;
+    IF FOUND AND (p_state = 'idle' OR r.id <> p_reservation_id) THEN
+        v_events := rn_reservation_end_x(a, r, 'timed_out', 'cabinet_reset', p_refund,
+                                         p_deadline_s);
+        v_ended := r.id;
+    END IF;
+    IF p_state = 'idle' THEN
+        v_answer := rn_cabinet_status(a.id, 'idle', p_deadline_s);
+        v_events := v_events || coalesce(v_answer -> 'events', '[]');
+    END IF;
+    IF p_reservation_id IS NOT NULL THEN
+        SELECT status INTO v_named FROM reservations
+        WHERE id = p_reservation_id AND arcade_id = a.id;
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = a.id;
+    IF v_ended IS NULL AND jsonb_array_length(v_events) = 0 THEN
+        RETURN rn_answer(200, jsonb_strip_nulls(jsonb_build_object(
+            'status', a.status, 'changed', false, 'reservation_status', v_named)));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_strip_nulls(jsonb_build_object(
+                               'status', a.status, 'changed', true,
+                               'ended_reservation_id', v_ended,
+                               'reservation_status', v_named)),
+                           v_events, a.id);
+END
+$$;
+
+-- PUT /api/v1/admin/arcades/{id}/maintenance {on, message?, refund_waiting?}.
+-- On: nobody is called (a called reservation goes back to the head with its
+-- code, rn_uncall; a playing one plays on), new reservations get 409
+-- arcade_unavailable with the message; the waiting keep their place, or with
+-- p_refund_waiting are voided and refunded (reason maintenance). Off: the
+-- head is called if the cabinet is idle. Phones see it in the snapshot
+-- (maintenance, maintenance_message); the cabinet gets its cabinet_queue.
+-- 404 arcade_not_found, 422 bad_message. 200 {arcade_id, maintenance,
+-- maintenance_message, refunded_reservations} + snapshot + admin_event.
+CREATE OR REPLACE FUNCTION rn_admin_maintenance(p_admin_uid text, p_arcade_id bigint, p_on boolean,
+                                                p_message text, p_refund_waiting boolean,
+                                                p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_was boolean;
+    v_events jsonb := '[]';
+    v_called jsonb;
+    v_refunded jsonb := '[]';
+BEGIN
+    IF p_on IS NULL THEN
+        RETURN rn_error(422, 'bad_request', 'on: true or false');
+    END IF;
+    IF char_length(p_message) > 500 THEN
+        RETURN rn_error(422, 'bad_message', 'message: at most 500 characters');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    v_was := a.maintenance;
+    UPDATE arcades
+       SET maintenance = p_on,
+           maintenance_message = CASE WHEN p_on THEN nullif(btrim(p_message), '') END,
+           queue_version = queue_version + 1
+     WHERE id = a.id
+    RETURNING * INTO a;
+    IF p_on THEN
+        v_events := rn_uncall(a.id);
+        IF coalesce(p_refund_waiting, false) THEN
+            FOR r IN SELECT * FROM reservations
+                     WHERE arcade_id = a.id AND status = 'waiting' ORDER BY id FOR UPDATE LOOP
+                v_events := v_events
+                    || rn_reservation_end_x(a, r, 'voided', 'maintenance', true, p_deadline_s);
+                v_refunded := v_refunded || to_jsonb(r.id);
+            END LOOP;
+        END IF;
+        v_events := v_events || jsonb_build_array(rn_cabinet_queue_event(a.id));
+    ELSE
+        v_called := rn_call_next(a.id, p_deadline_s);
+        IF jsonb_array_length(v_called) = 0 THEN
+            v_called := jsonb_build_array(rn_cabinet_queue_event(a.id));
+        END IF;
+        v_events := v_called;
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = a.id;
+    RETURN rn_queue_answer(200, jsonb_build_object(
+                               'arcade_id', a.id, 'maintenance', a.maintenance,
+                               'maintenance_message', a.maintenance_message,
+                               'refunded_reservations', v_refunded),
+                           v_events, a.id)
+        || jsonb_build_object('admin_event', jsonb_build_object(
+               'kind', 'arcade_maintenance', 'by', p_admin_uid, 'arcade_id', a.id,
+               'before', v_was, 'after', a.maintenance,
+               'message', a.maintenance_message, 'refunded_reservations', v_refunded));
 END
 $$;

@@ -1,0 +1,117 @@
+/*
+ * api_opsqueue: the operators' queue routes (ROUTE_ADMIN): void a
+ * reservation, switch an arcade's maintenance. Each is one SQL function of
+ * storage/sql/03_queue.sql taking the admin's uid (rn_admin_void,
+ * rn_admin_maintenance) whose answer carries the arcade's snapshot, the
+ * players' events and an admin_event: db_publish pushes them all, to phones
+ * and to whichever process holds the cabinet (its timers follow the
+ * snapshot), so it works wherever the players and the cabinet are connected.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "db.h"
+#include "http.h"
+#include "metrics.h"
+
+#define REASON_MAX 500
+
+/* Counts a change, then answers as db_call would. */
+static void on_done(http_req_t *req, json_t *result, void *arg)
+{
+    json_int_t code = json_integer_value(json_object_get(result, "status"));
+    if (code / 100 == 2)
+        metrics_cabinet((cabinet_event_t)(intptr_t)arg);
+    db_respond(req, result);
+}
+
+/* An optional boolean field: 0 with *out set, or -1 when present and not a boolean. */
+static int opt_bool(const json_t *body, const char *key, bool *out)
+{
+    const json_t *v = json_object_get(body, key);
+    if (!v) {
+        *out = false;
+        return 0;
+    }
+    if (!json_is_boolean(v))
+        return -1;
+    *out = json_is_true(v);
+    return 0;
+}
+
+/*
+ * POST /api/v1/admin/reservations/{id}/void {reason, refund?}: waiting,
+ * called or playing -> voided; refunded when refund is true; the next
+ * player is called when it held the cabinet.
+ */
+static void post_void(http_req_t *req)
+{
+    long long id = http_req_param_id(req, 0);
+    json_t *body = http_req_json(req);
+    if (!body)
+        return;
+    if (id < 0) {
+        http_respond_error(req, 404, "reservation_not_found", "no such reservation");
+        return;
+    }
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    bool refund;
+    if (!reason || opt_bool(body, "refund", &refund) != 0 || strlen(reason) > REASON_MAX * 4) {
+        http_respond_error(req, 400, "bad_request",
+                           "expected {\"reason\": string, \"refund\": boolean}");
+        return;
+    }
+    char rid[HTTP_NUM_TEXT], secs[HTTP_NUM_TEXT];
+    snprintf(rid, sizeof rid, "%lld", id);
+    snprintf(secs, sizeof secs, "%d", hub_config(http_req_hub(req))->call_deadline_s);
+    const char *params[] = {db_caller_uid(req), rid, reason, refund ? "true" : "false", secs};
+    db_call(req, "SELECT rn_admin_void($1, $2::bigint, $3, $4::boolean, $5::int)", 5, params,
+            on_done, (void *)(intptr_t)CAB_EV_VOIDED);
+}
+
+/*
+ * PUT /api/v1/admin/arcades/{id}/maintenance {on, message?, refund_waiting?}:
+ * nobody is called and new reservations are refused while on; the waiting
+ * keep their place, or are voided and refunded with refund_waiting.
+ */
+static void put_maintenance(http_req_t *req)
+{
+    long long id = http_req_param_id(req, 0);
+    json_t *body = http_req_json(req);
+    if (!body)
+        return;
+    if (id < 0) {
+        http_respond_error(req, 404, "arcade_not_found", "no such arcade");
+        return;
+    }
+    const json_t *on = json_object_get(body, "on");
+    const json_t *message = json_object_get(body, "message");
+    bool refund;
+    if (!json_is_boolean(on) || (message && !json_is_null(message) && !json_is_string(message)) ||
+        opt_bool(body, "refund_waiting", &refund) != 0) {
+        http_respond_error(req, 400, "bad_request",
+                           "expected {\"on\": boolean, \"message\": string, "
+                           "\"refund_waiting\": boolean}");
+        return;
+    }
+    char aid[HTTP_NUM_TEXT], secs[HTTP_NUM_TEXT];
+    snprintf(aid, sizeof aid, "%lld", id);
+    snprintf(secs, sizeof secs, "%d", hub_config(http_req_hub(req))->call_deadline_s);
+    const char *params[] = {db_caller_uid(req),
+                            aid,
+                            json_is_true(on) ? "true" : "false",
+                            json_string_value(message),
+                            refund ? "true" : "false",
+                            secs};
+    db_call(req,
+            "SELECT rn_admin_maintenance($1, $2::bigint, $3::boolean, $4, $5::boolean, $6::int)", 6,
+            params, on_done, (void *)(intptr_t)CAB_EV_MAINTENANCE);
+}
+
+static const route_t routes[] = {
+    {HTTP_POST, "/api/v1/admin/reservations/{id}/void", ROUTE_ADMIN, post_void},
+    {HTTP_PUT, "/api/v1/admin/arcades/{id}/maintenance", ROUTE_ADMIN, put_maintenance},
+};
+
+const route_table_t api_opsqueue_routes = {routes, sizeof routes / sizeof routes[0]};
