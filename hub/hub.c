@@ -4,9 +4,9 @@
 #include "hub.h"
 
 #include <signal.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -16,13 +16,13 @@
 #include "duty.h"
 #include "events.h"
 #include "events_sweep.h"
+#include "game_timeout.h"
 #include "fanout.h"
 #include "firebase_keys.h"
-#include "game_timeout.h"
 #include "log.h"
 #include "metrics.h"
-#include "migrate.h"
 #include "msgbuf.h"
+#include "migrate.h"
 #include "payments.h"
 #include "queue.h"
 #include "ratelimit.h"
@@ -212,8 +212,7 @@ static void on_query_observed(void *arg, double seconds, int status)
 static void on_pool_log(void *arg, int level, const char *msg)
 {
     (void)arg;
-    log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres",
-              json_pack("{s:s}", "detail", msg));
+    log_event(level == PG_LOG_WARN ? LOG_WARN : LOG_INFO, "postgres", json_pack("{s:s}", "detail", msg));
 }
 
 static void on_bus_log(void *arg, int warn, const char *msg)
@@ -496,9 +495,10 @@ static int start_services(hub_t *hub)
     hub->cabinets = cabinets_new(hub);
     hub->payments = payments_new(hub);
     hub->lease = hub->cabinets ? cabinet_lease_new(hub) : NULL;
-    hub->sessions = hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
-                        ? sessions_new(hub)
-                        : NULL;
+    hub->sessions =
+        hub->fanout && hub->queues && hub->cabinets && hub->payments && hub->lease
+            ? sessions_new(hub)
+            : NULL;
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     hub->sweep = hub->server ? events_sweep_new(hub) : NULL;
     hub->game_timeout = hub->server ? game_timeout_new(hub) : NULL;
