@@ -1,8 +1,9 @@
 /*
  * api_opsqueue: the operators' queue routes (ROUTE_ADMIN): void a
- * reservation, switch an arcade's maintenance. Each is one SQL function of
- * storage/sql/03_queue.sql taking the admin's uid (rn_admin_void,
- * rn_admin_maintenance) whose answer carries the arcade's snapshot, the
+ * reservation, switch an arcade's maintenance, set its opening hours. Each
+ * is one SQL function of storage/sql/03_queue.sql taking the admin's uid
+ * (rn_admin_void, rn_admin_maintenance, rn_admin_arcade_hours) whose answer
+ * carries the arcade's snapshot (when the queue changed), the
  * players' events and an admin_event: db_publish pushes them all, to phones
  * and to whichever process holds the cabinet (its timers follow the
  * snapshot), so it works wherever the players and the cabinet are connected.
@@ -109,9 +110,30 @@ static void put_maintenance(http_req_t *req)
             params, on_done, (void *)(intptr_t)CAB_EV_MAINTENANCE);
 }
 
+/*
+ * PUT /api/v1/admin/arcades/{id}/hours {opens_at, closes_at, time_zone?,
+ * last_call_min?}: validated by rn_admin_arcade_hours (422 bad_hours).
+ */
+static void put_hours(http_req_t *req)
+{
+    long long id = http_req_param_id(req, 0);
+    if (!http_req_json(req))
+        return;
+    if (id < 0) {
+        http_respond_error(req, 404, "arcade_not_found", "no such arcade");
+        return;
+    }
+    char aid[HTTP_NUM_TEXT];
+    size_t len;
+    snprintf(aid, sizeof aid, "%lld", id);
+    const char *params[] = {db_caller_uid(req), aid, http_req_body(req, &len)};
+    db_call(req, "SELECT rn_admin_arcade_hours($1, $2::bigint, $3::jsonb)", 3, params, NULL, NULL);
+}
+
 static const route_t routes[] = {
     {HTTP_POST, "/api/v1/admin/reservations/{id}/void", ROUTE_ADMIN, post_void},
     {HTTP_PUT, "/api/v1/admin/arcades/{id}/maintenance", ROUTE_ADMIN, put_maintenance},
+    {HTTP_PUT, "/api/v1/admin/arcades/{id}/hours", ROUTE_ADMIN, put_hours},
 };
 
 const route_table_t api_opsqueue_routes = {routes, sizeof routes / sizeof routes[0]};

@@ -74,6 +74,51 @@ static void on_due(void *arg, int status, PGresult *res, const char *errmsg)
     json_decref(due);
 }
 
+/* One rn_arcade_close answer: publish what it changed. */
+static void on_closed_arcade(void *arg, int status, PGresult *res, const char *errmsg)
+{
+    hub_t *hub = arg;
+    if (status != PG_OK) {
+        if (status == PG_EQUERY)
+            log_warn("arcade close failed", json_pack("{s:s}", "error", errmsg ? errmsg : ""));
+        return;
+    }
+    json_t *answer = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    json_t *body = json_object_get(answer, "body");
+    if (json_is_true(json_object_get(body, "changed"))) {
+        db_publish(hub, answer);
+        log_info(
+            "arcade closed: waiting reservations refunded",
+            json_pack("{s:O?}", "reservations", json_object_get(body, "refunded_reservations")));
+    }
+    json_decref(answer);
+}
+
+/* The arcades past closing time with reservations waiting: [id, ...]. */
+static void on_closing_due(void *arg, int status, PGresult *res, const char *errmsg)
+{
+    hub_t *hub = arg;
+    if (status != PG_OK) {
+        if (status == PG_EQUERY)
+            log_warn("closing sweep failed", json_pack("{s:s}", "error", errmsg ? errmsg : ""));
+        return;
+    }
+    json_t *due = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    char secs[24];
+    snprintf(secs, sizeof secs, "%d", hub_config(hub)->call_deadline_s);
+    size_t i;
+    json_t *id;
+    json_array_foreach(due, i, id)
+    {
+        char arcade[24];
+        snprintf(arcade, sizeof arcade, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+        const char *params[] = {arcade, secs};
+        pg_pool_query(hub_pool(hub), "SELECT rn_arcade_close($1::bigint, $2::int)::text", 2, params,
+                      on_closed_arcade, hub);
+    }
+    json_decref(due);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     game_timeout_t *gt = t->data;
@@ -85,6 +130,8 @@ static void on_tick(uv_timer_t *t)
     /* callbacks hold the hub, not gt: the hub outlives the pool */
     pg_pool_query(hub_pool(gt->hub), "SELECT rn_game_timeouts_due($1::int, $2::int)::text", 2,
                   params, on_due, gt->hub);
+    pg_pool_query(hub_pool(gt->hub), "SELECT rn_arcades_closing_due()::text", 0, NULL,
+                  on_closing_due, gt->hub);
 }
 
 game_timeout_t *game_timeout_new(hub_t *hub)

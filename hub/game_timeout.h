@@ -10,6 +10,10 @@
  * conditional, so two processes sweeping at once end each game once. It
  * needs no cabinet: a cabinet killed mid-game leaves nobody else to do it.
  *
+ * The same tick closes the arcades whose opening hours ended: their waiting
+ * reservations are voided and refunded (rn_arcades_closing_due, then
+ * rn_arcade_close per arcade, conditional likewise).
+ *
  * Loop thread only. A failed query is simply tried again at the next tick.
  */
 #ifndef RN_GAME_TIMEOUT_H

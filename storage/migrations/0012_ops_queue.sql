@@ -29,3 +29,15 @@ ALTER TABLE reservations DROP CONSTRAINT reservations_status_check;
 ALTER TABLE reservations ADD CONSTRAINT reservations_status_check
     CHECK (status IN ('waiting', 'called', 'playing', 'completed',
                       'cancelled', 'expired', 'voided', 'timed_out'));
+
+-- Optional opening hours per arcade, in the arcade's time zone. NULL opens_at
+-- / closes_at: always open. closes_at before opens_at: open past midnight.
+-- The queue stops taking bookings last_call_min minutes before closing; at
+-- closing the reservations still waiting are voided and refunded.
+ALTER TABLE arcades
+    ADD COLUMN opens_at time,
+    ADD COLUMN closes_at time,
+    ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC',
+    ADD COLUMN last_call_min integer NOT NULL DEFAULT 15 CHECK (last_call_min BETWEEN 0 AND 720),
+    ADD CONSTRAINT arcades_hours_both CHECK ((opens_at IS NULL) = (closes_at IS NULL)),
+    ADD CONSTRAINT arcades_hours_differ CHECK (opens_at IS DISTINCT FROM closes_at OR opens_at IS NULL);

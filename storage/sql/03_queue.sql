@@ -489,6 +489,15 @@ BEGIN
                         format('arcade %s is offline; try again later', a.id),
                         jsonb_build_object('reason', 'offline'));
     END IF;
+    -- opening hours: closed, or closing within its last call
+    IF NOT rn_arcade_open_at_x(a, now())
+       OR NOT rn_arcade_open_at_x(a, now() + make_interval(mins => a.last_call_min)) THEN
+        RETURN rn_error(409, 'arcade_unavailable',
+                        format('arcade %s takes bookings from %s until %s minutes before %s (%s)',
+                               a.id, to_char(a.opens_at, 'HH24:MI'), a.last_call_min,
+                               to_char(a.closes_at, 'HH24:MI'), a.time_zone),
+                        jsonb_build_object('reason', 'closed'));
+    END IF;
     SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost
     INTO v_game_name, v_min, v_max, v_cost
     FROM games g0
@@ -1184,6 +1193,10 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
         'id', p_arcade.id, 'name', p_arcade.name, 'location', p_arcade.location,
         'status', p_arcade.status,
         'maintenance', p_arcade.maintenance, 'maintenance_message', p_arcade.maintenance_message,
+        'opening_hours', CASE WHEN p_arcade.opens_at IS NOT NULL THEN jsonb_build_object(
+            'opens_at', to_char(p_arcade.opens_at, 'HH24:MI'),
+            'closes_at', to_char(p_arcade.closes_at, 'HH24:MI'),
+            'time_zone', p_arcade.time_zone, 'last_call_min', p_arcade.last_call_min) END,
         'queue_length', (SELECT count(*) FROM reservations r
                          WHERE r.arcade_id = p_arcade.id AND r.status = 'waiting'),
         'avg_game_s', rn_avg_game_s(p_arcade.id),
@@ -1616,5 +1629,128 @@ BEGIN
                'kind', 'arcade_maintenance', 'by', p_admin_uid, 'arcade_id', a.id,
                'before', v_was, 'after', a.maintenance,
                'message', a.maintenance_message, 'refunded_reservations', v_refunded));
+END
+$$;
+
+-- Opening hours (0012): whether the arcade a is open at p_at, in its time
+-- zone. No hours: always. closes_at before opens_at: open past midnight.
+CREATE OR REPLACE FUNCTION rn_arcade_open_at_x(a arcades, p_at timestamptz)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t time;
+BEGIN
+    IF a.opens_at IS NULL THEN
+        RETURN true;
+    END IF;
+    t := (p_at AT TIME ZONE a.time_zone)::time;
+    IF a.opens_at < a.closes_at THEN
+        RETURN t >= a.opens_at AND t < a.closes_at;
+    END IF;
+    RETURN t >= a.opens_at OR t < a.closes_at;
+END
+$$;
+
+-- PUT /api/v1/admin/arcades/{id}/hours {opens_at: "HH:MM"|null, closes_at:
+-- "HH:MM"|null, time_zone?: IANA name, last_call_min?: 0..720}: both times or
+-- neither (null: always open). The queue takes no booking within
+-- last_call_min of closing (409 arcade_unavailable, reason closed); at
+-- closing the waiting are voided and refunded (rn_arcade_close). 404
+-- arcade_not_found, 422 bad_hours. 200 {arcade_id, opening_hours, open_now}
+-- + admin_event.
+CREATE OR REPLACE FUNCTION rn_admin_arcade_hours(p_admin_uid text, p_arcade_id bigint, p_body jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    v_before jsonb;
+    v_after jsonb;
+    v_open text := p_body ->> 'opens_at';
+    v_close text := p_body ->> 'closes_at';
+    v_tz text;
+    v_last integer;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    v_tz := coalesce(p_body ->> 'time_zone', a.time_zone);
+    IF (v_open IS NULL) <> (v_close IS NULL)
+       OR v_open !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'
+       OR v_close !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$' OR v_open = v_close THEN
+        RETURN rn_error(422, 'bad_hours',
+                        'opens_at and closes_at: both "HH:MM" (and different), or both null');
+    END IF;
+    IF jsonb_typeof(p_body -> 'time_zone') NOT IN ('string', 'null')
+       OR NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = v_tz) THEN
+        RETURN rn_error(422, 'bad_hours', 'time_zone: an IANA time zone name (e.g. Europe/Paris)');
+    END IF;
+    IF p_body ? 'last_call_min' THEN
+        IF jsonb_typeof(p_body -> 'last_call_min') <> 'number'
+           OR (p_body ->> 'last_call_min') !~ '^[0-9]{1,3}$'
+           OR (p_body ->> 'last_call_min')::integer > 720 THEN
+            RETURN rn_error(422, 'bad_hours', 'last_call_min: 0 to 720');
+        END IF;
+        v_last := (p_body ->> 'last_call_min')::integer;
+    END IF;
+    v_before := rn_public_arcade_json(a) -> 'opening_hours';
+    UPDATE arcades
+       SET opens_at = v_open::time, closes_at = v_close::time, time_zone = v_tz,
+           last_call_min = coalesce(v_last, last_call_min)
+     WHERE id = a.id
+    RETURNING * INTO a;
+    v_after := rn_public_arcade_json(a) -> 'opening_hours';
+    RETURN rn_answer(200, jsonb_build_object('arcade_id', a.id, 'opening_hours', v_after,
+                                             'open_now', rn_arcade_open_at_x(a, now())))
+        || jsonb_build_object('admin_event', jsonb_build_object(
+               'kind', 'arcade_hours', 'by', p_admin_uid, 'arcade_id', a.id,
+               'before', v_before, 'after', v_after));
+END
+$$;
+
+-- The arcades closed now (opening hours) that still have waiting
+-- reservations: [id, ...], for rn_arcade_close, one transaction each.
+CREATE OR REPLACE FUNCTION rn_arcades_closing_due()
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(a.id ORDER BY a.id), '[]') INTO v
+    FROM arcades a
+    WHERE a.opens_at IS NOT NULL AND a.deleted_at IS NULL
+      AND NOT rn_arcade_open_at_x(a, now())
+      AND EXISTS (SELECT 1 FROM reservations r WHERE r.arcade_id = a.id AND r.status = 'waiting');
+    RETURN v;
+END
+$$;
+
+-- Closing time: the arcade's waiting reservations are voided (reason
+-- closed) and refunded; a called or playing one finishes. Conditional (the
+-- arcade is closed now, by the database's clock): a second process doing
+-- the same changes nothing. 200 {"changed", "refunded_reservations"}.
+CREATE OR REPLACE FUNCTION rn_arcade_close(p_arcade_id bigint, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_events jsonb := '[]';
+    v_refunded jsonb := '[]';
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    IF rn_arcade_open_at_x(a, now()) THEN
+        RETURN rn_answer(200, jsonb_build_object('changed', false));
+    END IF;
+    FOR r IN SELECT * FROM reservations
+             WHERE arcade_id = a.id AND status = 'waiting' ORDER BY id FOR UPDATE LOOP
+        v_events := v_events || rn_reservation_end_x(a, r, 'voided', 'closed', true, p_deadline_s);
+        v_refunded := v_refunded || to_jsonb(r.id);
+    END LOOP;
+    IF jsonb_array_length(v_refunded) = 0 THEN
+        RETURN rn_answer(200, jsonb_build_object('changed', false));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_build_object('changed', true,
+                                                   'refunded_reservations', v_refunded),
+                           v_events, a.id);
 END
 $$;

@@ -28,6 +28,15 @@ async function player(tickets = 20) {
   return uid;
 }
 
+/* A fresh arcade with games 1..4 in slots 1..4, never connected (so it takes bookings). */
+async function newArcade() {
+  const id = await world.pg.psql(`
+    WITH a AS (INSERT INTO arcades (name) VALUES ('Ops arcade ${crypto.randomUUID().slice(0, 8)}') RETURNING id),
+         g AS (INSERT INTO arcade_games (arcade_id, slot, game_id) SELECT a.id, n, n FROM a, generate_series(1, 4) AS n)
+    SELECT id FROM a`);
+  return Number(id);
+}
+
 /* POST /reservations as uid without throwing: the raw answer. */
 function tryReserve(hub, uid, arcade, game = GAME_SOLO) {
   return http(hub, 'POST', '/api/v1/reservations', {
@@ -258,42 +267,92 @@ test('an arcade offline past the grace window refuses bookings with arcade_unava
   }
 });
 
+test('opening hours: closed and last call refuse bookings; at closing the waiting are refunded', async () => {
+  const { pg, redis } = world;
+  const arcade = await newArcade();
+  const hub = await startHub({ pg, redis, args: ['--game-timeout-sweep-ms', '300'] });
+  /* "HH:MM" in UTC, minutes from now */
+  const hhmm = (min) => new Date(Date.now() + min * 60000).toISOString().slice(11, 16);
+  const hours = (body) => api(hub, 'PUT', `/admin/arcades/${arcade}/hours`, ADMIN, { body });
+  try {
+    for (const body of [
+      { opens_at: '10:00' },
+      { opens_at: '25:00', closes_at: '10:00' },
+      { opens_at: '10:00', closes_at: '10:00' },
+      { opens_at: '10:00', closes_at: '20:00', time_zone: 'Mars/Olympus' },
+      { opens_at: '10:00', closes_at: '20:00', last_call_min: -1 },
+    ]) {
+      assertError(await hours(body), 422, 'bad_hours');
+    }
+    assertError(await api(hub, 'PUT', '/admin/arcades/999999/hours', ADMIN, { body: { opens_at: null, closes_at: null } }), 404, 'arcade_not_found');
+
+    // a player waits while it is open
+    const p1 = await player();
+    const phone1 = await phone(hub, p1, { autoAck: true });
+    const open = await hours({ opens_at: hhmm(-60), closes_at: hhmm(120), time_zone: 'UTC', last_call_min: 15 });
+    assert.equal(open.status, 200, open.text);
+    assert.equal(open.json.open_now, true);
+    const r1 = (await tryReserve(hub, p1, arcade, 2)).json.reservation;
+    assert.ok(r1, 'booked while open');
+    const before1 = await balance(p1);
+
+    // last call: closing in 10 minutes, bookings stop 15 minutes before
+    assert.equal((await hours({ opens_at: hhmm(-60), closes_at: hhmm(10) })).status, 200);
+    const p2 = await player();
+    const late = await tryReserve(hub, p2, arcade, 2);
+    assertError(late, 409, 'arcade_unavailable');
+    assert.equal(late.json.error.reason, 'closed');
+    assert.equal((await http(hub, 'GET', `/api/v1/arcades/${arcade}`)).json.arcade.opening_hours.last_call_min, 15);
+
+    // closed: the sweep voids and refunds whoever still waits
+    const closed = await hours({ opens_at: hhmm(120), closes_at: hhmm(240) });
+    assert.equal(closed.json.open_now, false);
+    const ev = await nextEvent(phone1, 'reservation', (m) => m.reservation_id === r1.id && m.status === 'voided', 10000);
+    assert.equal(ev.reason, 'closed');
+    assert.equal(ev.refunded, true);
+    assert.equal(await balance(p1), before1 + r1.cost);
+    assertError(await tryReserve(hub, p2, arcade, 2), 409, 'arcade_unavailable');
+  } finally {
+    await hub.stop();
+  }
+});
+
 test('one active reservation per player across the network, as booker or player 2, even when raced', async () => {
   const { pg, redis } = world;
   const hub = await startHub({ pg, redis });
   try {
+    const [a1, a2] = [await newArcade(), await newArcade()];
     const p = await player(50);
-    const first = await tryReserve(hub, p, 1);
+    const first = await tryReserve(hub, p, a1);
     assert.equal(first.status, 201, first.text);
-    const second = await tryReserve(hub, p, 2);
+    const second = await tryReserve(hub, p, a2);
     assertError(second, 409, 'already_queued');
     assert.equal(second.json.error.reservation_id, first.json.reservation.id);
-    assert.equal(second.json.error.arcade_id, 1);
+    assert.equal(second.json.error.arcade_id, a1);
     // player 2 counts too: bob queued solo at arcade 2 cannot be alice's player 2 at arcade 1
-    const bobSolo = await tryReserve(hub, 'demo-bob', 2, 2);
+    const bobSolo = await tryReserve(hub, 'demo-bob', a2, 2);
     assert.equal(bobSolo.status, 201, bobSolo.text);
-    const asP2 = await api(hub, 'POST', '/reservations', 'demo-alice', { body: { arcade_id: 1, game_id: 1, player2_id: 'demo-bob' }, key: crypto.randomUUID() });
+    const asP2 = await api(hub, 'POST', '/reservations', 'demo-alice', { body: { arcade_id: a1, game_id: 1, player2_id: 'demo-bob' }, key: crypto.randomUUID() });
     assertError(asP2, 409, 'already_queued');
     assert.equal(asP2.json.error.player, 2);
-    await clear(hub, 2);
+    await clear(hub, a2);
     // and bob as player 2 of alice's duo at arcade 1 cannot book elsewhere
-    await reserve(hub, 'demo-alice', { game: 1, player2: 'demo-bob' });
-    assertError(await tryReserve(hub, 'demo-bob', 2, 2), 409, 'already_queued');
-    await clear(hub, 1);
-    await clear(hub, 2);
+    await reserve(hub, 'demo-alice', { arcade: a1, game: 1, player2: 'demo-bob' });
+    assertError(await tryReserve(hub, 'demo-bob', a2, 2), 409, 'already_queued');
+    await clear(hub, a1);
+    await clear(hub, a2);
 
     // raced: 12 bookings by one player at two arcades at once -> one
-    // (arcade 3 was left offline by the test before)
     const q = await player(50);
     const before = await balance(q);
-    const all = await Promise.all([1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2].map((a) => tryReserve(hub, q, a)));
+    const all = await Promise.all([a1, a2, a1, a2, a1, a2, a1, a2, a1, a2, a1, a2].map((a) => tryReserve(hub, q, a)));
     const ok = all.filter((r) => r.status === 201);
     assert.equal(ok.length, 1, all.map((r) => r.status).join(','));
     for (const r of all.filter((x) => x.status !== 201)) assertError(r, 409, 'already_queued');
     assert.equal(await balance(q), before - ok[0].json.reservation.cost);
     assert.equal(await pg.psql(`SELECT count(*) FROM reservations WHERE user_id = rn_user_id('${q}') AND status IN ('waiting','called','playing')`), '1');
-    await clear(hub, 1);
-    await clear(hub, 2);
+    await clear(hub, a1);
+    await clear(hub, a2);
   } finally {
     await hub.stop();
   }
