@@ -1,6 +1,7 @@
 /*
  * api_opsqueue: the operators' queue routes (ROUTE_ADMIN): void a
- * reservation, switch an arcade's maintenance, set its opening hours. Each
+ * reservation, switch an arcade's (or one slot's) maintenance, set its
+ * opening hours. Each
  * is one SQL function of storage/sql/03_queue.sql taking the admin's uid
  * (rn_admin_void, rn_admin_maintenance, rn_admin_arcade_hours) whose answer
  * carries the arcade's snapshot (when the queue changed), the
@@ -111,6 +112,42 @@ static void put_maintenance(http_req_t *req)
 }
 
 /*
+ * PUT /api/v1/admin/arcades/{id}/slots/{slot}/maintenance {on, refund_waiting?}:
+ * one slot out of order; its game's waiting reservations are served after it
+ * is back (or refunded with refund_waiting), the others go on.
+ */
+static void put_slot_maintenance(http_req_t *req)
+{
+    long long id = http_req_param_id(req, 0), slot = http_req_param_id(req, 1);
+    json_t *body = http_req_json(req);
+    if (!body)
+        return;
+    if (id < 0 || slot < 1 || slot > 1000) {
+        http_respond_error(req, 404, id < 0 ? "arcade_not_found" : "slot_not_found",
+                           "no such arcade or slot");
+        return;
+    }
+    const json_t *on = json_object_get(body, "on");
+    bool refund;
+    if (!json_is_boolean(on) || opt_bool(body, "refund_waiting", &refund) != 0) {
+        http_respond_error(req, 400, "bad_request",
+                           "expected {\"on\": boolean, \"refund_waiting\": boolean}");
+        return;
+    }
+    char aid[HTTP_NUM_TEXT], sid[HTTP_NUM_TEXT], secs[HTTP_NUM_TEXT];
+    snprintf(aid, sizeof aid, "%lld", id);
+    snprintf(sid, sizeof sid, "%lld", slot);
+    snprintf(secs, sizeof secs, "%d", hub_config(http_req_hub(req))->call_deadline_s);
+    const char *params[] = {
+        db_caller_uid(req),        aid, sid, json_is_true(on) ? "true" : "false",
+        refund ? "true" : "false", secs};
+    db_call(req,
+            "SELECT rn_admin_slot_maintenance($1, $2::bigint, $3::integer, $4::boolean, "
+            "$5::boolean, $6::int)",
+            6, params, on_done, (void *)(intptr_t)CAB_EV_MAINTENANCE);
+}
+
+/*
  * PUT /api/v1/admin/arcades/{id}/hours {opens_at, closes_at, time_zone?,
  * last_call_min?}: validated by rn_admin_arcade_hours (422 bad_hours).
  */
@@ -134,6 +171,8 @@ static const route_t routes[] = {
     {HTTP_POST, "/api/v1/admin/reservations/{id}/void", ROUTE_ADMIN, post_void},
     {HTTP_PUT, "/api/v1/admin/arcades/{id}/maintenance", ROUTE_ADMIN, put_maintenance},
     {HTTP_PUT, "/api/v1/admin/arcades/{id}/hours", ROUTE_ADMIN, put_hours},
+    {HTTP_PUT, "/api/v1/admin/arcades/{id}/slots/{slot}/maintenance", ROUTE_ADMIN,
+     put_slot_maintenance},
 };
 
 const route_table_t api_opsqueue_routes = {routes, sizeof routes / sizeof routes[0]};

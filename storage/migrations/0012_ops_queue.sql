@@ -41,3 +41,8 @@ ALTER TABLE arcades
     ADD COLUMN last_call_min integer NOT NULL DEFAULT 15 CHECK (last_call_min BETWEEN 0 AND 720),
     ADD CONSTRAINT arcades_hours_both CHECK ((opens_at IS NULL) = (closes_at IS NULL)),
     ADD CONSTRAINT arcades_hours_differ CHECK (opens_at IS DISTINCT FROM closes_at OR opens_at IS NULL);
+
+-- One slot of a cabinet in maintenance (its game cannot be played there): its
+-- game takes no booking at that arcade and its waiting reservations are not
+-- called (the others are served past them) until it is back.
+ALTER TABLE arcade_games ADD COLUMN maintenance boolean NOT NULL DEFAULT false;

@@ -323,9 +323,12 @@ BEGIN
                WHERE arcade_id = a.id AND status IN ('called', 'playing')) THEN
         RETURN '[]'::jsonb;
     END IF;
-    SELECT * INTO r FROM reservations
-    WHERE arcade_id = a.id AND status = 'waiting'
-    ORDER BY id LIMIT 1
+    -- the head, past those whose slot is in maintenance (0012)
+    SELECT * INTO r FROM reservations w
+    WHERE w.arcade_id = a.id AND w.status = 'waiting'
+      AND NOT EXISTS (SELECT 1 FROM arcade_games ag
+                      WHERE ag.arcade_id = a.id AND ag.game_id = w.game_id AND ag.maintenance)
+    ORDER BY w.id LIMIT 1
     FOR UPDATE;
     IF NOT FOUND THEN
         RETURN '[]'::jsonb;
@@ -471,6 +474,7 @@ DECLARE
     v_reservation jsonb;
     v_events jsonb;
     v_called jsonb;
+    v_slot_down boolean;
 BEGIN
     SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
     IF NOT FOUND THEN
@@ -498,14 +502,20 @@ BEGIN
                                to_char(a.closes_at, 'HH24:MI'), a.time_zone),
                         jsonb_build_object('reason', 'closed'));
     END IF;
-    SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost
-    INTO v_game_name, v_min, v_max, v_cost
+    SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost, ag.maintenance
+    INTO v_game_name, v_min, v_max, v_cost, v_slot_down
     FROM games g0
     JOIN arcade_games ag ON ag.game_id = g0.id AND ag.arcade_id = a.id
     WHERE g0.id = p_game_id AND g0.active;
     IF NOT FOUND THEN
         RETURN rn_error(422, 'game_not_on_arcade',
                         format('game %s is not available on arcade %s', p_game_id, a.id));
+    END IF;
+    IF v_slot_down THEN
+        RETURN rn_error(409, 'arcade_unavailable',
+                        format('%s is in maintenance on arcade %s; try again later',
+                               v_game_name, a.id),
+                        jsonb_build_object('reason', 'slot_maintenance'));
     END IF;
 
     IF p_player2_uid IS NOT NULL THEN
@@ -1203,7 +1213,8 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
         'games', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                              'slot', ag.slot, 'game_id', g.id, 'name', g.name,
                              'ticket_cost', g.ticket_cost, 'min_players', g.min_players,
-                             'max_players', g.max_players) ORDER BY ag.slot), '[]'::jsonb)
+                             'max_players', g.max_players, 'maintenance', ag.maintenance)
+                             ORDER BY ag.slot), '[]'::jsonb)
                   FROM arcade_games ag JOIN games g ON g.id = ag.game_id
                   WHERE ag.arcade_id = p_arcade.id AND g.active))
 $$;
@@ -1752,5 +1763,71 @@ BEGIN
     RETURN rn_queue_answer(200, jsonb_build_object('changed', true,
                                                    'refunded_reservations', v_refunded),
                            v_events, a.id);
+END
+$$;
+
+-- PUT /api/v1/admin/arcades/{id}/slots/{slot}/maintenance {on, refund_waiting?}:
+-- one slot of the cabinet in maintenance. While on, its game takes no
+-- booking at this arcade (409 arcade_unavailable, reason slot_maintenance)
+-- and its waiting reservations keep their place but are not called (the
+-- next ones are served past them); with p_refund_waiting they are voided
+-- (reason maintenance) and refunded. A called reservation of that slot goes
+-- back to the head (rn_uncall) and the next callable one is called. Off: the
+-- head is called if the cabinet is idle. 404 arcade_not_found /
+-- slot_not_found. 200 {arcade_id, slot, game_id, maintenance,
+-- refunded_reservations} + snapshot + admin_event.
+CREATE OR REPLACE FUNCTION rn_admin_slot_maintenance(p_admin_uid text, p_arcade_id bigint,
+                                                     p_slot integer, p_on boolean,
+                                                     p_refund_waiting boolean,
+                                                     p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    ag arcade_games;
+    r reservations;
+    v_events jsonb := '[]';
+    v_called jsonb;
+    v_refunded jsonb := '[]';
+BEGIN
+    IF p_on IS NULL THEN
+        RETURN rn_error(422, 'bad_request', 'on: true or false');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    SELECT * INTO ag FROM arcade_games WHERE arcade_id = a.id AND slot = p_slot FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'slot_not_found', format('arcade %s has no slot %s', a.id, p_slot));
+    END IF;
+    UPDATE arcade_games SET maintenance = p_on WHERE arcade_id = a.id AND slot = p_slot;
+    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id RETURNING * INTO a;
+    IF p_on THEN
+        IF EXISTS (SELECT 1 FROM reservations WHERE arcade_id = a.id AND status = 'called'
+                                                AND game_id = ag.game_id) THEN
+            v_events := rn_uncall(a.id);
+        END IF;
+        IF coalesce(p_refund_waiting, false) THEN
+            FOR r IN SELECT * FROM reservations
+                     WHERE arcade_id = a.id AND status = 'waiting' AND game_id = ag.game_id
+                     ORDER BY id FOR UPDATE LOOP
+                v_events := v_events
+                    || rn_reservation_end_x(a, r, 'voided', 'maintenance', true, p_deadline_s);
+                v_refunded := v_refunded || to_jsonb(r.id);
+            END LOOP;
+        END IF;
+    END IF;
+    v_called := rn_call_next(a.id, p_deadline_s);
+    IF jsonb_array_length(v_called) = 0 THEN
+        v_called := jsonb_build_array(rn_cabinet_queue_event(a.id));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_build_object(
+                               'arcade_id', a.id, 'slot', p_slot, 'game_id', ag.game_id,
+                               'maintenance', p_on, 'refunded_reservations', v_refunded),
+                           v_events || v_called, a.id)
+        || jsonb_build_object('admin_event', jsonb_build_object(
+               'kind', 'slot_maintenance', 'by', p_admin_uid, 'arcade_id', a.id,
+               'slot', p_slot, 'game_id', ag.game_id, 'before', ag.maintenance,
+               'after', p_on, 'refunded_reservations', v_refunded));
 END
 $$;

@@ -8,7 +8,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { http, parseMetrics, token } from '../lib/harness.js';
-import { ARCADE, GAME_SOLO, cabinet, grant, nextEvent, nextSnapshot, phone, reserve, startWorld, startHub } from './queue_world.js';
+import { ARCADE, GAME_SOLO, cabinet, cabinetKey, grant, nextEvent, nextSnapshot, phone, reserve, startWorld, startHub } from './queue_world.js';
 import { ADMIN, api, assertBooksBalance, assertError } from './tickets_world.js';
 
 let world;
@@ -239,6 +239,53 @@ test('maintenance: phones see it live, new bookings 409 arcade_unavailable, wait
     const again = await tryReserve(hub, p3, arcade);
     assert.equal(again.status, 201, again.text);
     assert.equal(again.json.reservation.status, 'called', 'the idle cabinet calls at once');
+    await clear(hub, arcade);
+    cab.terminate();
+  } finally {
+    await hub.stop();
+  }
+});
+
+test('one slot in maintenance: its game is refused and skipped, the others are served, refunds by choice', async () => {
+  const { pg, redis } = world;
+  const arcade = await newArcade();
+  const key = await cabinetKey(pg, arcade);
+  const hub = await startHub({ pg, redis });
+  try {
+    const cab = await cabinet(hub, key);
+    const [p1, p2, p3, p4] = [await player(), await player(), await player(), await player()];
+    const phone2 = await phone(hub, p2, { autoAck: true });
+    const phone3 = await phone(hub, p3, { autoAck: true });
+    const r1 = (await tryReserve(hub, p1, arcade, 3)).json.reservation;
+    assert.equal(r1.status, 'called');
+    const r2 = (await tryReserve(hub, p2, arcade, 2)).json.reservation;
+    const r3 = (await tryReserve(hub, p3, arcade, 3)).json.reservation;
+
+    assertError(await api(hub, 'PUT', `/admin/arcades/${arcade}/slots/9/maintenance`, ADMIN, { body: { on: true } }), 404, 'slot_not_found');
+    assertError(await api(hub, 'PUT', `/admin/arcades/${arcade}/slots/3/maintenance`, ADMIN, { body: { on: 1 } }), 400, 'bad_request');
+    const on = await api(hub, 'PUT', `/admin/arcades/${arcade}/slots/3/maintenance`, ADMIN, { body: { on: true } });
+    assert.equal(on.status, 200, on.text);
+    assert.equal(on.json.game_id, 3);
+    // the called game-3 player goes back to the head; game 2 behind is served past them
+    await nextEvent(phone2, 'your_turn', (m) => m.reservation_id === r2.id);
+    await cab.queue((m) => m.called?.reservation_id === r2.id);
+    assert.equal(await status(r1.id), 'waiting');
+    assert.equal(await status(r3.id), 'waiting');
+    const refused = await tryReserve(hub, p4, arcade, 3);
+    assertError(refused, 409, 'arcade_unavailable');
+    assert.equal(refused.json.error.reason, 'slot_maintenance');
+    const pub = await http(hub, 'GET', `/api/v1/arcades/${arcade}`);
+    assert.equal(pub.json.arcade.games.find((g) => g.slot === 3).maintenance, true);
+
+    const before3 = await balance(p3);
+    const refund = await api(hub, 'PUT', `/admin/arcades/${arcade}/slots/3/maintenance`, ADMIN, { body: { on: true, refund_waiting: true } });
+    assert.deepEqual(refund.json.refunded_reservations, [r1.id, r3.id]);
+    const ev = await nextEvent(phone3, 'reservation', (m) => m.reservation_id === r3.id && m.status === 'voided');
+    assert.equal(ev.refunded, true);
+    assert.equal(await balance(p3), before3 + r3.cost);
+    const off = await api(hub, 'PUT', `/admin/arcades/${arcade}/slots/3/maintenance`, ADMIN, { body: { on: false } });
+    assert.equal(off.status, 200, off.text);
+    assert.equal((await tryReserve(hub, p4, arcade, 3)).status, 201);
     await clear(hub, arcade);
     cab.terminate();
   } finally {
