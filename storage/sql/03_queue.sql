@@ -1,6 +1,9 @@
 -- 03_queue: the queue of each arcade (DESIGN.md "Queue semantics"):
 -- reserve, cancel, call, unlock, game over, expiry, the cabinet's side and
--- its lease, the public snapshot, and the catalogue reads (arcades, games).
+-- its lease, the public snapshot, and the catalogue reads (arcades, games),
+-- and the operators' side (at the end): void, game timeouts, the cabinet's
+-- report, maintenance of an arcade or a slot, opening hours, and the rule of
+-- one active reservation per player.
 --
 -- Layout (storage/sql/README.md): every SQL function of the hub lives in
 -- exactly one domain file, as CREATE OR REPLACE; the runner (storage/migrate.c)
