@@ -111,6 +111,14 @@ static const option_spec_t options[] = {
      "0: off"},
     {"bus-pg-fallback", "HUB_BUS_PG_FALLBACK", OPT_BOOL, O(bus_pg_fallback), "1",
      "while Redis is down, push between hubs through PostgreSQL LISTEN/NOTIFY (storage/pg_bus.h)"},
+    {"game-max-s", "HUB_GAME_MAX_S", OPT_INT, O(game_max_s), "900",
+     "a game's maximum duration in seconds, for games without their own max_duration_s"},
+    {"game-grace-s", "HUB_GAME_GRACE_S", OPT_INT, O(game_grace_s), "60",
+     "seconds past a game's maximum duration before it ends as timed_out"},
+    {"refund-timed-out", "HUB_REFUND_TIMED_OUT", OPT_BOOL, O(refund_timed_out), "0",
+     "refund reservations that end as timed_out (past the maximum, or unknown to the cabinet)"},
+    {"game-timeout-sweep-ms", "HUB_GAME_TIMEOUT_SWEEP_MS", OPT_INT, O(game_timeout_sweep_ms),
+     "5000", "how often every process looks for games past their maximum duration"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -234,7 +242,8 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     }
     if (cfg->port < 1 || cfg->port > 65535 || cfg->pg_pool_size < 1 || cfg->workers < 1 ||
         cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
-        cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300) {
+        cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300 || cfg->game_max_s < 1 ||
+        cfg->game_timeout_sweep_ms < 100) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
         return -1;
     }

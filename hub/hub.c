@@ -18,6 +18,7 @@
 #include "duty.h"
 #include "events.h"
 #include "events_sweep.h"
+#include "game_timeout.h"
 #include "fanout.h"
 #include "firebase_keys.h"
 #include "http.h"
@@ -48,6 +49,7 @@ struct hub {
     cabinets_t *cabinets;
     cabinet_lease_t *lease;
     events_sweep_t *sweep;
+    game_timeout_t *game_timeout;
     payments_t *payments;
     ratelimit_t *ratelimit;
     userstate_t *userstate;
@@ -371,6 +373,8 @@ static void shutdown_now(hub_t *hub)
     hub->lease = NULL;
     events_sweep_close(hub->sweep);
     hub->sweep = NULL;
+    game_timeout_close(hub->game_timeout);
+    hub->game_timeout = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
     hub->payments = NULL;
     pg_pool_close(hub->pool);
@@ -571,7 +575,7 @@ static const route_table_t *const route_tables[] = {
     &api_ops_routes,   &api_queue_routes,  &api_tickets_routes,
     &api_admin_routes, &api_social_routes, &api_catalogue_routes, &api_cabinet_config_routes,
     /* after social: its fixed /users paths match before /users/{id} */
-    &api_player_routes, &api_reports_routes,
+    &api_player_routes, &api_reports_routes, &api_opsqueue_routes,
 #ifdef RN_DEBUG_ROUTES
     &api_debug_routes,
 #endif
@@ -623,7 +627,8 @@ static int start_services(hub_t *hub)
     http_set_routes(route_tables, sizeof route_tables / sizeof route_tables[0]);
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     hub->sweep = hub->server ? events_sweep_new(hub) : NULL;
-    return hub->server ? 0 : -1;
+    hub->game_timeout = hub->server ? game_timeout_new(hub) : NULL;
+    return hub->server && hub->game_timeout ? 0 : -1;
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -686,6 +691,7 @@ fail:
     payments_close(hub->payments);
     cabinet_lease_close(hub->lease);
     events_sweep_close(hub->sweep);
+    game_timeout_close(hub->game_timeout);
     if (hub->pool)
         pg_pool_close(hub->pool);
     if (hub->server) {

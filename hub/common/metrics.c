@@ -43,7 +43,8 @@ static const char *const limit_names[] = {"rest_ip",          "rest_user",  "ws_
 static const char *const refused_names[] = {"uri_too_long", "headers_too_large", "lws_closed"};
 
 static const char *const cabinet_event_names[] = {
-    "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over"};
+    "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over",
+    "timed_out", "reconciled", "voided", "maintenance"};
 
 static const char *const catchup_event_names[] = {"wanted", "coalesced", "retried", "waited",
                                                   "done"};

@@ -50,6 +50,10 @@ typedef enum cabinet_event {
     CAB_EV_UNLOCK_BAD,    /* a wrong code (counted towards the lock) */
     CAB_EV_UNLOCK_LOCKED, /* refused: unlock locked */
     CAB_EV_GAME_OVER,     /* scores recorded */
+    CAB_EV_TIMED_OUT,     /* a game ended past its maximum duration (game_timeout.c) */
+    CAB_EV_RECONCILED,    /* a playing reservation the cabinet no longer knew, ended */
+    CAB_EV_VOIDED,        /* an admin voided a reservation */
+    CAB_EV_MAINTENANCE,   /* an admin switched an arcade's maintenance */
     CAB_EV_COUNT
 } cabinet_event_t;
 void metrics_cabinet(cabinet_event_t ev);

@@ -40,23 +40,23 @@ cabinet_op_t *cabinet_op_new(session_t *s, long arcade_id, bool has_id, int64_t 
 
 int cabinet_op_set(cabinet_op_t *op, const char *sql, int nparams, const char *const *params)
 {
-    for (int i = 0; i < CAB_OP_PARAMS; i++) {
+    for (int i = 0; i < CABINET_OP_PARAMS; i++) {
         free(op->params[i]);
         op->params[i] = NULL;
     }
     op->sql = sql;
     op->nparams = nparams;
-    for (int i = 0; i < nparams && i < CAB_OP_PARAMS; i++)
+    for (int i = 0; i < nparams && i < CABINET_OP_PARAMS; i++)
         if (params[i] && !(op->params[i] = strdup(params[i])))
             return -1;
-    return nparams <= CAB_OP_PARAMS ? 0 : -1;
+    return nparams <= CABINET_OP_PARAMS ? 0 : -1;
 }
 
 void cabinet_op_free(cabinet_op_t *op)
 {
     if (!op)
         return;
-    for (int i = 0; i < CAB_OP_PARAMS; i++)
+    for (int i = 0; i < CABINET_OP_PARAMS; i++)
         free(op->params[i]);
     OPENSSL_cleanse(op->code, sizeof op->code);
     session_ref_release(op->ref);
@@ -337,18 +337,51 @@ void cabinet_msg_game_over(session_t *s, const envelope_t *env)
     free(text);
 }
 
+/* status: an answer; a reconcile that ended a game the cabinet no longer knew is counted. */
+static int on_report(hub_t *hub, cabinet_op_t *op, int status, PGresult *res)
+{
+    json_t *result = cabinet_op_result(hub, op, status, res);
+    if (json_object_get(json_object_get(result, "body"), "ended_reservation_id"))
+        metrics_cabinet(CAB_EV_RECONCILED);
+    if (result)
+        cabinet_op_reply(op, result);
+    json_decref(result);
+    return 0;
+}
+
+/*
+ * status {state: idle | playing | maintenance, reservation_id?}. idle and
+ * playing (with the reservation it plays) are the cabinet's report of what
+ * it is doing, sent at connect and whenever it changes: rn_cabinet_report
+ * reconciles (a playing reservation it does not know ends as timed_out).
+ * maintenance: rn_cabinet_status.
+ */
 void cabinet_msg_status(session_t *s, const envelope_t *env)
 {
     const char *state = json_string_value(json_object_get(env->body, "state"));
-    if (!state || (strcmp(state, "idle") != 0 && strcmp(state, "maintenance") != 0)) {
+    bool report = state && (strcmp(state, "idle") == 0 || strcmp(state, "playing") == 0);
+    if (!report && (!state || strcmp(state, "maintenance") != 0)) {
         session_send_error(s, env->has_id, env->id, "bad_request",
-                           "state must be \"idle\" or \"maintenance\"");
+                           "state must be \"idle\", \"playing\" or \"maintenance\"");
         return;
     }
-    char arcade[24], secs[24];
+    const hub_config_t *cfg = hub_config(session_hub(s));
+    char arcade[24], secs[24], rid[24];
     snprintf(arcade, sizeof arcade, "%ld", session_arcade_id(s));
-    snprintf(secs, sizeof secs, "%d", hub_config(session_hub(s))->call_deadline_s);
-    const char *params[] = {arcade, state, secs};
-    submit(s, env, on_answer, "SELECT rn_cabinet_status($1::bigint, $2::text, $3::int)", 3, params,
-           NULL);
+    snprintf(secs, sizeof secs, "%d", cfg->call_deadline_s);
+    if (!report) {
+        const char *params[] = {arcade, state, secs};
+        submit(s, env, on_answer, "SELECT rn_cabinet_status($1::bigint, $2::text, $3::int)", 3,
+               params, NULL);
+        return;
+    }
+    json_int_t id = 0;
+    if (strcmp(state, "playing") == 0 && !(id = id_field(s, env, "reservation_id")))
+        return;
+    snprintf(rid, sizeof rid, "%" JSON_INTEGER_FORMAT, id);
+    const char *params[] = {arcade, state, id ? rid : NULL,
+                            cfg->refund_timed_out ? "true" : "false", secs};
+    submit(s, env, on_report,
+           "SELECT rn_cabinet_report($1::bigint, $2::text, $3::bigint, $4::boolean, $5::int)", 5,
+           params, NULL);
 }

@@ -28,7 +28,7 @@
 #include "hub.h"
 #include "session.h"
 
-#define CAB_OP_PARAMS 4
+#define CABINET_OP_PARAMS 5
 #define CAB_DB_RETRY_MS 1000 /* the database was unreachable: try again after */
 
 typedef struct cabinet_op cabinet_op_t;
@@ -74,7 +74,7 @@ struct cabinet_op {
     int64_t id;
     const char *sql; /* static text */
     int nparams;
-    char *params[CAB_OP_PARAMS]; /* owned */
+    char *params[CABINET_OP_PARAMS]; /* owned */
     int64_t reservation_id;      /* per-kind state */
     int64_t epoch;
     char code[8]; /* unlock: what was typed, until compared */

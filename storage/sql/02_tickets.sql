@@ -454,9 +454,10 @@ $$;
 --   promo_count   a code whose uses column <> its promo_uses rows
 --   reservation   a reservation without exactly one 'reservation' debit of
 --                 -cost for its user
---   refund        a refund (+cost, the booking user) missing for a cancelled or
---                 voided reservation, more than one for an expired one, or one
---                 for a reservation in any other state
+--   refund        a refund (+cost, the booking user) missing for a cancelled
+--                 reservation, more than one for an expired, voided or
+--                 timed_out one (refunded by choice or by policy), or one for a
+--                 reservation in any other state
 CREATE OR REPLACE FUNCTION rn_audit()
 RETURNS TABLE (kind text, detail text) LANGUAGE sql STABLE AS $$
     SELECT 'balance', format('user %s (%s): tickets_balance %s but sum(ledger.delta) %s',
@@ -516,9 +517,9 @@ RETURNS TABLE (kind text, detail text) LANGUAGE sql STABLE AS $$
             FROM ledger WHERE ledger.kind = 'refund' AND reservation_id = r.id) l
      WHERE NOT l.same_user
         OR (l.n > 0 AND l.total <> l.n * r.cost)
-        OR (r.status IN ('cancelled', 'voided') AND l.n <> 1)
-        OR (r.status = 'expired' AND l.n > 1)
-        OR (r.status NOT IN ('cancelled', 'voided', 'expired') AND l.n <> 0)
+        OR (r.status = 'cancelled' AND l.n <> 1)
+        OR (r.status IN ('expired', 'voided', 'timed_out') AND l.n > 1)
+        OR (r.status NOT IN ('cancelled', 'voided', 'expired', 'timed_out') AND l.n <> 0)
 $$;
 
 -- ---------------------------------------------------------------------------

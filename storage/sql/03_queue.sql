@@ -1,6 +1,9 @@
 -- 03_queue: the queue of each arcade (DESIGN.md "Queue semantics"):
 -- reserve, cancel, call, unlock, game over, expiry, the cabinet's side and
--- its lease, the public snapshot, and the catalogue reads (arcades, games).
+-- its lease, the public snapshot, and the catalogue reads (arcades, games),
+-- and the operators' side (at the end): void, game timeouts, the cabinet's
+-- report, maintenance of an arcade or a slot, opening hours, and the rule of
+-- one active reservation per player.
 --
 -- Layout (storage/sql/README.md): every SQL function of the hub lives in
 -- exactly one domain file, as CREATE OR REPLACE; the runner (storage/migrate.c)
@@ -145,6 +148,7 @@ BEGIN
     SELECT jsonb_build_object(
                'type', 'queue', 'arcade_id', a.id, 'v', a.queue_version, 'name', a.name,
                'status', a.status,
+               'maintenance', a.maintenance, 'maintenance_message', a.maintenance_message,
                'called', CASE WHEN act.status = 'called' THEN act.obj END,
                'playing', CASE WHEN act.status = 'playing' THEN act.obj END,
                'waiting', wl.list, 'avg_game_s', p_avg, 'eta_is_estimate', true)
@@ -315,16 +319,19 @@ DECLARE
     v_called jsonb;
 BEGIN
     SELECT * INTO a FROM arcades WHERE id = p_arcade_id;
-    IF NOT FOUND OR a.deleted_at IS NOT NULL OR a.status <> 'idle' THEN
+    IF NOT FOUND OR a.deleted_at IS NOT NULL OR a.status <> 'idle' OR a.maintenance THEN
         RETURN '[]'::jsonb;
     END IF;
     IF EXISTS (SELECT 1 FROM reservations
                WHERE arcade_id = a.id AND status IN ('called', 'playing')) THEN
         RETURN '[]'::jsonb;
     END IF;
-    SELECT * INTO r FROM reservations
-    WHERE arcade_id = a.id AND status = 'waiting'
-    ORDER BY id LIMIT 1
+    -- the head, past those whose slot is in maintenance (0012)
+    SELECT * INTO r FROM reservations w
+    WHERE w.arcade_id = a.id AND w.status = 'waiting'
+      AND NOT EXISTS (SELECT 1 FROM arcade_games ag
+                      WHERE ag.arcade_id = a.id AND ag.game_id = w.game_id AND ag.maintenance)
+    ORDER BY w.id LIMIT 1
     FOR UPDATE;
     IF NOT FOUND THEN
         RETURN '[]'::jsonb;
@@ -470,23 +477,48 @@ DECLARE
     v_reservation jsonb;
     v_events jsonb;
     v_called jsonb;
+    v_slot_down boolean;
 BEGIN
     SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
     IF NOT FOUND THEN
         RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
     END IF;
-    IF a.status = 'maintenance' THEN
+    IF a.status = 'maintenance' OR a.maintenance THEN
         RETURN rn_error(409, 'arcade_unavailable',
-                        format('arcade %s is in maintenance; try again later', a.id));
+                        coalesce(nullif(a.maintenance_message, ''),
+                                 format('arcade %s is in maintenance; try again later', a.id)),
+                        jsonb_build_object('reason', 'maintenance'));
     END IF;
-    SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost
-    INTO v_game_name, v_min, v_max, v_cost
+    -- offline is only ever set past the grace window (rn_cabinet_offline);
+    -- an arcade whose cabinet never connected (epoch 0) takes bookings.
+    IF a.status = 'offline' AND a.cabinet_epoch > 0 THEN
+        RETURN rn_error(409, 'arcade_unavailable',
+                        format('arcade %s is offline; try again later', a.id),
+                        jsonb_build_object('reason', 'offline'));
+    END IF;
+    -- opening hours: closed, or closing within its last call
+    IF NOT rn_arcade_open_at_x(a, now())
+       OR NOT rn_arcade_open_at_x(a, now() + make_interval(mins => a.last_call_min)) THEN
+        RETURN rn_error(409, 'arcade_unavailable',
+                        format('arcade %s takes bookings from %s until %s minutes before %s (%s)',
+                               a.id, to_char(a.opens_at, 'HH24:MI'), a.last_call_min,
+                               to_char(a.closes_at, 'HH24:MI'), a.time_zone),
+                        jsonb_build_object('reason', 'closed'));
+    END IF;
+    SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost, ag.maintenance
+    INTO v_game_name, v_min, v_max, v_cost, v_slot_down
     FROM games g0
     JOIN arcade_games ag ON ag.game_id = g0.id AND ag.arcade_id = a.id
     WHERE g0.id = p_game_id AND g0.active;
     IF NOT FOUND THEN
         RETURN rn_error(422, 'game_not_on_arcade',
                         format('game %s is not available on arcade %s', p_game_id, a.id));
+    END IF;
+    IF v_slot_down THEN
+        RETURN rn_error(409, 'arcade_unavailable',
+                        format('%s is in maintenance on arcade %s; try again later',
+                               v_game_name, a.id),
+                        jsonb_build_object('reason', 'slot_maintenance'));
     END IF;
 
     IF p_player2_uid IS NOT NULL THEN
@@ -510,32 +542,37 @@ BEGIN
                         jsonb_build_object('min_players', v_min, 'max_players', v_max));
     END IF;
 
-    IF EXISTS (SELECT 1 FROM reservations
-               WHERE arcade_id = a.id AND status IN ('waiting', 'called', 'playing')
-                 AND (user_id = p_user_id OR player2_id = p_user_id)) THEN
-        RETURN rn_error(409, 'already_queued',
-                        format('you are already in the queue of arcade %s', a.id));
-    END IF;
-    IF v_p2 IS NOT NULL THEN
-        IF EXISTS (SELECT 1 FROM reservations
-                   WHERE arcade_id = a.id AND status IN ('waiting', 'called', 'playing')
-                     AND (user_id = v_p2 OR player2_id = v_p2)) THEN
-            RETURN rn_error(409, 'already_queued',
-                            format('player 2 is already in the queue of arcade %s', a.id));
-        END IF;
-    END IF;
-
     -- Under the user rows' locks again: an admin deleting the booker or player 2
     -- (rn_admin_user_delete: arcade rows then user rows, as here) commits first or waits for us.
+    -- Both rows, in id order: two bookings naming the same players (at any
+    -- arcades) are serialised here, so the one-active check below is exact.
+    -- NO KEY UPDATE: the idempotency key's row already holds KEY SHARE on the
+    -- booker (its foreign key); FOR UPDATE would deadlock two such bookings.
+    PERFORM 1 FROM users WHERE id IN (p_user_id, v_p2) ORDER BY id FOR NO KEY UPDATE;
     SELECT tickets_balance INTO v_balance FROM users
-     WHERE id = p_user_id AND deleted_at IS NULL FOR UPDATE;
+     WHERE id = p_user_id AND deleted_at IS NULL;
     IF NOT FOUND THEN
         RETURN rn_not_registered();
     END IF;
     IF v_p2 IS NOT NULL THEN
-        PERFORM 1 FROM users WHERE id = v_p2 AND deleted_at IS NULL FOR SHARE;
+        PERFORM 1 FROM users WHERE id = v_p2 AND deleted_at IS NULL;
         IF NOT FOUND THEN
             RETURN rn_error(422, 'not_a_friend', 'player 2 must be one of your accepted friends');
+        END IF;
+    END IF;
+    v_called := rn_active_reservation_x(p_user_id);
+    IF v_called IS NOT NULL THEN
+        RETURN rn_error(409, 'already_queued',
+                        format('you already have a reservation at arcade %s: one at a time',
+                               v_called ->> 'arcade_id'), v_called);
+    END IF;
+    IF v_p2 IS NOT NULL THEN
+        v_called := rn_active_reservation_x(v_p2);
+        IF v_called IS NOT NULL THEN
+            RETURN rn_error(409, 'already_queued',
+                            format('player 2 already has a reservation at arcade %s',
+                                   v_called ->> 'arcade_id'),
+                            v_called || jsonb_build_object('player', 2));
         END IF;
     END IF;
     IF v_balance < v_cost THEN
@@ -1168,13 +1205,19 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', p_arcade.id, 'name', p_arcade.name, 'location', p_arcade.location,
         'status', p_arcade.status,
+        'maintenance', p_arcade.maintenance, 'maintenance_message', p_arcade.maintenance_message,
+        'opening_hours', CASE WHEN p_arcade.opens_at IS NOT NULL THEN jsonb_build_object(
+            'opens_at', to_char(p_arcade.opens_at, 'HH24:MI'),
+            'closes_at', to_char(p_arcade.closes_at, 'HH24:MI'),
+            'time_zone', p_arcade.time_zone, 'last_call_min', p_arcade.last_call_min) END,
         'queue_length', (SELECT count(*) FROM reservations r
                          WHERE r.arcade_id = p_arcade.id AND r.status = 'waiting'),
         'avg_game_s', rn_avg_game_s(p_arcade.id),
         'games', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                              'slot', ag.slot, 'game_id', g.id, 'name', g.name,
                              'ticket_cost', g.ticket_cost, 'min_players', g.min_players,
-                             'max_players', g.max_players) ORDER BY ag.slot), '[]'::jsonb)
+                             'max_players', g.max_players, 'maintenance', ag.maintenance)
+                             ORDER BY ag.slot), '[]'::jsonb)
                   FROM arcade_games ag JOIN games g ON g.id = ag.game_id
                   WHERE ag.arcade_id = p_arcade.id AND g.active))
 $$;
@@ -1288,5 +1331,506 @@ BEGIN
         END IF;
     END LOOP;
     RETURN answers;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Operations (issue 10): void, game timeout, cabinet reconcile, maintenance,
+-- one active reservation per player. Every admin action is ONE function
+-- taking p_admin_uid and returning an "admin_event": the single place where
+-- an audit row can be added.
+
+-- The player's reservation in waiting / called / playing, at any arcade, as
+-- booker or player 2: {reservation_id, arcade_id, status}, or NULL. The rule
+-- (DESIGN.md, PROTOCOL.md): one active reservation per player across the
+-- network, so nobody is ever called at two cabinets at once. rn_reserve_do
+-- asks under the players' row locks.
+CREATE OR REPLACE FUNCTION rn_active_reservation_x(p_user_id bigint)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT jsonb_build_object('reservation_id', t.id, 'arcade_id', t.arcade_id,
+                              'status', t.status)
+    INTO v
+    FROM (SELECT r.id, r.arcade_id, r.status FROM reservations r
+          WHERE r.user_id = p_user_id AND r.status IN ('waiting', 'called', 'playing')
+          UNION ALL
+          SELECT r.id, r.arcade_id, r.status FROM reservations r
+          WHERE r.player2_id = p_user_id AND r.status IN ('waiting', 'called', 'playing')
+          ORDER BY 1 LIMIT 1) t;
+    RETURN v;
+END
+$$;
+
+-- Ends the non-final reservation r of the arcade a (whose row the caller
+-- locked) as p_status ('voided' or 'timed_out') for p_reason, refunded
+-- through rn_reservation_refund when p_refund. A reservation that held the
+-- cabinet (called or playing) frees it (playing -> idle) and the next one is
+-- called; the cabinet always learns its new queue. Bumps queue_version.
+-- Returns the events: balance, reservation {status, reason, refunded} to its
+-- players, then those of the call or the positions.
+CREATE OR REPLACE FUNCTION rn_reservation_end_x(a arcades, r reservations, p_status text,
+                                                p_reason text, p_refund boolean,
+                                                p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_was text := r.status;
+    v_refund boolean := coalesce(p_refund, false);
+    v_events jsonb := '[]';
+    v_called jsonb;
+BEGIN
+    UPDATE arcades
+       SET queue_version = queue_version + 1,
+           status = CASE WHEN v_was = 'playing' AND status = 'playing' THEN 'idle' ELSE status END
+     WHERE id = a.id;
+    UPDATE reservations SET status = p_status, ended_at = now()
+     WHERE id = r.id
+    RETURNING * INTO r;
+    IF v_refund THEN
+        v_events := jsonb_build_array(rn_reservation_refund(r) -> 'event');
+    END IF;
+    v_events := v_events
+        || rn_players_event(r.user_id, r.player2_id, 'reservation', jsonb_build_object(
+               'reservation_id', r.id, 'arcade_id', a.id, 'game_id', r.game_id,
+               'status', p_status, 'reason', p_reason, 'refunded', v_refund));
+    IF v_was = 'waiting' THEN
+        RETURN v_events || rn_position_events(a.id, r.id);
+    END IF;
+    v_called := rn_call_next(a.id, p_deadline_s);
+    IF jsonb_array_length(v_called) = 0 THEN
+        v_called := jsonb_build_array(rn_cabinet_queue_event(a.id));
+    END IF;
+    RETURN v_events || v_called;
+END
+$$;
+
+-- POST /api/v1/admin/reservations/{id}/void {reason, refund}: from waiting,
+-- called or playing to voided. 404 reservation_not_found, 409 not_voidable
+-- (already final), 422 bad_reason. 200 {reservation_id, arcade_id, status,
+-- previous_status, reason, refunded} + the arcade's snapshot + admin_event.
+CREATE OR REPLACE FUNCTION rn_admin_void(p_admin_uid text, p_reservation_id bigint, p_reason text,
+                                         p_refund boolean, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_arcade bigint;
+    a arcades;
+    r reservations;
+    v_was text;
+    v_events jsonb;
+BEGIN
+    IF p_reason IS NULL OR char_length(btrim(p_reason)) NOT BETWEEN 1 AND 500 THEN
+        RETURN rn_error(422, 'bad_reason', 'reason: 1 to 500 characters');
+    END IF;
+    SELECT arcade_id INTO v_arcade FROM reservations WHERE id = p_reservation_id;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'reservation_not_found', 'no such reservation');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = v_arcade FOR UPDATE;
+    SELECT * INTO r FROM reservations WHERE id = p_reservation_id FOR UPDATE;
+    IF r.status NOT IN ('waiting', 'called', 'playing') THEN
+        RETURN rn_error(409, 'not_voidable',
+                        format('reservation %s is %s already', r.id, r.status),
+                        jsonb_build_object('status', r.status));
+    END IF;
+    v_was := r.status;
+    v_events := rn_reservation_end_x(a, r, 'voided', btrim(p_reason), p_refund, p_deadline_s);
+    RETURN rn_queue_answer(200, jsonb_build_object(
+                               'reservation_id', r.id, 'arcade_id', a.id, 'status', 'voided',
+                               'previous_status', v_was, 'reason', btrim(p_reason),
+                               'refunded', coalesce(p_refund, false)),
+                           v_events, a.id)
+        || jsonb_build_object('admin_event', jsonb_build_object(
+               'kind', 'reservation_voided', 'by', p_admin_uid, 'reservation_id', r.id,
+               'arcade_id', a.id, 'previous_status', v_was, 'reason', btrim(p_reason),
+               'refunded', coalesce(p_refund, false)));
+END
+$$;
+
+-- When the playing reservation r is due to time out: its start + the game's
+-- max_duration_s (p_default_max_s when NULL) + p_grace_s.
+CREATE OR REPLACE FUNCTION rn_game_due_x(r reservations, p_default_max_s integer, p_grace_s integer)
+RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_max integer;
+BEGIN
+    SELECT coalesce(g.max_duration_s, p_default_max_s) INTO v_max FROM games g WHERE g.id = r.game_id;
+    RETURN r.started_at + make_interval(secs => greatest(1, coalesce(v_max, 900))
+                                                + greatest(0, coalesce(p_grace_s, 0)));
+END
+$$;
+
+-- The playing reservation ran past its game's maximum duration and grace:
+-- timed_out (no score), refunded when p_refund, the next one called.
+-- Conditional (still playing and due by the database's clock), so a second
+-- process doing the same changes nothing: 200 {"changed": false,
+-- "retry_in_ms"?}. 200 {"changed": true, "reservation_id", "refunded"}.
+CREATE OR REPLACE FUNCTION rn_game_timeout(p_arcade_id bigint, p_reservation_id bigint,
+                                           p_default_max_s integer, p_grace_s integer,
+                                           p_refund boolean, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_due timestamptz;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    SELECT * INTO r FROM reservations WHERE id = p_reservation_id AND arcade_id = a.id FOR UPDATE;
+    IF FOUND AND r.status = 'playing' THEN
+        v_due := rn_game_due_x(r, p_default_max_s, p_grace_s);
+    END IF;
+    IF v_due IS NULL OR v_due > now() THEN
+        RETURN rn_answer(200, jsonb_strip_nulls(jsonb_build_object(
+            'changed', false, 'status', r.status,
+            'retry_in_ms', CASE WHEN v_due IS NOT NULL
+                                THEN greatest(0, rn_ms(v_due) - rn_ms(now())) END)));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_build_object('changed', true, 'reservation_id', r.id,
+                                                   'refunded', coalesce(p_refund, false)),
+                           rn_reservation_end_x(a, r, 'timed_out', 'max_duration', p_refund,
+                                                p_deadline_s),
+                           a.id);
+END
+$$;
+
+-- The playing reservations past their maximum duration and grace, on any
+-- live arcade (held by a process or not: a cabinet killed mid-game leaves
+-- nobody to time it): [[arcade_id, reservation_id], ...], oldest first, at
+-- most 100. Each is then ended by its own rn_game_timeout transaction (one
+-- arcade lock per transaction: the lock order stays arcade, then user).
+CREATE OR REPLACE FUNCTION rn_game_timeouts_due(p_default_max_s integer, p_grace_s integer)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(jsonb_build_array(t.arcade_id, t.id) ORDER BY t.started_at), '[]')
+    INTO v
+    FROM (SELECT r.arcade_id, r.id, r.started_at FROM reservations r
+          JOIN games g ON g.id = r.game_id
+          WHERE r.status = 'playing'
+            AND r.started_at + make_interval(secs => greatest(1, coalesce(g.max_duration_s,
+                                                                          p_default_max_s, 900))
+                                                     + greatest(0, coalesce(p_grace_s, 0)))
+                <= now()
+          ORDER BY r.started_at
+          LIMIT 100) t;
+    RETURN v;
+END
+$$;
+
+-- The cabinet reports what it is doing (status {state: idle | playing,
+-- reservation_id?}), at connect or whenever: the hub reconciles. A playing
+-- reservation the cabinet does not know (it says idle, or plays another)
+-- ends as timed_out with reason cabinet_reset (refunded when p_refund, the
+-- rule of the maximum duration), then idle goes on as rn_cabinet_status
+-- (the head is called). 'playing' with the playing reservation changes
+-- nothing. 200 {"status", "changed", "ended_reservation_id"?,
+-- "reservation_status"?} (the status of the reservation it named).
+CREATE OR REPLACE FUNCTION rn_cabinet_report(p_arcade_id bigint, p_state text,
+                                             p_reservation_id bigint, p_refund boolean,
+                                             p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_events jsonb := '[]';
+    v_ended bigint;
+    v_answer jsonb;
+    v_named text;
+BEGIN
+    IF p_state IS NULL OR p_state NOT IN ('idle', 'playing')
+       OR (p_state = 'playing' AND p_reservation_id IS NULL) THEN
+        RETURN rn_error(422, 'bad_state',
+                        'state must be "idle", or "playing" with its reservation_id');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    SELECT * INTO r FROM reservations WHERE arcade_id = a.id AND status = 'playing' FOR UPDATE;
+    IF FOUND AND (p_state = 'idle' OR r.id <> p_reservation_id) THEN
+        v_events := rn_reservation_end_x(a, r, 'timed_out', 'cabinet_reset', p_refund,
+                                         p_deadline_s);
+        v_ended := r.id;
+    END IF;
+    IF p_state = 'idle' THEN
+        v_answer := rn_cabinet_status(a.id, 'idle', p_deadline_s);
+        v_events := v_events || coalesce(v_answer -> 'events', '[]');
+    END IF;
+    IF p_reservation_id IS NOT NULL THEN
+        SELECT status INTO v_named FROM reservations
+        WHERE id = p_reservation_id AND arcade_id = a.id;
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = a.id;
+    IF v_ended IS NULL AND jsonb_array_length(v_events) = 0 THEN
+        RETURN rn_answer(200, jsonb_strip_nulls(jsonb_build_object(
+            'status', a.status, 'changed', false, 'reservation_status', v_named)));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_strip_nulls(jsonb_build_object(
+                               'status', a.status, 'changed', true,
+                               'ended_reservation_id', v_ended,
+                               'reservation_status', v_named)),
+                           v_events, a.id);
+END
+$$;
+
+-- PUT /api/v1/admin/arcades/{id}/maintenance {on, message?, refund_waiting?}.
+-- On: nobody is called (a called reservation goes back to the head with its
+-- code, rn_uncall; a playing one plays on), new reservations get 409
+-- arcade_unavailable with the message; the waiting keep their place, or with
+-- p_refund_waiting are voided and refunded (reason maintenance). Off: the
+-- head is called if the cabinet is idle. Phones see it in the snapshot
+-- (maintenance, maintenance_message); the cabinet gets its cabinet_queue.
+-- 404 arcade_not_found, 422 bad_message. 200 {arcade_id, maintenance,
+-- maintenance_message, refunded_reservations} + snapshot + admin_event.
+CREATE OR REPLACE FUNCTION rn_admin_maintenance(p_admin_uid text, p_arcade_id bigint, p_on boolean,
+                                                p_message text, p_refund_waiting boolean,
+                                                p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_was boolean;
+    v_events jsonb := '[]';
+    v_called jsonb;
+    v_refunded jsonb := '[]';
+BEGIN
+    IF p_on IS NULL THEN
+        RETURN rn_error(422, 'bad_request', 'on: true or false');
+    END IF;
+    IF char_length(p_message) > 500 THEN
+        RETURN rn_error(422, 'bad_message', 'message: at most 500 characters');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    v_was := a.maintenance;
+    UPDATE arcades
+       SET maintenance = p_on,
+           maintenance_message = CASE WHEN p_on THEN nullif(btrim(p_message), '') END,
+           queue_version = queue_version + 1
+     WHERE id = a.id
+    RETURNING * INTO a;
+    IF p_on THEN
+        v_events := rn_uncall(a.id);
+        IF coalesce(p_refund_waiting, false) THEN
+            FOR r IN SELECT * FROM reservations
+                     WHERE arcade_id = a.id AND status = 'waiting' ORDER BY id FOR UPDATE LOOP
+                v_events := v_events
+                    || rn_reservation_end_x(a, r, 'voided', 'maintenance', true, p_deadline_s);
+                v_refunded := v_refunded || to_jsonb(r.id);
+            END LOOP;
+        END IF;
+        v_events := v_events || jsonb_build_array(rn_cabinet_queue_event(a.id));
+    ELSE
+        v_called := rn_call_next(a.id, p_deadline_s);
+        IF jsonb_array_length(v_called) = 0 THEN
+            v_called := jsonb_build_array(rn_cabinet_queue_event(a.id));
+        END IF;
+        v_events := v_called;
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = a.id;
+    RETURN rn_queue_answer(200, jsonb_build_object(
+                               'arcade_id', a.id, 'maintenance', a.maintenance,
+                               'maintenance_message', a.maintenance_message,
+                               'refunded_reservations', v_refunded),
+                           v_events, a.id)
+        || jsonb_build_object('admin_event', jsonb_build_object(
+               'kind', 'arcade_maintenance', 'by', p_admin_uid, 'arcade_id', a.id,
+               'before', v_was, 'after', a.maintenance,
+               'message', a.maintenance_message, 'refunded_reservations', v_refunded));
+END
+$$;
+
+-- Opening hours (0012): whether the arcade a is open at p_at, in its time
+-- zone. No hours: always. closes_at before opens_at: open past midnight.
+CREATE OR REPLACE FUNCTION rn_arcade_open_at_x(a arcades, p_at timestamptz)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t time;
+BEGIN
+    IF a.opens_at IS NULL THEN
+        RETURN true;
+    END IF;
+    t := (p_at AT TIME ZONE a.time_zone)::time;
+    IF a.opens_at < a.closes_at THEN
+        RETURN t >= a.opens_at AND t < a.closes_at;
+    END IF;
+    RETURN t >= a.opens_at OR t < a.closes_at;
+END
+$$;
+
+-- PUT /api/v1/admin/arcades/{id}/hours {opens_at: "HH:MM"|null, closes_at:
+-- "HH:MM"|null, time_zone?: IANA name, last_call_min?: 0..720}: both times or
+-- neither (null: always open). The queue takes no booking within
+-- last_call_min of closing (409 arcade_unavailable, reason closed); at
+-- closing the waiting are voided and refunded (rn_arcade_close). 404
+-- arcade_not_found, 422 bad_hours. 200 {arcade_id, opening_hours, open_now}
+-- + admin_event.
+CREATE OR REPLACE FUNCTION rn_admin_arcade_hours(p_admin_uid text, p_arcade_id bigint, p_body jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    v_before jsonb;
+    v_after jsonb;
+    v_open text := p_body ->> 'opens_at';
+    v_close text := p_body ->> 'closes_at';
+    v_tz text;
+    v_last integer;
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    v_tz := coalesce(p_body ->> 'time_zone', a.time_zone);
+    IF (v_open IS NULL) <> (v_close IS NULL)
+       OR v_open !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'
+       OR v_close !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$' OR v_open = v_close THEN
+        RETURN rn_error(422, 'bad_hours',
+                        'opens_at and closes_at: both "HH:MM" (and different), or both null');
+    END IF;
+    IF jsonb_typeof(p_body -> 'time_zone') NOT IN ('string', 'null')
+       OR NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = v_tz) THEN
+        RETURN rn_error(422, 'bad_hours', 'time_zone: an IANA time zone name (e.g. Europe/Paris)');
+    END IF;
+    IF p_body ? 'last_call_min' THEN
+        IF jsonb_typeof(p_body -> 'last_call_min') <> 'number'
+           OR (p_body ->> 'last_call_min') !~ '^[0-9]{1,3}$'
+           OR (p_body ->> 'last_call_min')::integer > 720 THEN
+            RETURN rn_error(422, 'bad_hours', 'last_call_min: 0 to 720');
+        END IF;
+        v_last := (p_body ->> 'last_call_min')::integer;
+    END IF;
+    v_before := rn_public_arcade_json(a) -> 'opening_hours';
+    UPDATE arcades
+       SET opens_at = v_open::time, closes_at = v_close::time, time_zone = v_tz,
+           last_call_min = coalesce(v_last, last_call_min)
+     WHERE id = a.id
+    RETURNING * INTO a;
+    v_after := rn_public_arcade_json(a) -> 'opening_hours';
+    RETURN rn_answer(200, jsonb_build_object('arcade_id', a.id, 'opening_hours', v_after,
+                                             'open_now', rn_arcade_open_at_x(a, now())))
+        || jsonb_build_object('admin_event', jsonb_build_object(
+               'kind', 'arcade_hours', 'by', p_admin_uid, 'arcade_id', a.id,
+               'before', v_before, 'after', v_after));
+END
+$$;
+
+-- The arcades closed now (opening hours) that still have waiting
+-- reservations: [id, ...], for rn_arcade_close, one transaction each.
+CREATE OR REPLACE FUNCTION rn_arcades_closing_due()
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(a.id ORDER BY a.id), '[]') INTO v
+    FROM arcades a
+    WHERE a.opens_at IS NOT NULL AND a.deleted_at IS NULL
+      AND NOT rn_arcade_open_at_x(a, now())
+      AND EXISTS (SELECT 1 FROM reservations r WHERE r.arcade_id = a.id AND r.status = 'waiting');
+    RETURN v;
+END
+$$;
+
+-- Closing time: the arcade's waiting reservations are voided (reason
+-- closed) and refunded; a called or playing one finishes. Conditional (the
+-- arcade is closed now, by the database's clock): a second process doing
+-- the same changes nothing. 200 {"changed", "refunded_reservations"}.
+CREATE OR REPLACE FUNCTION rn_arcade_close(p_arcade_id bigint, p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    r reservations;
+    v_events jsonb := '[]';
+    v_refunded jsonb := '[]';
+BEGIN
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    IF rn_arcade_open_at_x(a, now()) THEN
+        RETURN rn_answer(200, jsonb_build_object('changed', false));
+    END IF;
+    FOR r IN SELECT * FROM reservations
+             WHERE arcade_id = a.id AND status = 'waiting' ORDER BY id FOR UPDATE LOOP
+        v_events := v_events || rn_reservation_end_x(a, r, 'voided', 'closed', true, p_deadline_s);
+        v_refunded := v_refunded || to_jsonb(r.id);
+    END LOOP;
+    IF jsonb_array_length(v_refunded) = 0 THEN
+        RETURN rn_answer(200, jsonb_build_object('changed', false));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_build_object('changed', true,
+                                                   'refunded_reservations', v_refunded),
+                           v_events, a.id);
+END
+$$;
+
+-- PUT /api/v1/admin/arcades/{id}/slots/{slot}/maintenance {on, refund_waiting?}:
+-- one slot of the cabinet in maintenance. While on, its game takes no
+-- booking at this arcade (409 arcade_unavailable, reason slot_maintenance)
+-- and its waiting reservations keep their place but are not called (the
+-- next ones are served past them); with p_refund_waiting they are voided
+-- (reason maintenance) and refunded. A called reservation of that slot goes
+-- back to the head (rn_uncall) and the next callable one is called. Off: the
+-- head is called if the cabinet is idle. 404 arcade_not_found /
+-- slot_not_found. 200 {arcade_id, slot, game_id, maintenance,
+-- refunded_reservations} + snapshot + admin_event.
+CREATE OR REPLACE FUNCTION rn_admin_slot_maintenance(p_admin_uid text, p_arcade_id bigint,
+                                                     p_slot integer, p_on boolean,
+                                                     p_refund_waiting boolean,
+                                                     p_deadline_s integer)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a arcades;
+    ag arcade_games;
+    r reservations;
+    v_events jsonb := '[]';
+    v_called jsonb;
+    v_refunded jsonb := '[]';
+BEGIN
+    IF p_on IS NULL THEN
+        RETURN rn_error(422, 'bad_request', 'on: true or false');
+    END IF;
+    SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
+    END IF;
+    SELECT * INTO ag FROM arcade_games WHERE arcade_id = a.id AND slot = p_slot FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN rn_error(404, 'slot_not_found', format('arcade %s has no slot %s', a.id, p_slot));
+    END IF;
+    UPDATE arcade_games SET maintenance = p_on WHERE arcade_id = a.id AND slot = p_slot;
+    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id RETURNING * INTO a;
+    IF p_on THEN
+        IF EXISTS (SELECT 1 FROM reservations WHERE arcade_id = a.id AND status = 'called'
+                                                AND game_id = ag.game_id) THEN
+            v_events := rn_uncall(a.id);
+        END IF;
+        IF coalesce(p_refund_waiting, false) THEN
+            FOR r IN SELECT * FROM reservations
+                     WHERE arcade_id = a.id AND status = 'waiting' AND game_id = ag.game_id
+                     ORDER BY id FOR UPDATE LOOP
+                v_events := v_events
+                    || rn_reservation_end_x(a, r, 'voided', 'maintenance', true, p_deadline_s);
+                v_refunded := v_refunded || to_jsonb(r.id);
+            END LOOP;
+        END IF;
+    END IF;
+    v_called := rn_call_next(a.id, p_deadline_s);
+    IF jsonb_array_length(v_called) = 0 THEN
+        v_called := jsonb_build_array(rn_cabinet_queue_event(a.id));
+    END IF;
+    RETURN rn_queue_answer(200, jsonb_build_object(
+                               'arcade_id', a.id, 'slot', p_slot, 'game_id', ag.game_id,
+                               'maintenance', p_on, 'refunded_reservations', v_refunded),
+                           v_events || v_called, a.id)
+        || jsonb_build_object('admin_event', jsonb_build_object(
+               'kind', 'slot_maintenance', 'by', p_admin_uid, 'arcade_id', a.id,
+               'slot', p_slot, 'game_id', ag.game_id, 'before', ag.maintenance,
+               'after', p_on, 'refunded_reservations', v_refunded));
 END
 $$;

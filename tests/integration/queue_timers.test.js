@@ -2,7 +2,8 @@
 // offline grace window (DESIGN.md, queue semantics 4-5, device liveness).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { http, parseMetrics, sleep, waitFor } from '../lib/harness.js';
+import crypto from 'node:crypto';
+import { http, parseMetrics, sleep, token, waitFor } from '../lib/harness.js';
 import { ARCADE, GAME_SOLO, cabinet, nextEvent, nextSnapshot, phone, reserve, startWorld, startHub } from './queue_world.js';
 
 /* rn_cabinet_events_total{event=...} of a hub, as {event: count}. */
@@ -114,6 +115,8 @@ test('a cabinet gone longer than the grace window is shown offline and calls nob
   const cab = await cabinet(hub, world.keys[ARCADE]);
   const a = (await reserve(hub, 'demo-alice')).json.reservation;
   const turn = await nextEvent(alice, 'your_turn', (m) => m.reservation_id === a.id);
+  const c = (await reserve(hub, 'demo-carol')).json.reservation;
+  assert.equal(c.status, 'waiting');
 
   await waitFor(() => watcher.lastSnapshot()?.called?.reservation_id === a.id, { what: 'the watcher to see the call' });
   const vCalled = watcher.lastSnapshot().v;
@@ -127,9 +130,14 @@ test('a cabinet gone longer than the grace window is shown offline and calls nob
   assert.equal(off.waiting[0].reservation_id, a.id, 'at the head');
   await nextEvent(alice, 'reservation', (m) => m.reservation_id === a.id && m.status === 'waiting');
 
-  // Offline: a new reservation waits, nobody is called.
-  const c = (await reserve(hub, 'demo-carol')).json.reservation;
-  assert.equal(c.status, 'waiting');
+  // Offline past the grace window: a new reservation is refused (issue 10), nobody is called.
+  const refused = await http(hub, 'POST', '/api/v1/reservations', {
+    token: token(hub, 'demo-bob'),
+    body: { arcade_id: ARCADE, game_id: GAME_SOLO },
+    headers: { 'Idempotency-Key': crypto.randomUUID() },
+  });
+  assert.equal(refused.status, 409, refused.text);
+  assert.equal(refused.json.error.code, 'arcade_unavailable');
   await sleep(500);
   assert.equal(alice.events('your_turn').length, 1);
   assert.equal(carol.events('your_turn').length, 0);
