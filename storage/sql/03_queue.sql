@@ -1435,15 +1435,20 @@ BEGIN
     END IF;
     v_was := r.status;
     v_events := rn_reservation_end_x(a, r, 'voided', btrim(p_reason), p_refund, p_deadline_s);
-    RETURN rn_queue_answer(200, jsonb_build_object(
-                               'reservation_id', r.id, 'arcade_id', a.id, 'status', 'voided',
-                               'previous_status', v_was, 'reason', btrim(p_reason),
-                               'refunded', coalesce(p_refund, false)),
-                           v_events, a.id)
+    RETURN rn_with_audit(
+        rn_queue_answer(200, jsonb_build_object(
+                            'reservation_id', r.id, 'arcade_id', a.id, 'status', 'voided',
+                            'previous_status', v_was, 'reason', btrim(p_reason),
+                            'refunded', coalesce(p_refund, false)),
+                        v_events, a.id)
         || jsonb_build_object('admin_event', jsonb_build_object(
                'kind', 'reservation_voided', 'by', p_admin_uid, 'reservation_id', r.id,
                'arcade_id', a.id, 'previous_status', v_was, 'reason', btrim(p_reason),
-               'refunded', coalesce(p_refund, false)));
+               'refunded', coalesce(p_refund, false))),
+        rn_audit_log(p_admin_uid, 'reservation.void', 'reservation', r.id::text,
+                     jsonb_build_object('status', v_was),
+                     jsonb_build_object('status', 'voided', 'reason', btrim(p_reason),
+                                        'refunded', coalesce(p_refund, false))));
 END
 $$;
 
@@ -1634,15 +1639,21 @@ BEGIN
         v_events := v_called;
     END IF;
     SELECT * INTO a FROM arcades WHERE id = a.id;
-    RETURN rn_queue_answer(200, jsonb_build_object(
-                               'arcade_id', a.id, 'maintenance', a.maintenance,
-                               'maintenance_message', a.maintenance_message,
-                               'refunded_reservations', v_refunded),
-                           v_events, a.id)
+    RETURN rn_with_audit(
+        rn_queue_answer(200, jsonb_build_object(
+                            'arcade_id', a.id, 'maintenance', a.maintenance,
+                            'maintenance_message', a.maintenance_message,
+                            'refunded_reservations', v_refunded),
+                        v_events, a.id)
         || jsonb_build_object('admin_event', jsonb_build_object(
                'kind', 'arcade_maintenance', 'by', p_admin_uid, 'arcade_id', a.id,
                'before', v_was, 'after', a.maintenance,
-               'message', a.maintenance_message, 'refunded_reservations', v_refunded));
+               'message', a.maintenance_message, 'refunded_reservations', v_refunded)),
+        rn_audit_log(p_admin_uid, 'arcade.maintenance', 'arcade', a.id::text,
+                     jsonb_build_object('maintenance', v_was),
+                     jsonb_build_object('maintenance', a.maintenance,
+                                        'message', a.maintenance_message,
+                                        'refunded_reservations', v_refunded)));
 END
 $$;
 
@@ -1712,11 +1723,15 @@ BEGIN
      WHERE id = a.id
     RETURNING * INTO a;
     v_after := rn_public_arcade_json(a) -> 'opening_hours';
-    RETURN rn_answer(200, jsonb_build_object('arcade_id', a.id, 'opening_hours', v_after,
-                                             'open_now', rn_arcade_open_at_x(a, now())))
+    RETURN rn_with_audit(
+        rn_answer(200, jsonb_build_object('arcade_id', a.id, 'opening_hours', v_after,
+                                          'open_now', rn_arcade_open_at_x(a, now())))
         || jsonb_build_object('admin_event', jsonb_build_object(
                'kind', 'arcade_hours', 'by', p_admin_uid, 'arcade_id', a.id,
-               'before', v_before, 'after', v_after));
+               'before', v_before, 'after', v_after)),
+        rn_audit_log(p_admin_uid, 'arcade.hours', 'arcade', a.id::text,
+                     jsonb_build_object('opening_hours', v_before),
+                     jsonb_build_object('opening_hours', v_after)));
 END
 $$;
 
@@ -1824,13 +1839,18 @@ BEGIN
     IF jsonb_array_length(v_called) = 0 THEN
         v_called := jsonb_build_array(rn_cabinet_queue_event(a.id));
     END IF;
-    RETURN rn_queue_answer(200, jsonb_build_object(
-                               'arcade_id', a.id, 'slot', p_slot, 'game_id', ag.game_id,
-                               'maintenance', p_on, 'refunded_reservations', v_refunded),
-                           v_events || v_called, a.id)
+    RETURN rn_with_audit(
+        rn_queue_answer(200, jsonb_build_object(
+                            'arcade_id', a.id, 'slot', p_slot, 'game_id', ag.game_id,
+                            'maintenance', p_on, 'refunded_reservations', v_refunded),
+                        v_events || v_called, a.id)
         || jsonb_build_object('admin_event', jsonb_build_object(
                'kind', 'slot_maintenance', 'by', p_admin_uid, 'arcade_id', a.id,
                'slot', p_slot, 'game_id', ag.game_id, 'before', ag.maintenance,
-               'after', p_on, 'refunded_reservations', v_refunded));
+               'after', p_on, 'refunded_reservations', v_refunded)),
+        rn_audit_log(p_admin_uid, 'slot.maintenance', 'slot', a.id || '/' || p_slot,
+                     jsonb_build_object('maintenance', ag.maintenance),
+                     jsonb_build_object('maintenance', p_on,
+                                        'refunded_reservations', v_refunded)));
 END
 $$;

@@ -98,6 +98,13 @@ test('an admin voids a reservation called on another hub: refunded, pushed, next
   assert.equal(await balance(p1), before1 + r1.cost, 'refunded through the ledger');
   assertError(await api(b, 'POST', `/admin/reservations/${r1.id}/void`, ADMIN, { body: { reason: 'again', refund: true } }), 409, 'not_voidable');
   assert.equal(await balance(p1), before1 + r1.cost, 'once');
+  // the void is in the audit log, once, with its before and after
+  const audit = await api(b, 'GET', `/admin/audit?action=reservation.void&target_id=${r1.id}`, ADMIN);
+  assert.equal(audit.status, 200, audit.text);
+  assert.equal(audit.json.items.length, 1, audit.text);
+  const entry = audit.json.items[0];
+  assert.equal(entry.before.status, 'called');
+  assert.deepEqual([entry.after.status, entry.after.reason, entry.after.refunded], ['voided', 'cabinet jammed', true]);
 
   // the next player is called, and the cabinet on A knows it
   await nextEvent(phone2, 'your_turn', (m) => m.reservation_id === r2.id);
