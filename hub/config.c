@@ -39,8 +39,8 @@ static const option_spec_t options[] = {
     {"redis-url", "REDIS_URL", OPT_STR, O(redis_url), "redis://127.0.0.1:6379",
      "Redis URL: redis://HOST:PORT or unix:/path"},
     {"pg-pool", "HUB_PG_POOL", OPT_INT, O(pg_pool_size), "4", "PostgreSQL connections"},
-    {"pg-statement-timeout-ms", "HUB_PG_STATEMENT_TIMEOUT_MS", OPT_INT,
-     O(pg_statement_timeout_ms), "10000", "server-side statement timeout"},
+    {"pg-statement-timeout-ms", "HUB_PG_STATEMENT_TIMEOUT_MS", OPT_INT, O(pg_statement_timeout_ms),
+     "10000", "server-side statement timeout"},
     {"jwt-hs256-secret", "HUB_JWT_HS256_SECRET", OPT_STR, O(jwt_hs256_secret), NULL,
      "accept HS256 dev tokens signed with this secret (never in production)"},
     {"firebase-project", "HUB_FIREBASE_PROJECT", OPT_STR, O(firebase_project), NULL,
@@ -57,7 +57,8 @@ static const option_spec_t options[] = {
      "close 4001 when a socket has not authenticated by then"},
     {"drain-timeout-ms", "HUB_DRAIN_TIMEOUT_MS", OPT_INT, O(drain_timeout_ms), "5000",
      "on SIGTERM, how long sockets get to close before exit"},
-    {"max-frame", "HUB_MAX_FRAME", OPT_INT, O(max_frame), "16384", "largest inbound message (bytes)"},
+    {"max-frame", "HUB_MAX_FRAME", OPT_INT, O(max_frame), "16384",
+     "largest inbound message (bytes)"},
     {"max-body", "HUB_MAX_BODY", OPT_INT, O(max_body), "65536", "largest HTTP request body"},
     {"call-deadline-s", "HUB_CALL_DEADLINE_S", OPT_INT, O(call_deadline_s), "120",
      "seconds a called player has to unlock"},
@@ -218,8 +219,7 @@ static int config_validate_limits(const hub_config_t *cfg, char *err, size_t err
     unsigned burst, period;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
         if (ratelimit_parse(limits[i].value, &burst, &period) != 0) {
-            snprintf(err, errlen, "--%s must be N/SECONDS (e.g. 10/60) or 0 (off)",
-                     limits[i].flag);
+            snprintf(err, errlen, "--%s must be N/SECONDS (e.g. 10/60) or 0 (off)", limits[i].flag);
             return -1;
         }
     clientip_trust_t *t = clientip_trust_new(cfg->trusted_proxies, err, errlen);
@@ -272,8 +272,9 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     }
 #ifndef RN_DEBUG_ROUTES
     if (cfg->debug_routes) {
-        snprintf(err, errlen, "--debug-routes: this build has no debug routes "
-                              "(test builds only: cmake -DRN_DEBUG_ROUTES=ON)");
+        snprintf(err, errlen,
+                 "--debug-routes: this build has no debug routes "
+                 "(test builds only: cmake -DRN_DEBUG_ROUTES=ON)");
         return -1;
     }
 #endif
@@ -293,7 +294,7 @@ void config_usage(FILE *out)
                  "options (flag, environment variable, default):\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const option_spec_t *o = &options[i];
-        fprintf(out, "  --%-26s %-28s %s%s%s%s\n", o->flag, o->env, o->help,
-                o->def ? " [" : "", o->def ? o->def : "", o->def ? "]" : "");
+        fprintf(out, "  --%-26s %-28s %s%s%s%s\n", o->flag, o->env, o->help, o->def ? " [" : "",
+                o->def ? o->def : "", o->def ? "]" : "");
     }
 }

@@ -51,13 +51,13 @@ typedef struct hub_config {
     const char *firebase_keys_url; /* HUB_FIREBASE_KEYS_URL: live keys unless firebase_certs */
     const char *firebase_ca_file;  /* HUB_FIREBASE_CA_FILE: CAs for it (default: system's) */
     int firebase_refetch_ms;       /* HUB_FIREBASE_REFETCH_MS: unknown kid refetch interval */
-    const char *cors_origins; /* HUB_CORS_ORIGINS: comma list of origins allowed on /api/v1 */
-    int unacked_sweep_ms; /* HUB_UNACKED_SWEEP_MS, 5000; 0: off (events_sweep.h) */
-    bool bus_pg_fallback; /* HUB_BUS_PG_FALLBACK, 1: Redis down -> NOTIFY (pg_bus.h) */
-    int game_max_s;       /* HUB_GAME_MAX_S, 900: a game's maximum unless it has one */
-    int game_grace_s;     /* HUB_GAME_GRACE_S, 60: past the maximum, before timed_out */
-    bool refund_timed_out;     /* HUB_REFUND_TIMED_OUT, false */
-    int game_timeout_sweep_ms; /* HUB_GAME_TIMEOUT_SWEEP_MS, 5000 (game_timeout.h) */
+    const char *cors_origins;      /* HUB_CORS_ORIGINS: comma list of origins allowed on /api/v1 */
+    int unacked_sweep_ms;          /* HUB_UNACKED_SWEEP_MS, 5000; 0: off (events_sweep.h) */
+    bool bus_pg_fallback;          /* HUB_BUS_PG_FALLBACK, 1: Redis down -> NOTIFY (pg_bus.h) */
+    int game_max_s;                /* HUB_GAME_MAX_S, 900: a game's maximum unless it has one */
+    int game_grace_s;              /* HUB_GAME_GRACE_S, 60: past the maximum, before timed_out */
+    bool refund_timed_out;         /* HUB_REFUND_TIMED_OUT, false */
+    int game_timeout_sweep_ms;     /* HUB_GAME_TIMEOUT_SWEEP_MS, 5000 (game_timeout.h) */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

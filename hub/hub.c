@@ -18,9 +18,9 @@
 #include "duty.h"
 #include "events.h"
 #include "events_sweep.h"
-#include "game_timeout.h"
 #include "fanout.h"
 #include "firebase_keys.h"
+#include "game_timeout.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -572,10 +572,17 @@ static void on_session_closed(session_t *s, conn_kind_t kind)
 
 /* The REST routes (api.h), matched in this order by http.c. */
 static const route_table_t *const route_tables[] = {
-    &api_ops_routes,   &api_queue_routes,  &api_tickets_routes,
-    &api_admin_routes, &api_social_routes, &api_catalogue_routes, &api_cabinet_config_routes,
+    &api_ops_routes,
+    &api_queue_routes,
+    &api_tickets_routes,
+    &api_admin_routes,
+    &api_social_routes,
+    &api_catalogue_routes,
+    &api_cabinet_config_routes,
     /* after social: its fixed /users paths match before /users/{id} */
-    &api_player_routes, &api_reports_routes, &api_opsqueue_routes,
+    &api_player_routes,
+    &api_reports_routes,
+    &api_opsqueue_routes,
 #ifdef RN_DEBUG_ROUTES
     &api_debug_routes,
 #endif

@@ -25,7 +25,7 @@ if [[ "$(id -u)" != 0 ]]; then
 fi
 
 packages=(
-    build-essential clang cmake pkg-config libclang-rt-14-dev
+    build-essential clang clang-format cmake pkg-config libclang-rt-14-dev
     libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libpq-dev libhiredis-dev
     libjwt-dev libssl-dev libjansson-dev
     postgresql postgresql-contrib redis-server redis-tools

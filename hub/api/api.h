@@ -17,7 +17,7 @@ extern const route_table_t api_queue_routes;
 extern const route_table_t api_social_routes;
 extern const route_table_t api_catalogue_routes;
 extern const route_table_t api_cabinet_config_routes;
-extern const route_table_t api_player_routes;  /* after social: its fixed /users paths first */
+extern const route_table_t api_player_routes; /* after social: its fixed /users paths first */
 extern const route_table_t api_reports_routes;
 extern const route_table_t api_opsqueue_routes;
 

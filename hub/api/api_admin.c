@@ -14,11 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "apikey.h"
 #include "cabinet.h"
 #include "db_call.h"
 #include "events.h"
-#include "api.h"
 #include "http.h"
 #include "log.h"
 

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "firebase_keys.h"
 #include "api.h"
+#include "firebase_keys.h"
 #include "http.h"
 #include "metrics.h"
 

@@ -41,8 +41,7 @@ static void on_self_deleted(http_req_t *req, json_t *result, void *arg)
     (void)arg;
     json_int_t status = json_integer_value(json_object_get(result, "status"));
     if (status >= 200 && status < 300) {
-        json_array_foreach(json_object_get(result, "arcades"), i, snapshot)
-        {
+        json_array_foreach (json_object_get(result, "arcades"), i, snapshot) {
             if (json_is_object(snapshot))
                 queue_publish(http_req_hub(req), snapshot);
         }

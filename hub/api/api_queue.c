@@ -11,10 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db_call.h"
 #include "api.h"
+#include "db_call.h"
 #include "http.h"
-
 
 static void id_text(long long id, char out[HTTP_NUM_TEXT])
 {

@@ -99,17 +99,14 @@ static char *report_csv(const json_t *body, size_t *len)
     const json_t *columns = json_object_get(body, "columns");
     size_t i, j;
     json_t *col, *item;
-    json_array_foreach(columns, j, col)
-    {
+    json_array_foreach (columns, j, col) {
         if (j)
             csv_put(&c, ",", 1);
         csv_field(&c, json_string_value(col));
     }
     csv_put(&c, "\r\n", 2);
-    json_array_foreach(json_object_get(body, "items"), i, item)
-    {
-        json_array_foreach(columns, j, col)
-        {
+    json_array_foreach (json_object_get(body, "items"), i, item) {
+        json_array_foreach (columns, j, col) {
             if (j)
                 csv_put(&c, ",", 1);
             csv_value(&c, json_object_get(item, json_string_value(col)));

@@ -240,8 +240,7 @@ static void publish_arcades(http_req_t *req, json_t *result, void *arg)
     size_t i;
     json_t *snapshot;
     (void)arg;
-    json_array_foreach(json_object_get(result, "arcades"), i, snapshot)
-    {
+    json_array_foreach (json_object_get(result, "arcades"), i, snapshot) {
         if (json_is_object(snapshot))
             queue_publish(http_req_hub(req), snapshot);
     }

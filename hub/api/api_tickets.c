@@ -22,10 +22,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "api.h"
 #include "db_call.h"
 #include "events.h"
 #include "guard.h"
-#include "api.h"
 #include "http.h"
 #include "log.h"
 #include "payments.h"

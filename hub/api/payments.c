@@ -400,7 +400,8 @@ static int webhook_verify(const char *secret, const char *header, const char *bo
         size_t n = (size_t)(end - p);
         while (n && p[n - 1] == ' ')
             n--;
-        if (n > 3 && !strncmp(p, "v1=", 3) && n - 3 == 2 * SIG_BYTES && hex_decode(p + 3, SIG_BYTES, got) == 0) {
+        if (n > 3 && !strncmp(p, "v1=", 3) && n - 3 == 2 * SIG_BYTES &&
+            hex_decode(p + 3, SIG_BYTES, got) == 0) {
             nsigs++;
             matched |= CRYPTO_memcmp(got, want, SIG_BYTES) == 0;
         }

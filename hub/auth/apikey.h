@@ -12,8 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define APIKEY_MAX 96        /* bytes, including the NUL */
-#define APIKEY_HASH_HEX 65   /* 64 hex digits + NUL */
+#define APIKEY_MAX 96      /* bytes, including the NUL */
+#define APIKEY_HASH_HEX 65 /* 64 hex digits + NUL */
 
 /* Writes a fresh key for arcade_id into out. 0, or -1 (CSPRNG failure, small buffer). */
 int apikey_generate(long arcade_id, char *out, size_t outlen);

@@ -177,8 +177,7 @@ int auth_set_certs(auth_t *auth, const char *json, size_t len, char *err, size_t
         set_err(err, errlen, "out of memory");
         goto fail;
     }
-    json_object_foreach(root, kid, val)
-    {
+    json_object_foreach (root, kid, val) {
         size_t kidlen = strlen(kid); /* jansson refuses keys holding NUL */
 
         if (kidlen == 0 || kidlen > AUTH_KID_MAX) {

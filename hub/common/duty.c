@@ -178,8 +178,8 @@ void duty_done(duty_t *d, bool ok, const char *why)
             log_info("catch-up done",
                      json_pack("{s:I, s:I, s:I}", "duties", (json_int_t)ds->waited_done,
                                "waited_ms",
-                               (json_int_t)(uv_now(ds->loop) + 1 - ds->wait_started_ms),
-                               "retries", (json_int_t)ds->retries));
+                               (json_int_t)(uv_now(ds->loop) + 1 - ds->wait_started_ms), "retries",
+                               (json_int_t)ds->retries));
             ds->waited_done = ds->retries = 0;
         }
     }

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                 0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define N_BUCKETS (sizeof buckets / sizeof buckets[0])
 
 typedef struct histogram {
@@ -17,8 +17,8 @@ typedef struct histogram {
     double sum;
 } histogram_t;
 
-static const char *const delivery_kinds[] = {"your_turn", "position", "score", "balance",
-                                             "reservation", "cabinet", "other"};
+static const char *const delivery_kinds[] = {"your_turn",   "position", "score", "balance",
+                                             "reservation", "cabinet",  "other"};
 #define N_DELIVERY_KINDS (sizeof delivery_kinds / sizeof delivery_kinds[0])
 
 static struct {
@@ -43,8 +43,8 @@ static const char *const limit_names[] = {"rest_ip",          "rest_user",  "ws_
 static const char *const refused_names[] = {"uri_too_long", "headers_too_large", "lws_closed"};
 
 static const char *const cabinet_event_names[] = {
-    "online", "offline", "no_show", "unlock_ok", "unlock_bad", "unlock_locked", "game_over",
-    "timed_out", "reconciled", "voided", "maintenance"};
+    "online",    "offline",   "no_show",    "unlock_ok", "unlock_bad", "unlock_locked",
+    "game_over", "timed_out", "reconciled", "voided",    "maintenance"};
 
 static const char *const catchup_event_names[] = {"wanted", "coalesced", "retried", "waited",
                                                   "done"};
@@ -236,10 +236,11 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# TYPE rn_connections gauge\n");
     for (int k = 0; k < CONN_KIND_COUNT; k++)
         put(&t, "rn_connections{kind=\"%s\"} %ld\n", conn_names[k], m.conns[k]);
-    put(&t, "# HELP rn_ws_messages_in_total WebSocket messages received.\n"
-            "# TYPE rn_ws_messages_in_total counter\nrn_ws_messages_in_total %lu\n"
-            "# HELP rn_ws_messages_out_total WebSocket messages sent.\n"
-            "# TYPE rn_ws_messages_out_total counter\nrn_ws_messages_out_total %lu\n",
+    put(&t,
+        "# HELP rn_ws_messages_in_total WebSocket messages received.\n"
+        "# TYPE rn_ws_messages_in_total counter\nrn_ws_messages_in_total %lu\n"
+        "# HELP rn_ws_messages_out_total WebSocket messages sent.\n"
+        "# TYPE rn_ws_messages_out_total counter\nrn_ws_messages_out_total %lu\n",
         m.ws_in, m.ws_out);
     put(&t, "# HELP rn_http_responses_total HTTP responses by status class.\n"
             "# TYPE rn_http_responses_total counter\n");
@@ -266,41 +267,48 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
     put(&t, "# HELP rn_cabinet_events_total What the cabinets' side of the queue did.\n"
             "# TYPE rn_cabinet_events_total counter\n");
     for (int e = 0; e < CAB_EV_COUNT; e++)
-        put(&t, "rn_cabinet_events_total{event=\"%s\"} %lu\n", cabinet_event_names[e], m.cabinet[e]);
-    put(&t, "# HELP rn_catchup_total Duties retried until done (resyncs, resumes, first loads, acks): "
-            "wanted, coalesced, retried, waited (for PostgreSQL), done.\n"
-            "# TYPE rn_catchup_total counter\n");
+        put(&t, "rn_cabinet_events_total{event=\"%s\"} %lu\n", cabinet_event_names[e],
+            m.cabinet[e]);
+    put(&t,
+        "# HELP rn_catchup_total Duties retried until done (resyncs, resumes, first loads, acks): "
+        "wanted, coalesced, retried, waited (for PostgreSQL), done.\n"
+        "# TYPE rn_catchup_total counter\n");
     for (int e = 0; e < CATCHUP_EV_COUNT; e++)
         put(&t, "rn_catchup_total{event=\"%s\"} %lu\n", catchup_event_names[e], m.catchup[e]);
-    put(&t, "# HELP rn_catchup_pending Catch-up duties waiting or in flight.\n"
-            "# TYPE rn_catchup_pending gauge\nrn_catchup_pending %lu\n",
+    put(&t,
+        "# HELP rn_catchup_pending Catch-up duties waiting or in flight.\n"
+        "# TYPE rn_catchup_pending gauge\nrn_catchup_pending %lu\n",
         g->catchup_pending);
-    put(&t, "# HELP rn_pg_connections Established PostgreSQL connections.\n"
-            "# TYPE rn_pg_connections gauge\nrn_pg_connections %d\n"
-            "# HELP rn_bus_up 1 while the Redis bus is connected.\n"
-            "# TYPE rn_bus_up gauge\nrn_bus_up %d\n"
-            "# HELP rn_bus_reconnects_total Times the Redis bus link was re-established.\n"
-            "# TYPE rn_bus_reconnects_total counter\nrn_bus_reconnects_total %lu\n",
+    put(&t,
+        "# HELP rn_pg_connections Established PostgreSQL connections.\n"
+        "# TYPE rn_pg_connections gauge\nrn_pg_connections %d\n"
+        "# HELP rn_bus_up 1 while the Redis bus is connected.\n"
+        "# TYPE rn_bus_up gauge\nrn_bus_up %d\n"
+        "# HELP rn_bus_reconnects_total Times the Redis bus link was re-established.\n"
+        "# TYPE rn_bus_reconnects_total counter\nrn_bus_reconnects_total %lu\n",
         g->pg_connections, g->bus_up, g->bus_reconnects);
-    put(&t, "# HELP rn_bus_pg_listening 1 while the bus's PostgreSQL fallback is listening.\n"
-            "# TYPE rn_bus_pg_listening gauge\nrn_bus_pg_listening %d\n"
-            "# HELP rn_bus_pg_messages_total Bus messages carried by PostgreSQL NOTIFY while Redis "
-            "could not (sent by this process, received from others).\n"
-            "# TYPE rn_bus_pg_messages_total counter\n"
-            "rn_bus_pg_messages_total{direction=\"sent\"} %lu\n"
-            "rn_bus_pg_messages_total{direction=\"received\"} %lu\n",
+    put(&t,
+        "# HELP rn_bus_pg_listening 1 while the bus's PostgreSQL fallback is listening.\n"
+        "# TYPE rn_bus_pg_listening gauge\nrn_bus_pg_listening %d\n"
+        "# HELP rn_bus_pg_messages_total Bus messages carried by PostgreSQL NOTIFY while Redis "
+        "could not (sent by this process, received from others).\n"
+        "# TYPE rn_bus_pg_messages_total counter\n"
+        "rn_bus_pg_messages_total{direction=\"sent\"} %lu\n"
+        "rn_bus_pg_messages_total{direction=\"received\"} %lu\n",
         g->pgbus_listening, g->pgbus_sent, g->pgbus_received);
     put(&t, "# HELP rn_limit_total Abuse-limit decisions by limit and result.\n"
             "# TYPE rn_limit_total counter\n");
     for (int l = 0; l < LIMIT_COUNT; l++)
-        put(&t, "rn_limit_total{limit=\"%s\",result=\"allowed\"} %lu\n"
-                "rn_limit_total{limit=\"%s\",result=\"refused\"} %lu\n",
+        put(&t,
+            "rn_limit_total{limit=\"%s\",result=\"allowed\"} %lu\n"
+            "rn_limit_total{limit=\"%s\",result=\"refused\"} %lu\n",
             limit_names[l], m.limit[l][1], limit_names[l], m.limit[l][0]);
-    put(&t, "# HELP rn_limit_local_total Limit decisions taken by this process alone (Redis "
-            "unavailable).\n# TYPE rn_limit_local_total counter\nrn_limit_local_total %lu\n"
-            "# HELP rn_deleted_user_refused_total Deleted users' tokens refused or sockets "
-            "closed.\n# TYPE rn_deleted_user_refused_total counter\n"
-            "rn_deleted_user_refused_total %lu\n",
+    put(&t,
+        "# HELP rn_limit_local_total Limit decisions taken by this process alone (Redis "
+        "unavailable).\n# TYPE rn_limit_local_total counter\nrn_limit_local_total %lu\n"
+        "# HELP rn_deleted_user_refused_total Deleted users' tokens refused or sockets "
+        "closed.\n# TYPE rn_deleted_user_refused_total counter\n"
+        "rn_deleted_user_refused_total %lu\n",
         m.limit_local, m.deleted_refused);
     if (g->firebase_live)
         put(&t,
@@ -320,13 +328,15 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "rn_firebase_key_kid_refetches_total %lu\n",
             g->firebase_key_age_s, g->firebase_keys, g->firebase_fetches, g->firebase_failures,
             g->firebase_kid_refetches);
-    put(&t, "# HELP rn_worker_info The process that answered: its --workers slot and pid.\n"
-            "# TYPE rn_worker_info gauge\nrn_worker_info{index=\"%d\",pid=\"%ld\"} 1\n"
-            "# HELP rn_worker_starts Times this worker slot has been started (restarts + 1).\n"
-            "# TYPE rn_worker_starts gauge\nrn_worker_starts{index=\"%d\"} %d\n",
+    put(&t,
+        "# HELP rn_worker_info The process that answered: its --workers slot and pid.\n"
+        "# TYPE rn_worker_info gauge\nrn_worker_info{index=\"%d\",pid=\"%ld\"} 1\n"
+        "# HELP rn_worker_starts Times this worker slot has been started (restarts + 1).\n"
+        "# TYPE rn_worker_starts gauge\nrn_worker_starts{index=\"%d\"} %d\n",
         m.worker_index, (long)getpid(), m.worker_index, m.worker_starts);
-    put(&t, "# HELP rn_unacked_sweep_events_total Unacked private events the sweep re-pushed.\n"
-            "# TYPE rn_unacked_sweep_events_total counter\nrn_unacked_sweep_events_total %lu\n",
+    put(&t,
+        "# HELP rn_unacked_sweep_events_total Unacked private events the sweep re-pushed.\n"
+        "# TYPE rn_unacked_sweep_events_total counter\nrn_unacked_sweep_events_total %lu\n",
         m.unacked_sweep);
     put(&t,
         "# HELP rn_deploy_processes Live hub processes this one sees on Redis (itself included).\n"

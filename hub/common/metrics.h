@@ -110,7 +110,7 @@ typedef struct metrics_gauges { /* hub_gauges() samples them */
     int firebase_live;         /* Firebase keys fetched from a URL: the next five are set */
     double firebase_key_age_s; /* since the keys in use were fetched; -1: never */
     unsigned long firebase_keys, firebase_fetches, firebase_failures, firebase_kid_refetches;
-    unsigned long catchup_pending; /* duties waiting or in flight */
+    unsigned long catchup_pending;         /* duties waiting or in flight */
     long deploy_processes, deploy_players; /* the deployment seen on Redis (deploy.h) */
 } metrics_gauges_t;
 

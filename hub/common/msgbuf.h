@@ -16,8 +16,8 @@
 typedef struct msgbuf {
     unsigned refs;
     int64_t event_id; /* a private event's id (ack, resume, dedupe); 0 otherwise */
-    size_t len;     /* payload bytes */
-    char *payload;  /* points LWS_PRE bytes into the allocation */
+    size_t len;       /* payload bytes */
+    char *payload;    /* points LWS_PRE bytes into the allocation */
 } msgbuf_t;
 
 /* Encodes msg (compact JSON) into a new buffer with one reference. NULL on failure. */

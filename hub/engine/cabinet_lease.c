@@ -51,7 +51,7 @@ static void on_swept(void *arg, int status, PGresult *res, const char *errmsg)
     json_t *answers = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
     size_t i;
     json_t *answer;
-    json_array_foreach(answers, i, answer) {
+    json_array_foreach (answers, i, answer) {
         db_publish(hub, answer);
         log_info("cabinet lease expired: shown offline",
                  json_pack("{s:O?}", "arcade_id",
@@ -89,8 +89,8 @@ static void on_tick(uv_timer_t *t)
     snprintf(stale, sizeof stale, "%d", hub_config(hub)->cabinet_lease_ms);
     const char *params[] = {stale};
     /* answers come back as text: ours to publish (the hub outlives the pool) */
-    pg_pool_query(hub_pool(hub), "SELECT rn_cabinet_sweep($1::integer)::text", 1, params,
-                  on_swept, hub);
+    pg_pool_query(hub_pool(hub), "SELECT rn_cabinet_sweep($1::integer)::text", 1, params, on_swept,
+                  hub);
 }
 
 cabinet_lease_t *cabinet_lease_new(hub_t *hub)

@@ -299,8 +299,7 @@ static bool scores_valid(const json_t *scores)
     json_t *v;
     if (!json_is_array(scores) || n < 1 || n > SCORES_MAX)
         return false;
-    json_array_foreach(scores, i, v)
-    {
+    json_array_foreach (scores, i, v) {
         if (json_is_object(v)) {
             if (!json_is_integer(json_object_get(v, "score")) ||
                 !json_is_string(json_object_get(v, "pseudo")))

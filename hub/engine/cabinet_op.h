@@ -75,7 +75,7 @@ struct cabinet_op {
     const char *sql; /* static text */
     int nparams;
     char *params[CABINET_OP_PARAMS]; /* owned */
-    int64_t reservation_id;      /* per-kind state */
+    int64_t reservation_id;          /* per-kind state */
     int64_t epoch;
     char code[8]; /* unlock: what was typed, until compared */
     bool matched; /* unlock: it matched the called reservation's code */

@@ -26,13 +26,11 @@ void db_publish(hub_t *hub, const json_t *result)
         events_publish_admin(hub, admin);
     size_t i;
     json_t *item;
-    json_array_foreach(json_object_get(result, "arcades"), i, item)
-    {
+    json_array_foreach (json_object_get(result, "arcades"), i, item) {
         if (json_is_object(item))
             queue_publish(hub, item);
     }
-    json_array_foreach(json_object_get(result, "audit"), i, item)
-    {
+    json_array_foreach (json_object_get(result, "audit"), i, item) {
         json_t *event = json_pack("{s:s, s:O}", "kind", "audit", "entry", item);
         if (event)
             events_publish_admin(hub, event);

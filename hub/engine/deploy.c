@@ -57,8 +57,7 @@ static double worst_p99(const json_t *delivery)
     const char *kind;
     json_t *h;
     double worst = 0;
-    json_object_foreach((json_t *)delivery, kind, h)
-    {
+    json_object_foreach ((json_t *)delivery, kind, h) {
         double p = json_number_value(json_object_get(h, "p99_ms"));
         if (p > worst)
             worst = p;
@@ -168,13 +167,12 @@ json_t *deploy_json(const deploy_t *d)
         json_array_append(procs, d->own);
     size_t i;
     json_t *g;
-    json_array_foreach(d->others, i, g) json_array_append(procs, g);
-    json_array_foreach(procs, i, g)
-    {
+    json_array_foreach (d->others, i, g)
+        json_array_append(procs, g);
+    json_array_foreach (procs, i, g) {
         const char *kind;
         json_t *n;
-        json_object_foreach(json_object_get(g, "connections"), kind, n)
-        {
+        json_object_foreach (json_object_get(g, "connections"), kind, n) {
             json_int_t sum = json_integer_value(json_object_get(conns, kind));
             json_object_set_new(conns, kind, json_integer(sum + json_integer_value(n)));
         }

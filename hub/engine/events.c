@@ -121,8 +121,7 @@ void events_publish(hub_t *hub, const json_t *events)
     json_t *e;
     mirror_seen_t seen[MIRROR_SEEN_MAX];
     size_t nseen = 0;
-    json_array_foreach(events, i, e)
-    {
+    json_array_foreach (events, i, e) {
         const char *kind = json_string_value(json_object_get(e, "kind"));
         json_t *payload = json_object_get(e, "payload");
         if (admin_mirrors(e, kind, payload, seen, &nseen))

@@ -66,8 +66,7 @@ static void on_due(void *arg, int status, PGresult *res, const char *errmsg)
     json_t *due = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
     size_t i;
     json_t *pair;
-    json_array_foreach(due, i, pair)
-    {
+    json_array_foreach (due, i, pair) {
         time_out(hub, json_integer_value(json_array_get(pair, 0)),
                  json_integer_value(json_array_get(pair, 1)));
     }
@@ -108,8 +107,7 @@ static void on_closing_due(void *arg, int status, PGresult *res, const char *err
     snprintf(secs, sizeof secs, "%d", hub_config(hub)->call_deadline_s);
     size_t i;
     json_t *id;
-    json_array_foreach(due, i, id)
-    {
+    json_array_foreach (due, i, id) {
         char arcade[24];
         snprintf(arcade, sizeof arcade, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
         const char *params[] = {arcade, secs};

@@ -34,8 +34,7 @@ static int json_depth(const json_t *v)
     if (json_is_object(v)) {
         const char *k;
         json_t *child;
-        json_object_foreach((json_t *)v, k, child)
-        {
+        json_object_foreach ((json_t *)v, k, child) {
             int d = json_depth(child);
             if (d > max)
                 max = d;
@@ -45,8 +44,7 @@ static int json_depth(const json_t *v)
     if (json_is_array(v)) {
         size_t i;
         json_t *child;
-        json_array_foreach(v, i, child)
-        {
+        json_array_foreach (v, i, child) {
             int d = json_depth(child);
             if (d > max)
                 max = d;

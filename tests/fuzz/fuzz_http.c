@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chunked.h"
 #include "api.h"
+#include "chunked.h"
 #include "http.h"
 #include "router.h"
 

@@ -10,7 +10,6 @@
 
 #include "check.h"
 
-
 /* Does key have exactly the documented shape for arcade id? */
 static int has_format(const char *key, long id)
 {
