@@ -178,9 +178,11 @@ void userstate_announce(userstate_t *us, const char *uid, bool deleted)
     apply(us, uid, deleted);
     json_t *msg = json_pack("{s:s, s:b}", "uid", uid, "deleted", deleted);
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    /* Redis down: the others load the set again when their bus comes back. */
+    /* Redis down: the bus hands it to its PostgreSQL fallback (pg_bus.h) when that is on,
+     * and the others load the set again when their bus comes back anyway. */
     if (text && bus_publish(hub_bus(us->hub), USERSTATE_CHANNEL, text, strlen(text)) != 0)
-        log_warn("user deletion not announced (bus down)", json_pack("{s:s}", "uid", uid));
+        log_info("user deletion not announced on Redis (bus down): fallback and reload",
+                 json_pack("{s:s}", "uid", uid));
     free(text);
     json_decref(msg);
 }
