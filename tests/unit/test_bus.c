@@ -1,6 +1,6 @@
 /*
  * test_bus: the Redis bus over the wire, against a real redis-server that the
- * test starts on a free loopback port (and a unix socket), kills with SIGKILL,
+ * test starts on a free loopback redis_port (and a unix socket), kills with SIGKILL,
  * freezes with SIGSTOP and restarts. Everything runs on one uv loop: a 10 ms
  * tick drives a list of steps, each with its own deadline, so a step that
  * never completes fails instead of hanging. The test ends by closing every
@@ -8,6 +8,7 @@
  */
 #include "bus.h"
 #include "check.h"
+#include "redis_server.h"
 #include "redis_uv.h"
 
 #include <arpa/inet.h>
@@ -27,74 +28,6 @@
 #include <unistd.h>
 
 enum { TICK_MS = 10, PING_MS = 200, MAX_MSGS = 64, BULK = 5000 };
-
-/* ---- redis-server ---- */
-
-static char tmpdir[] = "/tmp/rn-test-bus-XXXXXX";
-static char sockpath[128], logpath[128];
-static int port;
-static pid_t redis_pid = -1;
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), p = -1;
-
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        p = ntohs(sa.sin_port);
-    close(fd);
-    return p;
-}
-
-static int redis_start(void)
-{
-    char portstr[16];
-    pid_t parent = getpid();
-
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    if ((redis_pid = fork()) < 0)
-        return -1;
-    if (redis_pid == 0) {
-        /* Dies with the test even if the test is killed before its cleanup. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        execlp("redis-server", "redis-server", "--save", "", "--appendonly", "no", "--port",
-               portstr, "--bind", "127.0.0.1", "--dir", tmpdir, "--unixsocket", sockpath,
-               "--unixsocketperm", "700", "--logfile", logpath, (char *)NULL);
-        fprintf(stderr, "test_bus: cannot run redis-server: %s\n", strerror(errno));
-        _exit(127);
-    }
-    return 0;
-}
-
-static void redis_kill(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void cleanup_at_exit(void)
-{
-    redis_kill();
-    nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
 
 /* ---- a bus under test and what it saw ---- */
 
@@ -219,7 +152,7 @@ static void on_numsub(redisAsyncContext *ac, void *r, void *privdata)
 
 static void numsub_query(void)
 {
-    redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", port);
+    redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", redis_port);
 
     numsub.state = -1;
     if (ac == NULL)
@@ -262,14 +195,14 @@ static void on_probe_disconnect(const redisAsyncContext *ac, int status)
 }
 
 /*
- * Loopback connect(2) to a closed port ends in POLLERR, which libuv reports
+ * Loopback connect(2) to a closed redis_port ends in POLLERR, which libuv reports
  * as an error status with the handle stopped: hiredis's own libuv adapter
  * drops it and the connect callback never comes.
  */
 static int step_refused_connect_reported(int first)
 {
     if (first) {
-        redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", port);
+        redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", redis_port);
         if (ac == NULL)
             return -1;
         if (ac->err != 0) { /* refused synchronously: reported too */
@@ -304,11 +237,11 @@ static int step_down_while_nothing_listens(int first)
     if (first) {
         /* Interest registered before any link: the first SUBSCRIBE carries it. */
         char url[200];
-        snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+        snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
         if (peer_open(&A, url) == NULL ||
-            peer_open(&D, strcat(strcpy(url, "unix:"), sockpath)) == NULL)
+            peer_open(&D, strcat(strcpy(url, "unix:"), redis_sock)) == NULL)
             return -1;
-        snprintf(url, sizeof(url), "redis://localhost:%d/0", port);
+        snprintf(url, sizeof(url), "redis://localhost:%d/0", redis_port);
         if (peer_open(&E, url) == NULL || peer_open(&F, url) == NULL)
             return -1;
         E.close_on_up = 1;
@@ -333,7 +266,7 @@ static int step_down_while_nothing_listens(int first)
 static int step_start_redis(int first)
 {
     (void)first;
-    return redis_start() == 0 ? 1 : -1;
+    return redis_server_start() == 0 ? 1 : -1;
 }
 
 static int step_initial_up(int first)
@@ -423,7 +356,7 @@ static int step_subscribe_churn(int first)
 static int step_kill(int first)
 {
     if (first) {
-        redis_kill();
+        redis_server_kill();
         return 0;
     }
     if (A.downs < 1 || D.downs < 1)
@@ -511,7 +444,7 @@ static const struct step {
     {"subscribe/unsubscribe/subscribe pipelined delivers", step_subscribe_churn, 3000},
     {"kill -9 -> on_link(0)", step_kill, 3000},
     {"stays down while Redis is gone", step_stay_down, 3000},
-    {"restart redis-server on the same port", step_start_redis, 1000},
+    {"restart redis-server on the same redis_port", step_start_redis, 1000},
     {"on_link(1) again after restart", step_back_up, 6000},
     {"subscriptions restored after reconnect", step_restored, 3000},
     {"only channels with interest resubscribed (PUBSUB NUMSUB)", step_redis_dropped_channel, 3000},
@@ -672,13 +605,10 @@ int main(void)
 
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (mkdtemp(tmpdir) == NULL || (port = free_port()) < 0) {
+    if (redis_server_init("test-bus") != 0) {
         perror("test_bus: setup");
         return 1;
     }
-    snprintf(sockpath, sizeof(sockpath), "%s/redis.sock", tmpdir);
-    snprintf(logpath, sizeof(logpath), "%s/redis.log", tmpdir);
-    atexit(cleanup_at_exit);
 
     uv_loop_init(&l);
     loop = &l;
@@ -697,7 +627,7 @@ int main(void)
     uv_run(loop, UV_RUN_NOWAIT);
     CHECK(uv_loop_close(loop) == 0, "uv_loop_close() == 0 after bus_close()");
 
-    if (check_failed && access(logpath, R_OK) == 0)
-        fprintf(stderr, "redis log: %s (removed at exit)\n", logpath);
+    if (check_failed && access(redis_log, R_OK) == 0)
+        fprintf(stderr, "redis log: %s (removed at exit)\n", redis_log);
     return check_report();
 }

@@ -1,6 +1,6 @@
 /*
  * test_fanout_bus: fan-out against a real bus (storage/bus.c) and a real
- * redis-server that the test starts on a free loopback port (as
+ * redis-server that the test starts on a free loopback redis_port (as
  * test_bus.c does). The bus counts units of interest per channel, so the
  * fan-out must subscribe exactly once per channel, on the first local join,
  * and unsubscribe once, on the last leave:
@@ -17,6 +17,7 @@
 #include "bus.h"
 #include "check.h"
 #include "fanout.h"
+#include "redis_server.h"
 #include "session_priv.h"
 
 #include <arpa/inet.h>
@@ -35,67 +36,6 @@
 #include <unistd.h>
 
 enum { DEADLINE_MS = 20000, RETRY_MS = 20 };
-
-/* ---- redis-server ---- */
-
-static char tmpdir[] = "/tmp/rn-test-fanout-XXXXXX";
-static char logpath[128];
-static int port;
-static pid_t redis_pid = -1;
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), p = -1;
-
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        p = ntohs(sa.sin_port);
-    close(fd);
-    return p;
-}
-
-static int redis_start(void)
-{
-    char portstr[16];
-    pid_t parent = getpid();
-
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    if ((redis_pid = fork()) < 0)
-        return -1;
-    if (redis_pid == 0) {
-        /* Dies with the test even if the test is killed before its cleanup. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        execlp("redis-server", "redis-server", "--save", "", "--appendonly", "no", "--port",
-               portstr, "--bind", "127.0.0.1", "--dir", tmpdir, "--logfile", logpath, (char *)NULL);
-        fprintf(stderr, "test_fanout_bus: cannot run redis-server: %s\n", strerror(errno));
-        _exit(127);
-    }
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void cleanup_at_exit(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-    }
-    nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
 
 /* ---- the story, one stage per bus event ---- */
 
@@ -220,20 +160,18 @@ int main(void)
     char err[256] = "";
 
     signal(SIGPIPE, SIG_IGN);
-    if (mkdtemp(tmpdir) == NULL || (port = free_port()) < 0) {
+    if (redis_server_init("test-fanout") != 0) {
         perror("test_fanout_bus: setup");
         return 1;
     }
-    snprintf(logpath, sizeof(logpath), "%s/redis.log", tmpdir);
-    atexit(cleanup_at_exit);
-    if (redis_start() != 0) {
+    if (redis_server_start() != 0) {
         perror("test_fanout_bus: fork");
         return 1;
     }
 
     uv_loop_init(&l);
     loop = &l;
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis_port);
     /* the bus retries its connect until redis-server listens: no wait here */
     bus_config_t cfg = {.url = url, .backoff_min_ms = 50, .backoff_max_ms = 200};
     bus = bus_new(loop, &cfg, on_message, on_link, NULL, err, sizeof err);
