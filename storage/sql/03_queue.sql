@@ -1067,6 +1067,17 @@ BEGIN
 END
 $$;
 
+-- The answer of a timed transition asked too early (rn_expire, rn_game_timeout):
+-- 200 {"changed": false, "status", "retry_in_ms"?}. retry_in_ms when the
+-- reservation is still due at p_due (the caller's clock ran ahead of ours).
+CREATE OR REPLACE FUNCTION rn_not_due(p_status text, p_due timestamptz)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT rn_answer(200, jsonb_strip_nulls(jsonb_build_object(
+        'changed', false, 'status', p_status,
+        'retry_in_ms', CASE WHEN p_due IS NOT NULL
+                            THEN greatest(0, rn_ms(p_due) - rn_ms(now())) END)))
+$$;
+
 -- Nobody pays for the operator's outage.
 --
 -- A called player's deadline counts from the delivery of their your_turn to
@@ -1126,10 +1137,7 @@ BEGIN
         v_due := rn_call_due(r);
     END IF;
     IF v_due IS NULL OR v_due > now() THEN
-        RETURN rn_answer(200, jsonb_strip_nulls(jsonb_build_object(
-            'changed', false, 'status', r.status,
-            'retry_in_ms', CASE WHEN r.status = 'called'
-                                THEN greatest(0, rn_ms(v_due) - rn_ms(now())) END)));
+        RETURN rn_not_due(r.status, v_due);
     END IF;
     UPDATE reservations SET status = 'expired', ended_at = now()
      WHERE id = r.id
@@ -1488,10 +1496,7 @@ BEGIN
         v_due := rn_game_due_x(r, p_default_max_s, p_grace_s);
     END IF;
     IF v_due IS NULL OR v_due > now() THEN
-        RETURN rn_answer(200, jsonb_strip_nulls(jsonb_build_object(
-            'changed', false, 'status', r.status,
-            'retry_in_ms', CASE WHEN v_due IS NOT NULL
-                                THEN greatest(0, rn_ms(v_due) - rn_ms(now())) END)));
+        RETURN rn_not_due(r.status, v_due);
     END IF;
     RETURN rn_queue_answer(200, jsonb_build_object('changed', true, 'reservation_id', r.id,
                                                    'refunded', coalesce(p_refund, false)),

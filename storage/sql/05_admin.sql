@@ -544,6 +544,20 @@ BEGIN
 END
 $$;
 
+-- A game changed (edited or retired) by p_actor: its answer {game}, the
+-- catalogue push to every arcade that has it (rn_catalogue_push), and the
+-- audit row p_action with the game before (p_before) and after.
+CREATE OR REPLACE FUNCTION rn_game_changed(p_actor text, p_action text, g games, p_before jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN rn_with_audit(
+        rn_catalogue_push(rn_answer(200, jsonb_build_object('game', rn_game_json(g))),
+                          coalesce((SELECT array_agg(arcade_id) FROM arcade_games
+                                     WHERE game_id = g.id), '{}')),
+        rn_audit_log(p_actor, p_action, 'game', g.id::text, p_before, rn_game_json(g)));
+END
+$$;
+
 -- PATCH /admin/games/{id} {name?, description?, ticket_cost?, min_players?,
 -- max_players?, max_duration_s? (null: the hub's default), active?}. A
 -- reservation keeps the cost it was booked at. 404 game_not_found, 409
@@ -561,7 +575,6 @@ DECLARE
     v_max integer;
     v_duration integer;
     v_active boolean;
-    v_arcades bigint[];
 BEGIN
     IF rn_patch_check(p_body, ARRAY['name', 'description', 'ticket_cost', 'min_players',
                                     'max_players', 'max_duration_s', 'active']) IS NOT NULL THEN
@@ -632,11 +645,7 @@ BEGIN
     EXCEPTION WHEN unique_violation THEN -- renamed at the same time as another game
         RETURN rn_error(409, 'game_name_taken', 'a game with this name exists');
     END;
-    SELECT array_agg(arcade_id) INTO v_arcades FROM arcade_games WHERE game_id = g.id;
-    RETURN rn_with_audit(
-        rn_catalogue_push(rn_answer(200, jsonb_build_object('game', rn_game_json(g))),
-                          coalesce(v_arcades, '{}')),
-        rn_audit_log(p_actor, 'game.update', 'game', g.id::text, v_before, rn_game_json(g)));
+    RETURN rn_game_changed(p_actor, 'game.update', g, v_before);
 END
 $$;
 
@@ -649,7 +658,6 @@ RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     g games;
     v_before jsonb;
-    v_arcades bigint[];
 BEGIN
     PERFORM rn_lock_game_arcades(p_id);
     SELECT * INTO g FROM games WHERE id = p_id FOR UPDATE;
@@ -661,11 +669,7 @@ BEGIN
     END IF;
     v_before := rn_game_json(g);
     UPDATE games SET active = false WHERE id = g.id RETURNING * INTO g;
-    SELECT array_agg(arcade_id) INTO v_arcades FROM arcade_games WHERE game_id = g.id;
-    RETURN rn_with_audit(
-        rn_catalogue_push(rn_answer(200, jsonb_build_object('game', rn_game_json(g))),
-                          coalesce(v_arcades, '{}')),
-        rn_audit_log(p_actor, 'game.retire', 'game', g.id::text, v_before, rn_game_json(g)));
+    RETURN rn_game_changed(p_actor, 'game.retire', g, v_before);
 END
 $$;
 
