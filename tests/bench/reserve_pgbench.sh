@@ -35,30 +35,8 @@ command -v pgbench >/dev/null || { echo "pgbench not found (postgresql client)" 
 users=4 # the warm-up runs 4 clients
 for c in $clients; do if ((c > users)); then users=$c; fi; done
 
-dir="$(mktemp -d /tmp/rn-bench-pg-XXXXXX)"
-chmod 0755 "$dir"
-export RN_EPHEMERAL=1
-url=""
-stop() {
-    if [[ "${KEEP:-0}" == 1 ]]; then
-        echo "PostgreSQL left running: ${url:-?} (stop: scripts/services.sh pg-stop $dir)"
-    else
-        "$src/scripts/services.sh" pg-stop "$dir" || true
-        rm -rf "$dir"
-    fi
-}
-trap stop EXIT
-for try in 1 2 3 4 5; do # a random free port: another run may hold the first one
-    port=$((20000 + RANDOM % 20000))
-    "$src/scripts/services.sh" pg-start "$dir" "$port" 2>/dev/null && break
-    ((try < 5)) || { echo "PostgreSQL did not start (see $dir/postgres.log)" >&2; exit 1; }
-    "$src/scripts/services.sh" pg-stop "$dir" || true
-done
-url="$("$src/scripts/services.sh" pg-url "$dir" "$port")"
-psql_q() { psql -X -q -tA -v ON_ERROR_STOP=1 -d "$url" "$@"; }
-
-"$hub" migrate --database-url "$url" >/dev/null
-psql_q -f "$src/storage/demo.sql" >/dev/null
+# shellcheck source=tests/bench/ephemeral_pg.sh
+. "$src/tests/bench/ephemeral_pg.sh"
 psql_q <<SQL >/dev/null
 INSERT INTO arcades (id, name, status)
 SELECT g, 'Bench ' || g, 'offline' FROM generate_series(4, greatest(3, $arcades)) g
