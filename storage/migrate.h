@@ -15,7 +15,8 @@
  * The runner refuses a database whose newest applied version is newer than
  * the newest this binary knows (and then applies no domain file either).
  *
- * Blocking (PQexec): call it only at start-up, before the loop runs.
+ * Blocking (PQexec): never on the loop thread. The hub runs it on libuv's thread pool
+ * (uv_queue_work) while it waits for PostgreSQL; the CLI `migrate` runs it without a loop.
  */
 #ifndef RN_MIGRATE_H
 #define RN_MIGRATE_H
