@@ -27,7 +27,9 @@
  * - reconnects with backoff 0.5 s doubling to 10 s (with jitter); after close
  *   4000 (draining) it waits for the hint {"retry_after_ms":N} in the close
  *   reason, or 0.5-2 s; it stops on 4003, and on 4001 unless getToken() can
- *   supply a fresh token.
+ *   supply a fresh token or the reason is "unavailable" (the hub could not
+ *   check the credentials, its database was away: not their fault, so it
+ *   retries with backoff, as PROTOCOL.md section 8 says).
  *
  * Pseudo-events besides the server's push types: 'connect' (the auth reply),
  * 'disconnect' ({code, reason, willRetry}), '*' (every push).
@@ -245,7 +247,7 @@ export class RetronovaClient {
     this.ws = null;
     this.ready = false;
     this.failPending('disconnected'); // requests not yet sent wait in the outbox
-    const fatal = e.code === 4003 || (e.code === 4001 && !this.opts.getToken);
+    const fatal = e.code === 4003 || (e.code === 4001 && e.reason !== 'unavailable' && !this.opts.getToken);
     const willRetry = !this.closed && !fatal;
     this.emit('disconnect', { code: e.code, reason: e.reason, willRetry });
     if (!willRetry) {
