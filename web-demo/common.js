@@ -278,24 +278,39 @@ export function elapsed(ms) {
 }
 
 /*
- * A confirmation in a <dialog> of the page (#confirm with #confirm-text,
- * #confirm-ok, #confirm-cancel): resolves true when confirmed.
+ * A confirmation in the page's <dialog id="confirm"> (#confirm-text,
+ * #confirm-body, #confirm-error, #confirm-ok, #confirm-cancel): resolves true
+ * when confirmed, false when cancelled (Cancel or Escape). opts.body: nodes
+ * shown under the question (a reason field, a checkbox); opts.check(): '' when
+ * they are fine, else a sentence said in the dialog, which stays open.
  */
-export function confirmDialog(text, okLabel = 'Confirm') {
+export function confirmDialog(text, okLabel = 'Confirm', { body = null, check = null } = {}) {
   const dialog = $('#confirm');
+  const extra = $('#confirm-body');
+  const error = $('#confirm-error');
   $('#confirm-text').textContent = text;
   $('#confirm-ok').textContent = okLabel;
+  if (extra) fill(extra, body);
+  if (error) fill(error).hidden = true;
   return new Promise((resolve) => {
-    const done = (value) => () => {
-      dialog.close();
+    let answer = false;
+    dialog.addEventListener('close', () => {
       $('#confirm-ok').onclick = null;
       $('#confirm-cancel').onclick = null;
-      resolve(value);
+      resolve(answer);
+    }, { once: true });
+    $('#confirm-ok').onclick = () => {
+      const problem = check ? check() : '';
+      if (problem && error) {
+        fill(error, problem).hidden = false;
+        return;
+      }
+      answer = true;
+      dialog.close();
     };
-    $('#confirm-ok').onclick = done(true);
-    $('#confirm-cancel').onclick = done(false);
+    $('#confirm-cancel').onclick = () => dialog.close();
     dialog.showModal();
-    $('#confirm-cancel').focus();
+    ((body && extra?.querySelector('input, select')) || $('#confirm-cancel')).focus();
   });
 }
 

@@ -140,6 +140,22 @@ describe('web pages', { skip: !HAVE_CHROMIUM && `no chromium at ${CHROMIUM}` }, 
     await page.locator('#freshness', { hasText: 'live' }).waitFor(WAIT);
     await page.locator('#kpi-process', { hasText: /^pid \d+$/ }).waitFor(WAIT);
     assert.equal(await page.locator('.charts canvas').count() >= 4, true, 'four charts drawn');
+    // The deployment's processes (stats.deployment): this hub alone, live.
+    const row = page.locator('#deploy-rows tr[data-pid]', { hasText: 'this console' });
+    await row.waitFor(WAIT);
+    assert.equal(await page.locator('#deploy-rows tr[data-pid]').count(), 1);
+    assert.equal(await row.getAttribute('data-pid'), String(hub.proc.pid));
+    await row.locator('td', { hasText: /^now$|^\d s ago$/ }).waitFor(WAIT);
+    await page.locator('#deploy-count', { hasText: '1 process' }).waitFor(WAIT);
+    // The catalogue edit form lists what it edits; a retire can be declined.
+    await page.locator('#edit-id option[value="3"]').waitFor({ state: 'attached', ...WAIT });
+    await page.locator('#edit-kind').selectOption('promo-codes');
+    await page.locator('#edit-id option', { hasText: 'WELCOME10' }).waitFor({ state: 'attached', ...WAIT });
+    await page.locator('#edit-retire').click();
+    await page.locator('#confirm', { hasText: /Retire promo code \d+ \(WELCOME10\)\?/ }).waitFor(WAIT);
+    await page.keyboard.press('Escape'); // Escape declines like Cancel
+    await page.locator('#confirm').waitFor({ state: 'hidden', ...WAIT });
+    assert.equal(await page.locator('#edit-ok').isHidden(), true);
     // A confirmation can be declined: nothing happens.
     await page.locator('#rot-arcade').selectOption('2');
     await page.locator('#rotate-form button').click();
