@@ -5,7 +5,10 @@
  * the cabinet's API key and reconnects by itself (retronova.js) after a hub
  * restart. The screen follows the newest queue view (cabinet_queue or queue,
  * highest v wins); game over is sent at most once per reservation, whatever
- * the keyboard does.
+ * the keyboard does. The attract screen lists the games and prices of the
+ * arcade's cabinet_config (the newest event_id wins: the hub pushes one on
+ * connect and after every catalogue edit) and says "Out of order" while the
+ * arcade is in maintenance (the cabinet's own switch or an operator's).
  */
 import { connect } from '/retronova.js';
 import {
@@ -30,6 +33,8 @@ const state = {
   lockedUntil: 0,
   sent: new Set(), // reservation ids whose game_over was sent (or is in flight)
   overUntil: 0,
+  config: null, // the newest cabinet_config
+  configId: -1, // its event_id
 };
 
 const log = (kind, text) => logLine($('#log'), kind, text);
@@ -65,6 +70,7 @@ function start(key) {
   rn.on('error', (e) => log('error', `${e?.code || 'error'}: ${e?.message || ''}`));
   rn.on('cabinet_queue', onView);
   rn.on('queue', onView);
+  rn.on('cabinet_config', onConfig);
   rn.on('unlock_result', (ev) => log('unlock', `#${ev.reservation_id}: ${ev.ok ? 'unlocked' : 'refused'}`));
 }
 
@@ -92,13 +98,39 @@ function onView(ev) {
   if (ev.status) fill($('#state'), pill(ev.status));
   const waiting = Array.isArray(ev.waiting) ? ev.waiting.length : 0;
   $('#waiting-count').textContent = `${waiting} waiting`;
-  const line = $('#attract-line');
-  line.textContent = ev.status === 'maintenance' ? 'Out of order: maintenance' : 'Book a game on your phone';
-  line.classList.toggle('blink', ev.status !== 'maintenance');
+  attractLine();
   $('#attract-next').textContent = waiting ? `Next: ${names(ev.waiting[0].players)} · ${waiting} waiting` : 'Nobody waiting: the next booking plays at once.';
   log('queue', ev.called ? `#${ev.called.reservation_id} called (${names(ev.called.players)})`
     : ev.playing ? `#${ev.playing.reservation_id} playing` : `nobody called, ${waiting} waiting`);
   render();
+}
+
+/* The configuration the hub pushes: name, location, the games and their price. */
+function onConfig(ev) {
+  if (typeof ev.event_id === 'number') {
+    if (ev.event_id < state.configId) return; // an older one (a replay)
+    state.configId = ev.event_id;
+  }
+  state.config = ev;
+  if (ev.name) $('#arcade-name').textContent = ev.name;
+  $('#arcade-location').textContent = ev.location || '';
+  const players = (g) => ((g.max_players ?? 1) > 1 ? ((g.min_players ?? 1) > 1 ? '2 players' : '1 or 2 players') : '1 player');
+  fill($('#attract-games'), (ev.games || []).filter((g) => g.active !== false).map((g) => el('li', { 'data-slot': g.slot, 'data-game-id': g.game_id },
+    el('strong', {}, g.name), el('span', {}, `${g.ticket_cost} ticket${g.ticket_cost === 1 ? '' : 's'} · ${players(g)}`))));
+  log('config', `${(ev.games || []).length} game(s)${ev.retired ? ', retired' : ''}`);
+  attractLine();
+}
+
+/* "Out of order" while the arcade is in maintenance: the newest queue view says, else the config. */
+function attractLine() {
+  const view = state.view;
+  const cfg = state.config?.maintenance;
+  const down = view ? view.status === 'maintenance' || view.maintenance === true : Boolean(cfg?.active);
+  const message = view ? view.maintenance_message : cfg?.message;
+  const line = $('#attract-line');
+  line.textContent = down ? `Out of order${message ? `: ${message}` : ': maintenance'}` : 'Book a game on your phone';
+  line.classList.toggle('blink', !down);
+  document.body.dataset.maintenance = String(down);
 }
 
 function render() {

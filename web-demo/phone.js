@@ -27,6 +27,7 @@ const state = {
   friends: [],
   pick: { arcade: 0, game: 0, partner: '' }, // the Play flow's choices
   result: null, // the last score event, shown until dismissed
+  notice: null, // a reservation that ended without a game (voided, missed), shown until OK
   turn: null, // {reservation_id, stop}
   refused: false,
   connected: false,
@@ -228,14 +229,17 @@ function openSocket() {
       waiting: ev.reason === 'cabinet_unavailable' ? 'the cabinet went away: you are first in line again' : 'booked',
       playing: 'unlocked: have fun!', cancelled: 'cancelled (tickets refunded)',
       expired: ev.refunded ? 'missed (tickets refunded)' : 'missed: the code was not typed in time',
-      voided: 'voided by Retronova (tickets refunded)', completed: 'game over',
+      voided: `voided by Retronova${ev.refunded ? ' (tickets refunded)' : ''}`, completed: 'game over',
     };
     log('reservation', `${gameName(ev.game_id)} at ${arcadeName(ev.arcade_id)}: ${words[ev.status] || ev.status}`);
     if (ev.reason === 'cabinet_unavailable') {
       banner($('#banner'), `${arcadeName(ev.arcade_id)}: the cabinet went away — you are first in line and will be called again.`, 'warn');
     }
     if (ev.status === 'expired' || ev.status === 'voided') {
-      $('#announce').textContent = `Your reservation at ${arcadeName(ev.arcade_id)} was ${ev.status}.`;
+      $('#announce').textContent = `Your reservation at ${arcadeName(ev.arcade_id)} was ${ev.status}${ev.refunded ? ' and your tickets refunded' : ''}.`;
+      state.result = null;
+      state.notice = { ...ev };
+      renderSpot();
     }
   });
   rn.on('score', onScore);
@@ -310,6 +314,8 @@ function onQueue(q) {
   if (a) {
     const wasUp = a.status !== 'offline';
     a.status = q.status;
+    a.maintenance = Boolean(q.maintenance);
+    a.maintenance_message = q.maintenance_message || null;
     a.queue_length = (q.waiting || []).length;
     if (wasUp && q.status === 'offline' && hasPlaceAt(id)) {
       banner($('#banner'), `${a.name} is offline right now — your place is kept.`, 'warn');
@@ -338,11 +344,14 @@ function renderPlay() {
   return renderConfirm(view, a, g);
 }
 
+/* Bookings are refused: the cabinet's own maintenance, or an operator's switch. */
+const inMaintenance = (a) => a.status === 'maintenance' || a.maintenance === true;
+
 function statusWords(a) {
   const q = state.queues.get(Number(a.id));
   const waiting = q ? (q.waiting || []).length : a.queue_length ?? 0;
   if (a.status === 'offline') return 'offline right now';
-  if (a.status === 'maintenance') return 'in maintenance';
+  if (inMaintenance(a)) return 'in maintenance';
   if (!waiting) return q?.playing || q?.called ? 'in use · nobody waiting' : 'free now';
   const last = q?.waiting?.[waiting - 1];
   return `${plural(waiting, 'player group')} waiting · ${roughly(last?.eta_s ?? waiting * (q?.avg_game_s || 180))}`;
@@ -357,7 +366,7 @@ function renderArcades(view) {
         type: 'button', class: 'choice', 'data-arcade-id': a.id,
         onclick: () => { state.pick = { arcade: Number(a.id), game: 0, partner: '' }; renderPlay(); },
       },
-      el('span', { class: 'choice-title' }, a.name, ' ', pill(a.status || 'unknown')),
+      el('span', { class: 'choice-title' }, a.name, ' ', inMaintenance(a) ? pill('maintenance') : pill(a.status || 'unknown')),
       el('span', { class: 'choice-sub' }, a.location || ''),
       el('span', { class: 'choice-sub' }, statusWords(a))))))
       : el('p', { class: 'empty' }, state.arcadesError ? 'The arcades cannot be listed right now.' : 'Loading the arcades…'),
@@ -391,9 +400,10 @@ function renderConfirm(view, a, g) {
       onchange: () => { state.pick.partner = value; },
     }), label);
   const cost = g.ticket_cost ?? 1;
-  const warn = a.status === 'offline' || a.status === 'maintenance';
-  const go = el('button', { type: 'submit', class: 'primary big-button', id: 'reserve-go' },
-    warn ? `Reserve anyway · ${plural(cost, 'ticket')}` : `Reserve · ${plural(cost, 'ticket')}`);
+  const closed = inMaintenance(a);
+  const warn = a.status === 'offline' || closed;
+  const go = el('button', { type: 'submit', class: 'primary big-button', id: 'reserve-go', disabled: closed },
+    closed ? 'Closed for maintenance' : warn ? `Reserve anyway · ${plural(cost, 'ticket')}` : `Reserve · ${plural(cost, 'ticket')}`);
   const idem = {};
   fill(view,
     el('button', { type: 'button', class: 'back', onclick: () => { state.pick.game = 0; renderPlay(); } }, `‹ ${a.name}`),
@@ -409,9 +419,10 @@ function renderConfirm(view, a, g) {
         : el('p', { class: 'hint' }, 'No friends yet: ', el('button', { type: 'button', class: 'link', onclick: () => showTab('friends') }, 'add one'), '.'))
       : null,
     warn ? el('p', { class: 'warning', role: 'note', id: 'reserve-warning' },
-      a.status === 'offline'
+      !closed
         ? 'This arcade is offline right now. You can book: you keep your place, but nobody is called until it is back.'
-        : 'This arcade is in maintenance. Nobody is called until it is back.') : null,
+        : `This arcade is in maintenance${a.maintenance_message ? ` (“${a.maintenance_message}”)` : ''}: no booking until it is back. Try another arcade.`,
+      closed ? [' ', el('button', { type: 'button', class: 'link', onclick: () => { state.pick.arcade = 0; renderPlay(); } }, 'Other arcades')] : null) : null,
     el('p', { class: 'hint' }, `You have ${plural(state.balance ?? 0, 'ticket')} · ${a.name}: ${statusWords(a)}`),
     go,
     el('div', { class: 'error', id: 'reserve-error', role: 'alert', hidden: true })));
@@ -496,12 +507,12 @@ function renderSpot() {
     state.turn?.stop();
     state.turn = null;
   }
-  if (!r && !state.result) {
+  if (!r && !state.result && !state.notice) {
     spot.hidden = true;
     return;
   }
   spot.hidden = false;
-  if (!r) return renderResult(spot);
+  if (!r) return state.notice ? renderNotice(spot) : renderResult(spot);
   spot.className = `spot spot-${r.status}`;
   spot.dataset.status = r.status;
   spot.dataset.reservationId = String(r.id);
@@ -565,7 +576,29 @@ async function cancelReservation(id, button) {
 
 /* ---- the game's end ---------------------------------------------------------------------------- */
 
+/* A reservation that ended without a game: voided by an operator, or missed. Stays until OK. */
+function renderNotice(spot) {
+  const ev = state.notice;
+  const voided = ev.status === 'voided';
+  spot.className = `spot spot-${ev.status}`;
+  spot.dataset.status = ev.status;
+  spot.dataset.reservationId = String(ev.reservation_id);
+  $('#spot-title').textContent = voided ? 'Reservation voided' : 'You missed your turn';
+  const cost = state.games.get(Number(ev.game_id))?.ticket_cost;
+  const why = !voided ? 'The code was not typed on the cabinet in time.'
+    : ev.reason === 'maintenance' ? 'The arcade went into maintenance.'
+      : ev.reason === 'closed' ? 'The arcade closed for the day.'
+        : `Retronova staff voided it${ev.reason ? `: “${ev.reason}”` : ''}.`;
+  fill($('#spot-body'),
+    el('p', {}, gameName(ev.game_id), ' · ', arcadeName(ev.arcade_id)),
+    el('p', { id: 'notice-why' }, why),
+    el('p', { id: 'notice-refund', class: ev.refunded ? 'notice' : 'hint' }, ev.refunded
+      ? `Your tickets were refunded${typeof cost === 'number' ? ` (+${plural(cost, 'ticket')})` : ''}.` : 'No refund for this one.'),
+    el('button', { type: 'button', class: 'primary', onclick: () => { state.notice = null; renderSpot(); } }, 'OK'));
+}
+
 async function onScore(ev) {
+  state.notice = null;
   track(ev.reservation_id, { status: 'completed', result: ev }, false);
   let best = null;
   try {
