@@ -7,7 +7,11 @@
 // operations console shows the game live and the purchase, promo use,
 // reservations and scores in its stream. Then `make run` is restarted: the
 // cabinet (same key, kept in var/) and the phones recover with no manual
-// step. And the cabinet's Enter key cannot send a game over twice.
+// step. And the cabinet's Enter key cannot send a game over twice. Last, the
+// operator at work, from the console's buttons and dialogs: a void reaches
+// alice's phone (voided, refunded) and the stream; maintenance reaches the
+// phone (a warning before booking) and the cabinet ("Out of order"); a price
+// edit reaches the cabinet's attract screen (its cabinet_config).
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,7 +23,7 @@ import {
   HUB_BIN, SOURCE_DIR, freePort, http, startPostgres, startRedis, tmpDir, token, track, waitFor, watch,
 } from '../lib/harness.js';
 import {
-  HAVE_CHROMIUM, CHROMIUM, PHONE, WAIT, launch, openPage, screenshots,
+  HAVE_CHROMIUM, CHROMIUM, PHONE, WAIT, launch, openPage, screenshots, assertAccessible,
 } from './browser.js';
 
 const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/;
@@ -341,6 +345,107 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     await admin.page.locator('#board article[data-arcade-id="1"][data-status="idle"]').waitFor(WAIT);
     await cab.page.locator('body[data-phase="attract"]').waitFor(WAIT);
     for (const p of [admin, cab, alice, bob]) p.check();
+  });
+  test('an admin void from the console reaches alice\'s phone: voided, refunded; the stream says so', async (t) => {
+    const p = alice.page;
+    const again = p.locator('#spot[data-status="result"] button', { hasText: 'Play again' });
+    if (await again.count()) await again.click();
+    await p.locator('.tab[data-tab="play"]').click();
+    await p.locator('button.choice[data-arcade-id="1"]', { hasText: 'free now' }).click();
+    await p.locator('button.choice[data-game-id="3"]').click(); // Neon Racer, solo, 1 ticket
+    const before = Number(await p.locator('#balance').getAttribute('data-balance'));
+    await p.locator('#reserve-go', { hasText: 'Reserve · 1 ticket' }).click();
+    await p.locator('#spot[data-status="called"] #spot-title', { hasText: 'Your turn!' }).waitFor(WAIT);
+    await p.locator(`#balance[data-balance="${before - 1}"]`).waitFor(WAIT);
+    const rid = await p.locator('#spot').getAttribute('data-reservation-id');
+
+    const a = admin.page;
+    const card = a.locator('#board article[data-arcade-id="1"]');
+    await card.locator('.called', { hasText: 'alice' }).waitFor(WAIT);
+    await card.locator(`.called button[data-void="${rid}"]`).click();
+    await a.locator('#confirm-text', { hasText: `Void reservation #${rid} of alice (Neon Racer) at Retronova Paris Bastille?` }).waitFor(WAIT);
+    await a.locator('#confirm-ok').click(); // no reason yet: said in the dialog, which stays open
+    await a.locator('#confirm-error', { hasText: 'Give a reason' }).waitFor(WAIT);
+    await assertAccessible(a, 'console with the void dialog open');
+    await screenshots(t, a, 'admin-void-dialog');
+    await a.locator('#dlg-reason').fill('cabinet froze');
+    await a.locator('#confirm-ok').click();
+    await a.locator('#confirm').waitFor({ state: 'hidden', ...WAIT });
+    await a.locator('#board-action-ok', { hasText: `Reservation #${rid} voided (it was called), tickets refunded.` }).waitFor(WAIT);
+
+    await p.locator('#spot[data-status="voided"] #spot-title', { hasText: 'Reservation voided' }).waitFor(WAIT);
+    assert.equal(await p.locator('#notice-why').textContent(), 'Retronova staff voided it: “cabinet froze”.');
+    assert.equal(await p.locator('#notice-refund').textContent(), 'Your tickets were refunded (+1 ticket).');
+    await p.locator(`#balance[data-balance="${before}"]`).waitFor(WAIT);
+    await screenshots(t, p, 'phone-voided');
+    await a.locator('#log li', { hasText: `demo-admin voided #${rid} at Retronova Paris Bastille (it was called): “cabinet froze”, tickets refunded` }).waitFor(WAIT);
+    await a.locator('#log li', { hasText: `#${rid} Neon Racer at Retronova Paris Bastille: demo-alice was voided` }).waitFor(WAIT);
+    await card.locator('.called', { hasText: 'nobody' }).waitFor(WAIT);
+
+    // The same reservation again, by number: plain words next to the form.
+    await a.locator('#void-id').fill(rid);
+    await a.locator('#void-reason').fill('twice');
+    await a.locator('#void-form button').click();
+    await a.locator('#confirm-ok').click();
+    await a.locator('#void-error', { hasText: `Nothing to void: reservation ${rid} is voided already.` }).waitFor(WAIT);
+    await p.locator('#spot button', { hasText: 'OK' }).click();
+    await p.locator('#spot').waitFor({ state: 'hidden', ...WAIT });
+    for (const x of [admin, alice]) x.check();
+  });
+
+  test('maintenance from the console: the phone warns before booking, the cabinet is "Out of order"', async (t) => {
+    const a = admin.page;
+    const card = a.locator('#board article[data-arcade-id="1"]');
+    await card.locator('button[data-maintenance-switch="on"]').click();
+    await a.locator('#confirm-text', { hasText: 'Put Retronova Paris Bastille out of order?' }).waitFor(WAIT);
+    await a.locator('#dlg-message').fill('back at 3 pm');
+    await assertAccessible(a, 'console with the maintenance dialog open');
+    await screenshots(t, a, 'admin-maintenance-dialog');
+    await a.locator('#confirm-ok').click();
+    await card.locator('.maintenance', { hasText: 'on: “back at 3 pm”' }).waitFor(WAIT);
+    await a.locator('#board article[data-arcade-id="1"][data-maintenance="true"]').waitFor(WAIT);
+    await a.locator('#log li', { hasText: 'demo-admin put Retronova Paris Bastille out of order (“back at 3 pm”)' }).waitFor(WAIT);
+    await cab.page.locator('#attract-line', { hasText: 'Out of order: back at 3 pm' }).waitFor(WAIT);
+    await screenshots(t, cab.page, 'cabinet-out-of-order');
+
+    const p = alice.page;
+    await p.locator('button.choice[data-arcade-id="1"]', { hasText: 'in maintenance' }).click();
+    await p.locator('button.choice[data-game-id="3"]').click();
+    await p.locator('#reserve-warning', { hasText: 'This arcade is in maintenance (“back at 3 pm”): no booking until it is back.' }).waitFor(WAIT);
+    assert.equal(await p.locator('#reserve-go').isDisabled(), true);
+    assert.equal(await p.locator('#reserve-go').textContent(), 'Closed for maintenance');
+    await screenshots(t, p, 'phone-maintenance');
+
+    await card.locator('button[data-maintenance-switch="off"]').click();
+    await a.locator('#confirm-text', { hasText: 'Put Retronova Paris Bastille back in service?' }).waitFor(WAIT);
+    await a.locator('#confirm-ok').click();
+    await cab.page.locator('#attract-line', { hasText: 'Book a game on your phone' }).waitFor(WAIT);
+    await p.locator('#reserve-go:not([disabled])', { hasText: 'Reserve · 1 ticket' }).waitFor(WAIT);
+    await p.locator('#reserve-warning').waitFor({ state: 'detached', ...WAIT });
+    for (const x of [admin, alice, cab]) x.check();
+  });
+
+  test('a price edit from the console reaches the cabinet\'s attract screen', async (t) => {
+    const a = admin.page;
+    const c = cab.page;
+    await c.locator('#attract-games li[data-game-id="3"]', { hasText: '1 ticket · 1 player' }).waitFor(WAIT);
+    await a.locator('#edit-kind').selectOption('games');
+    await a.locator('#edit-id option[value="3"]').waitFor({ state: 'attached', ...WAIT });
+    await a.locator('#edit-id').selectOption('3');
+    await a.locator('#edit-field').selectOption('ticket_cost');
+    await a.locator('#edit-value').fill('two');
+    await a.locator('#edit-save').click();
+    await a.locator('#edit-error', { hasText: 'Type a whole number (e.g. 2).' }).waitFor(WAIT);
+    await a.locator('#edit-value').fill('2');
+    await a.locator('#edit-save').click();
+    await a.locator('#confirm-text', { hasText: 'Set the ticket cost of game 3 (Neon Racer) to 2?' }).waitFor(WAIT);
+    await a.locator('#confirm-ok').click();
+    await a.locator('#edit-ok', { hasText: 'Saved: the ticket cost of game 3 is now 2.' }).waitFor(WAIT);
+    await c.locator('#attract-games li[data-game-id="3"]', { hasText: '2 tickets · 1 player' }).waitFor(WAIT);
+    await a.locator('#log li', { hasText: 'game.update game 3 (ticket_cost 1 → 2)' }).waitFor(WAIT);
+    await screenshots(t, c, 'cabinet-attract-config');
+    await screenshots(t, a, 'admin-actions');
+    for (const x of [admin, cab]) x.check();
   });
 });
 
