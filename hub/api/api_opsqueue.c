@@ -8,13 +8,17 @@
  * players' events and an admin_event: db_publish pushes them all, to phones
  * and to whichever process holds the cabinet (its timers follow the
  * snapshot), so it works wherever the players and the cabinet are connected.
+ * A maintenance switch or new opening hours also change the cabinet's
+ * config: a fresh cabinet_config follows (cabinet_config_push).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cabinet_config.h"
 #include "db_call.h"
 #include "http.h"
+#include "log.h"
 #include "metrics.h"
 
 #define REASON_MAX 500
@@ -25,6 +29,38 @@ static void on_done(http_req_t *req, json_t *result, void *arg)
     json_int_t code = json_integer_value(json_object_get(result, "status"));
     if (code / 100 == 2)
         metrics_cabinet((cabinet_event_t)(intptr_t)arg);
+    db_respond(req, result);
+}
+
+/*
+ * After a change of the arcade's config (path parameter 0): its cabinet gets a
+ * fresh cabinet_config, in a query of its own that follows this answer's
+ * events. Not sent: logged; the cabinet still reads GET .../config.
+ */
+static void push_config(http_req_t *req)
+{
+    long arcade = (long)http_req_param_id(req, 0);
+    if (cabinet_config_push(http_req_hub(req), arcade) != 0)
+        log_warn("cabinet config not pushed", json_pack("{s:I}", "arcade_id", (json_int_t)arcade));
+}
+
+/* Maintenance switched: counted, then the config pushed, then the answer. */
+static void on_maintenance_done(http_req_t *req, json_t *result, void *arg)
+{
+    (void)arg;
+    if (json_integer_value(json_object_get(result, "status")) / 100 == 2) {
+        metrics_cabinet(CAB_EV_MAINTENANCE);
+        push_config(req);
+    }
+    db_respond(req, result);
+}
+
+/* Opening hours set: the config pushed, then the answer. */
+static void on_hours_done(http_req_t *req, json_t *result, void *arg)
+{
+    (void)arg;
+    if (json_integer_value(json_object_get(result, "status")) / 100 == 2)
+        push_config(req);
     db_respond(req, result);
 }
 
@@ -108,7 +144,7 @@ static void put_maintenance(http_req_t *req)
                             secs};
     db_call(req,
             "SELECT rn_admin_maintenance($1, $2::bigint, $3::boolean, $4, $5::boolean, $6::int)", 6,
-            params, on_done, (void *)(intptr_t)CAB_EV_MAINTENANCE);
+            params, on_maintenance_done, NULL);
 }
 
 /*
@@ -144,7 +180,7 @@ static void put_slot_maintenance(http_req_t *req)
     db_call(req,
             "SELECT rn_admin_slot_maintenance($1, $2::bigint, $3::integer, $4::boolean, "
             "$5::boolean, $6::int)",
-            6, params, on_done, (void *)(intptr_t)CAB_EV_MAINTENANCE);
+            6, params, on_maintenance_done, NULL);
 }
 
 /*
@@ -164,7 +200,8 @@ static void put_hours(http_req_t *req)
     size_t len;
     snprintf(aid, sizeof aid, "%lld", id);
     const char *params[] = {db_caller_uid(req), aid, http_req_body(req, &len)};
-    db_call(req, "SELECT rn_admin_arcade_hours($1, $2::bigint, $3::jsonb)", 3, params, NULL, NULL);
+    db_call(req, "SELECT rn_admin_arcade_hours($1, $2::bigint, $3::jsonb)", 3, params,
+            on_hours_done, NULL);
 }
 
 static const route_t routes[] = {

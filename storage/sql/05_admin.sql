@@ -378,9 +378,10 @@ $$;
 
 -- The config a cabinet runs with (GET /arcades/{id}/config, the
 -- cabinet_config push): its games by slot, its limits, its maintenance
--- state, the server's time. NULL for an unknown arcade; "retired": true for a
--- retired one. The maintenance message is read from the row as JSON, so the
--- column (added by the maintenance work) may or may not exist.
+-- state (the cabinet's own or an operator's switch, with the operator's
+-- message), its opening hours (as the public arcade shows them), the
+-- server's time. NULL for an unknown arcade; "retired": true for a retired
+-- one.
 CREATE OR REPLACE FUNCTION rn_cabinet_config(p_arcade_id bigint)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -394,8 +395,9 @@ BEGIN
         'arcade_id', a.id, 'name', a.name, 'location', a.location, 'status', a.status,
         'retired', a.deleted_at IS NOT NULL, 'v', a.queue_version,
         'maintenance', jsonb_build_object(
-            'active', a.status = 'maintenance',
-            'message', to_jsonb(a) -> 'maintenance_message'),
+            'active', a.status = 'maintenance' OR a.maintenance,
+            'message', a.maintenance_message),
+        'opening_hours', rn_public_arcade_json(a) -> 'opening_hours',
         'games', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                              'slot', ag.slot, 'game_id', g.id, 'name', g.name,
                              'ticket_cost', g.ticket_cost, 'min_players', g.min_players,

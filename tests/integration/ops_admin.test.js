@@ -84,6 +84,27 @@ test('catalogue edits reach the connected cabinet (cabinet_config) and the phone
 
   // The pushes are private cabinet events: each has an id the cabinet acks.
   assert.equal(typeof priced.event_id, 'number');
+  assert.equal(priced.opening_hours, null, 'open at all hours');
+
+  // An operator's maintenance switch and opening hours change the config too.
+  await ok(admin('PUT', `/admin/arcades/${id}/maintenance`, { on: true, message: 'Coin slot jammed' }));
+  const down = await cab.next((m) => m.type === 'cabinet_config' && m.maintenance.active, 10000);
+  assert.equal(down.maintenance.message, 'Coin slot jammed');
+  assert.equal(down.status, 'idle', 'the cabinet\'s own state is unchanged');
+  await ok(admin('PUT', `/admin/arcades/${id}/maintenance`, { on: false }));
+  const up = await cab.next((m) => m.type === 'cabinet_config' && !m.maintenance.active && m.event_id > down.event_id, 10000);
+  assert.equal(up.maintenance.message, null);
+  await ok(admin('PUT', `/admin/arcades/${id}/hours`, { opens_at: '10:00', closes_at: '22:30', time_zone: 'Europe/Paris' }));
+  const hours = await cab.next((m) => m.type === 'cabinet_config' && m.opening_hours, 10000);
+  assert.deepEqual({ ...hours.opening_hours, last_call_min: undefined },
+    { opens_at: '10:00', closes_at: '22:30', time_zone: 'Europe/Paris', last_call_min: undefined });
+  assert.equal(typeof hours.opening_hours.last_call_min, 'number');
+  const viaRest = await ok(http(hub, 'GET', `/api/v1/arcades/${id}/config`, { headers: { 'X-Api-Key': key } }));
+  assert.deepEqual((viaRest.config || viaRest).opening_hours, hours.opening_hours, 'GET .../config says the same');
+  // A refused change pushes nothing.
+  assert.equal((await admin('PUT', `/admin/arcades/${id}/hours`, { opens_at: '10:00' })).status, 422);
+  await assert.rejects(cab.next((m) => m.type === 'cabinet_config' && m.event_id > hours.event_id, 1000),
+    'no cabinet_config after a 422');
   cab.close();
   phone.close();
 });
