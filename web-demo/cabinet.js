@@ -5,10 +5,11 @@
  * the cabinet's API key and reconnects by itself (retronova.js) after a hub
  * restart. The screen follows the newest queue view (cabinet_queue or queue,
  * highest v wins); game over is sent at most once per reservation, whatever
- * the keyboard does. The attract screen lists the games and prices of the
- * arcade's cabinet_config (the newest event_id wins: the hub pushes one on
- * connect and after every catalogue edit) and says "Out of order" while the
- * arcade is in maintenance (the cabinet's own switch or an operator's).
+ * the keyboard does. The attract screen lists the games, prices and opening
+ * hours of the arcade's cabinet_config (the newest event_id wins: the hub
+ * pushes one on connect, after every catalogue edit and operator's switch)
+ * and says "Out of order" while the arcade is in maintenance (the cabinet's
+ * own switch or an operator's).
  */
 import { connect } from '/retronova.js';
 import {
@@ -99,7 +100,6 @@ function onView(ev) {
   const waiting = Array.isArray(ev.waiting) ? ev.waiting.length : 0;
   $('#waiting-count').textContent = `${waiting} waiting`;
   attractLine();
-  $('#attract-next').textContent = waiting ? `Next: ${names(ev.waiting[0].players)} · ${waiting} waiting` : 'Nobody waiting: the next booking plays at once.';
   log('queue', ev.called ? `#${ev.called.reservation_id} called (${names(ev.called.players)})`
     : ev.playing ? `#${ev.playing.reservation_id} playing` : `nobody called, ${waiting} waiting`);
   render();
@@ -114,6 +114,8 @@ function onConfig(ev) {
   state.config = ev;
   if (ev.name) $('#arcade-name').textContent = ev.name;
   $('#arcade-location').textContent = ev.location || '';
+  const h = ev.opening_hours;
+  $('#arcade-hours').textContent = h ? `Open ${h.opens_at}–${h.closes_at}${h.last_call_min ? ` · last booking ${h.last_call_min} min before closing` : ''}` : '';
   const players = (g) => ((g.max_players ?? 1) > 1 ? ((g.min_players ?? 1) > 1 ? '2 players' : '1 or 2 players') : '1 player');
   fill($('#attract-games'), (ev.games || []).filter((g) => g.active !== false).map((g) => el('li', { 'data-slot': g.slot, 'data-game-id': g.game_id },
     el('strong', {}, g.name), el('span', {}, `${g.ticket_cost} ticket${g.ticket_cost === 1 ? '' : 's'} · ${players(g)}`))));
@@ -130,7 +132,11 @@ function attractLine() {
   const line = $('#attract-line');
   line.textContent = down ? `Out of order${message ? `: ${message}` : ': maintenance'}` : 'Book a game on your phone';
   line.classList.toggle('blink', !down);
+  line.classList.toggle('cab-down', down);
   document.body.dataset.maintenance = String(down);
+  const waiting = Array.isArray(view?.waiting) ? view.waiting : [];
+  $('#attract-next').textContent = down ? `No booking until it is back${waiting.length ? ` · ${waiting.length} waiting keep their place` : ''}.`
+    : waiting.length ? `Next: ${names(waiting[0].players)} · ${waiting.length} waiting` : 'Nobody waiting: the next booking plays at once.';
 }
 
 function render() {

@@ -11,7 +11,7 @@
 // operator at work, from the console's buttons and dialogs: a void reaches
 // alice's phone (voided, refunded) and the stream; maintenance reaches the
 // phone (a warning before booking) and the cabinet ("Out of order"); a price
-// edit reaches the cabinet's attract screen (its cabinet_config).
+// edit and opening hours reach the cabinet's attract screen (cabinet_config).
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -425,7 +425,7 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     for (const x of [admin, alice, cab]) x.check();
   });
 
-  test('a price edit from the console reaches the cabinet\'s attract screen', async (t) => {
+  test('a price edit and opening hours from the console reach the cabinet\'s attract screen', async (t) => {
     const a = admin.page;
     const c = cab.page;
     await c.locator('#attract-games li[data-game-id="3"]', { hasText: '1 ticket · 1 player' }).waitFor(WAIT);
@@ -443,7 +443,29 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     await a.locator('#edit-ok', { hasText: 'Saved: the ticket cost of game 3 is now 2.' }).waitFor(WAIT);
     await c.locator('#attract-games li[data-game-id="3"]', { hasText: '2 tickets · 1 player' }).waitFor(WAIT);
     await a.locator('#log li', { hasText: 'game.update game 3 (ticket_cost 1 → 2)' }).waitFor(WAIT);
+
+    // Opening hours from the console: the cabinet shows them, and their removal.
+    await a.locator('#hours-arcade').selectOption('1');
+    await a.locator('#hours-open').fill('00:00');
+    await a.locator('#hours-form button').click();
+    await a.locator('#hours-error', { hasText: 'Give both times, or neither (open at all hours).' }).waitFor(WAIT);
+    await a.locator('#hours-close').fill('23:59');
+    await a.locator('#hours-tz').fill('UTC');
+    await a.locator('#hours-last').fill('0');
+    await a.locator('#hours-form button').click();
+    await a.locator('#confirm-text', { hasText: 'Set the hours of Retronova Paris Bastille to 00:00–23:59?' }).waitFor(WAIT);
+    await a.locator('#confirm-ok').click();
+    await a.locator('#hours-ok', { hasText: 'Retronova Paris Bastille: open 00:00–23:59 (UTC)' }).waitFor(WAIT);
+    await c.locator('#arcade-hours', { hasText: /^Open 00:00–23:59$/ }).waitFor(WAIT);
+    await a.locator('#log li', { hasText: 'demo-admin set the opening hours of Retronova Paris Bastille: 00:00–23:59 (UTC)' }).waitFor(WAIT);
     await screenshots(t, c, 'cabinet-attract-config');
+    await a.locator('#hours-open').fill('');
+    await a.locator('#hours-close').fill('');
+    await a.locator('#hours-form button').click();
+    await a.locator('#confirm-ok').click();
+    await a.locator('#hours-ok', { hasText: 'Retronova Paris Bastille: open at all hours' }).waitFor(WAIT);
+    await c.locator('#arcade-hours', { hasText: /^$/ }).waitFor({ state: 'attached', ...WAIT });
+    assert.equal(await c.locator('#arcade-hours').textContent(), '');
     await screenshots(t, a, 'admin-actions');
     for (const x of [admin, cab]) x.check();
   });
