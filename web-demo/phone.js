@@ -449,7 +449,7 @@ async function reserve(a, g, button, idem) {
     const res = await call('POST', '/api/v1/reservations', { body, idempotencyKey: idemKey(idem, body) });
     const r = res.reservation || res;
     track(r.id ?? r.reservation_id, {
-      arcade_id: body.arcade_id, game_id: g.id, status: r.status || 'waiting', position: r.position, eta_s: r.eta_s, players: r.players,
+      arcade_id: body.arcade_id, game_id: g.id, status: r.status || 'waiting', position: r.position, eta_s: r.eta_s, players: r.players, cost: r.cost,
     });
     state.pick = { arcade: 0, game: 0, partner: '' };
     renderPlay();
@@ -471,7 +471,7 @@ async function loadReservations() {
       const cur = state.reservations.get(Number(r.id));
       track(r.id, {
         arcade_id: r.arcade_id, arcade: r.arcade, game_id: r.game_id, game: r.game, status: cur && FINAL.has(cur.status) ? cur.status : r.status,
-        position: r.position, eta_s: r.eta_s, players: r.players, result: r.result,
+        position: r.position, eta_s: r.eta_s, players: r.players, result: r.result, cost: r.cost,
       }, false);
     }
     renderSpot();
@@ -584,7 +584,10 @@ function renderNotice(spot) {
   spot.dataset.status = ev.status;
   spot.dataset.reservationId = String(ev.reservation_id);
   $('#spot-title').textContent = voided ? 'Reservation voided' : 'You missed your turn';
-  const cost = state.games.get(Number(ev.game_id))?.ticket_cost;
+  // The booker paid for both players of a duo: the refund goes to them.
+  const r = state.reservations.get(Number(ev.reservation_id)) || {};
+  const booker = Array.isArray(r.players) ? r.players[0] : undefined;
+  const mine = !booker || !state.me?.pseudo || booker === state.me.pseudo;
   const why = !voided ? 'The code was not typed on the cabinet in time.'
     : ev.reason === 'maintenance' ? 'The arcade went into maintenance.'
       : ev.reason === 'closed' ? 'The arcade closed for the day.'
@@ -592,8 +595,9 @@ function renderNotice(spot) {
   fill($('#spot-body'),
     el('p', {}, gameName(ev.game_id), ' · ', arcadeName(ev.arcade_id)),
     el('p', { id: 'notice-why' }, why),
-    el('p', { id: 'notice-refund', class: ev.refunded ? 'notice' : 'hint' }, ev.refunded
-      ? `Your tickets were refunded${typeof cost === 'number' ? ` (+${plural(cost, 'ticket')})` : ''}.` : 'No refund for this one.'),
+    el('p', { id: 'notice-refund', class: ev.refunded ? 'notice' : 'hint' }, !ev.refunded ? 'No refund for this one.'
+      : mine ? `Your tickets were refunded${typeof r.cost === 'number' ? ` (+${plural(r.cost, 'ticket')})` : ''}.`
+        : `The tickets were refunded to ${booker}, who booked.`),
     el('button', { type: 'button', class: 'primary', onclick: () => { state.notice = null; renderSpot(); } }, 'OK'));
 }
 
