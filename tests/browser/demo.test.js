@@ -10,8 +10,9 @@
 // step. And the cabinet's Enter key cannot send a game over twice. Last, the
 // operator at work, from the console's buttons and dialogs: a void reaches
 // alice's phone (voided, refunded) and the stream; maintenance reaches the
-// phone (a warning before booking) and the cabinet ("Out of order"); a price
-// edit and opening hours reach the cabinet's attract screen (cabinet_config).
+// phone (a warning before booking) and the cabinet ("Out of order"); a stuck
+// game is ended (the cabinet is free again); a price edit and opening hours
+// reach the cabinet's attract screen (its cabinet_config).
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -422,6 +423,36 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     await cab.page.locator('#attract-line', { hasText: 'Book a game on your phone' }).waitFor(WAIT);
     await p.locator('#reserve-go:not([disabled])', { hasText: 'Reserve · 1 ticket' }).waitFor(WAIT);
     await p.locator('#reserve-warning').waitFor({ state: 'detached', ...WAIT });
+    for (const x of [admin, alice, cab]) x.check();
+  });
+
+  test('a stuck game ended from the console: the cabinet is free again, alice is told', async (t) => {
+    const p = alice.page;
+    await p.locator('.tab[data-tab="play"]').click();
+    await p.locator('#reserve-go', { hasText: 'Reserve · 1 ticket' }).click(); // still on Neon Racer
+    await p.locator('#spot[data-status="called"] #turn-code').waitFor(WAIT);
+    const code = await p.locator('#turn-code').textContent();
+    const rid = await p.locator('#spot').getAttribute('data-reservation-id');
+    const c = cab.page;
+    await c.locator('body[data-phase="called"] #called-players', { hasText: 'alice' }).waitFor(WAIT);
+    await typeCode(c, code);
+    await c.locator('body[data-phase="playing"] #playing-players', { hasText: 'alice' }).waitFor(WAIT);
+    await p.locator('#spot[data-status="playing"]').waitFor(WAIT);
+
+    const a = admin.page;
+    const playing = a.locator('#board article[data-arcade-id="1"] .now-playing');
+    await playing.locator(`button[data-void="${rid}"]`, { hasText: 'End game…' }).click();
+    await a.locator('#confirm-text', { hasText: `End the game of alice (Neon Racer) at Retronova Paris Bastille now? Their reservation #${rid} is voided` }).waitFor(WAIT);
+    await a.locator('#dlg-reason').fill('stuck on the title screen');
+    await a.locator('#dlg-refund').uncheck();
+    await a.locator('#confirm-ok').click();
+    await a.locator('#board-action-ok', { hasText: `Reservation #${rid} voided (it was playing), no refund.` }).waitFor(WAIT);
+    await playing.filter({ hasText: 'nobody' }).waitFor(WAIT);
+    await c.locator('body[data-phase="attract"]').waitFor(WAIT);
+    await p.locator('#spot[data-status="voided"] #notice-why', { hasText: 'Retronova staff voided it: “stuck on the title screen”.' }).waitFor(WAIT);
+    assert.equal(await p.locator('#notice-refund').textContent(), 'No refund for this one.');
+    await a.locator('#log li', { hasText: `demo-admin voided #${rid} at Retronova Paris Bastille (it was playing): “stuck on the title screen”, no refund` }).waitFor(WAIT);
+    await p.locator('#spot button', { hasText: 'OK' }).click();
     for (const x of [admin, alice, cab]) x.check();
   });
 
