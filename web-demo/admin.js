@@ -513,6 +513,11 @@ const PLAIN = {
   user_not_found: () => 'No player has this uid. Check the spelling (e.g. demo-alice).',
   empty_patch: () => 'Nothing to change: type a new value.',
   unknown_field: (e) => `The hub does not know this field: ${e.message}.`,
+  slot_in_use: () => 'A booking for this slot\'s game is still open: void it (or wait), then change the slot.',
+  already_deleted: () => 'This account is deleted already: “Restore…” brings it back.',
+  not_deleted: () => 'This account is not deleted: nothing to restore.',
+  cannot_delete_self: () => 'You cannot delete your own account.',
+  has_active_reservations: (e) => `Not now: ${e.message}.`,
 };
 
 /* Says err in node in plain words (what failed first); sayError(node, null) hides it. */
@@ -598,11 +603,89 @@ action('#game-form', '#game-error', '#game-ok', {
 });
 
 action('#slot-form', '#slot-error', '#slot-ok', {
+  submitter: () => $('#slot-add'),
   confirmText: () => `Put ${gameName($('#slot-game').value)} on ${arcadeName($('#slot-arcade').value)}, slot ${$('#slot-n').value}?`,
   run: () => call('POST', `/api/v1/admin/arcades/${encodeURIComponent($('#slot-arcade').value)}/games`, {
     body: { game_id: Number($('#slot-game').value), slot: Number($('#slot-n').value) },
   }),
-  done: (res) => `${gameName(res.game_id)} is on ${arcadeName(res.arcade_id)}, slot ${res.slot}.`,
+  done: (res) => {
+    loadArcades();
+    return `${gameName(res.game_id)} is on ${arcadeName(res.arcade_id)}, slot ${res.slot}.`;
+  },
+});
+
+/* The slot buttons other than Add: PATCH (another game in it) or DELETE (emptied). */
+function slotButton(id, { question, method, body, said }) {
+  $(id).addEventListener('click', () => {
+    if (!$('#slot-form').reportValidity()) return;
+    const arcade = $('#slot-arcade').value;
+    const slot = $('#slot-n').value;
+    confirmed('#slot-form', '#slot-error', '#slot-ok', {
+      button: $(id),
+      confirmText: () => question(arcade, slot),
+      run: () => call(method, `/api/v1/admin/arcades/${encodeURIComponent(arcade)}/games/${encodeURIComponent(slot)}`, { body: body() }),
+      done: () => {
+        loadArcades();
+        return said(arcade, slot);
+      },
+    });
+  });
+}
+slotButton('#slot-replace', {
+  method: 'PATCH',
+  body: () => ({ game_id: Number($('#slot-game').value) }),
+  question: (a, n) => `Put ${gameName($('#slot-game').value)} in slot ${n} of ${arcadeName(a)}, in place of the game there?`,
+  said: (a, n) => `Slot ${n} of ${arcadeName(a)} now holds ${gameName($('#slot-game').value)}.`,
+});
+slotButton('#slot-empty', {
+  method: 'DELETE',
+  body: () => undefined,
+  question: (a, n) => `Empty slot ${n} of ${arcadeName(a)}? Its game can no longer be booked there.`,
+  said: (a, n) => `Slot ${n} of ${arcadeName(a)} is empty.`,
+});
+
+action('#promo-form', '#promo-error', '#promo-ok', {
+  confirmText: () => `Create the promo code ${$('#promo-code').value.trim().toUpperCase()}: ${$('#promo-tickets').value} ticket(s) per player${
+    $('#promo-max').value ? `, ${$('#promo-max').value} use(s) at most` : ', no limit'}?`,
+  run: () => {
+    const body = { code: $('#promo-code').value.trim(), tickets: Number($('#promo-tickets').value) };
+    if ($('#promo-max').value) body.max_uses = Number($('#promo-max').value);
+    return call('POST', '/api/v1/admin/promo-codes', { body });
+  },
+  done: (res) => {
+    if ($('#edit-kind').value === 'promo-codes') loadEditList();
+    return `Promo code ${res.promo_code.code} created (${res.promo_code.tickets} tickets).`;
+  },
+});
+
+action('#offer-form', '#offer-error', '#offer-ok', {
+  confirmText: () => `Sell “${$('#offer-name').value.trim()}”: ${$('#offer-tickets').value} ticket(s) for ${money(Math.round(Number($('#offer-price').value) * 100))}?`,
+  run: () => call('POST', '/api/v1/admin/offers', {
+    body: { name: $('#offer-name').value.trim(), tickets: Number($('#offer-tickets').value), price_cents: Math.round(Number($('#offer-price').value) * 100) },
+  }),
+  done: (res) => {
+    if ($('#edit-kind').value === 'offers') loadEditList();
+    const o = res.offer || res;
+    return `Offer ${o.id} on sale: ${o.name}, ${o.tickets} tickets for ${money(o.price_cents, o.currency)}.`;
+  },
+});
+
+action('#user-form', '#user-error', '#user-ok', {
+  submitter: () => $('#user-delete'),
+  confirmText: () => `Delete the account of ${$('#user-uid').value.trim()}? They are signed out everywhere and their waiting bookings are cancelled and refunded.`,
+  run: () => call('DELETE', `/api/v1/admin/users/${encodeURIComponent($('#user-uid').value.trim())}`),
+  done: () => `${$('#user-uid').value.trim()} is deleted (“Restore…” brings the account back).`,
+});
+
+$('#user-restore').addEventListener('click', () => {
+  if (!$('#user-form').reportValidity()) return;
+  const uid = $('#user-uid').value.trim();
+  confirmed('#user-form', '#user-error', '#user-ok', {
+    button: $('#user-restore'),
+    confirmText: () => `Restore the account of ${uid}?`,
+    run: () => call('POST', `/api/v1/admin/users/${encodeURIComponent(uid)}/restore`),
+    done: () => `${uid} is back.`,
+  });
 });
 
 action('#arcade-form', '#arcade-error', '#arcade-ok', {

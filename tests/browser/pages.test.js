@@ -156,6 +156,45 @@ describe('web pages', { skip: !HAVE_CHROMIUM && `no chromium at ${CHROMIUM}` }, 
     await page.keyboard.press('Escape'); // Escape declines like Cancel
     await page.locator('#confirm').waitFor({ state: 'hidden', ...WAIT });
     assert.equal(await page.locator('#edit-ok').isHidden(), true);
+    // A new promo code from its form; the same code again is refused in plain words.
+    const code = `PAGES${Date.now() % 100000}`;
+    await page.locator('#promo-code').fill(code);
+    await page.locator('#promo-tickets').fill('5');
+    await page.locator('#promo-form button').click();
+    await page.locator('#confirm-text', { hasText: `Create the promo code ${code}: 5 ticket(s) per player, no limit?` }).waitFor(WAIT);
+    await page.locator('#confirm-ok').click();
+    await page.locator('#promo-ok', { hasText: `Promo code ${code} created (5 tickets).` }).waitFor(WAIT);
+    await page.locator('#edit-id option', { hasText: code }).waitFor({ state: 'attached', ...WAIT });
+    await page.locator('#promo-form button').click();
+    await page.locator('#confirm-ok').click();
+    await page.locator('#promo-error', { hasText: 'Another promo code already has this name.' }).waitFor(WAIT);
+    // A player's account: deleted, deleted again (said plainly), restored.
+    await page.locator('#user-uid').fill('demo-bob');
+    for (const [button, said] of [['#user-delete', 'demo-bob is deleted'], ['#user-delete', null], ['#user-restore', 'demo-bob is back.']]) {
+      await page.locator(button).click();
+      await page.locator('#confirm-ok').click();
+      if (said) await page.locator('#user-ok', { hasText: said }).waitFor(WAIT);
+      else await page.locator('#user-error', { hasText: 'This account is deleted already' }).waitFor(WAIT);
+    }
+    await page.locator('#log li', { hasText: 'demo-admin restored demo-bob' }).waitFor(WAIT);
+    // A slot: emptying an empty one is refused; add, replace, empty.
+    await page.locator('#slot-arcade').selectOption('3');
+    await page.locator('#slot-n').fill('9');
+    await page.locator('#slot-empty').click();
+    await page.locator('#confirm-ok').click();
+    await page.locator('#slot-error', { hasText: 'This arcade has no such slot.' }).waitFor(WAIT);
+    await page.locator('#slot-game').selectOption('1');
+    await page.locator('#slot-add').click();
+    await page.locator('#confirm-ok').click();
+    await page.locator('#slot-error', { hasText: 'This game is already on that arcade.' }).waitFor(WAIT);
+    for (const [button, game, said] of [['#slot-add', '2', 'Galaxy Raiders is on Retronova Bordeaux Quai, slot 9.'],
+      ['#slot-replace', '3', 'Slot 9 of Retronova Bordeaux Quai now holds Neon Racer.'],
+      ['#slot-empty', '3', 'Slot 9 of Retronova Bordeaux Quai is empty.']]) {
+      await page.locator('#slot-game').selectOption(game);
+      await page.locator(button).click();
+      await page.locator('#confirm-ok').click();
+      await page.locator('#slot-ok', { hasText: said }).waitFor(WAIT);
+    }
     // A confirmation can be declined: nothing happens.
     await page.locator('#rot-arcade').selectOption('2');
     await page.locator('#rotate-form button').click();
