@@ -12,8 +12,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  HUB_BIN, SOURCE_DIR, applyDemo, run, startHub, startPostgres, startRedis, token,
+  HUB_BIN, SOURCE_DIR, applyDemo, http, run, startHub, startPostgres, startRedis, token,
 } from '../lib/harness.js';
+
+const listOf = (json) => (Array.isArray(json) ? json : json.items || json.offers || []);
 import {
   HAVE_CHROMIUM, CHROMIUM, PHONE, WAIT, launch, openPage, screenshots, assertAccessible,
 } from './browser.js';
@@ -168,6 +170,16 @@ describe('web pages', { skip: !HAVE_CHROMIUM && `no chromium at ${CHROMIUM}` }, 
     await page.locator('#promo-form button').click();
     await page.locator('#confirm-ok').click();
     await page.locator('#promo-error', { hasText: 'Another promo code already has this name.' }).waitFor(WAIT);
+    // A new ticket offer, its price typed in euros.
+    await page.locator('#offer-name').fill('Party pack');
+    await page.locator('#offer-tickets').fill('40');
+    await page.locator('#offer-price').fill('15.5');
+    await page.locator('#offer-form button').click();
+    await page.locator('#confirm-text', { hasText: 'Sell “Party pack”: 40 ticket(s) for €15.50?' }).waitFor(WAIT);
+    await page.locator('#confirm-ok').click();
+    await page.locator('#offer-ok', { hasText: /^Offer \d+ on sale: Party pack, 40 tickets for €15\.50\.$/ }).waitFor(WAIT);
+    const offers = (await http(hub, 'GET', '/api/v1/tickets/offers')).json;
+    assert.ok(listOf(offers).some((o) => o.name === 'Party pack' && o.price_cents === 1550), 'on sale');
     // A player's account: deleted, deleted again (said plainly), restored.
     await page.locator('#user-uid').fill('demo-bob');
     for (const [button, said] of [['#user-delete', 'demo-bob is deleted'], ['#user-delete', null], ['#user-restore', 'demo-bob is back.']]) {
