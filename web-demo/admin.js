@@ -116,7 +116,7 @@ async function loadArcades() {
     showError($('#board-error'), null);
     renderBoard();
   } catch (err) {
-    showError($('#board-error'), err, 'GET /api/v1/arcades');
+    sayError($('#board-error'), err, 'The arcades cannot be loaded (reload the page to try again)');
   }
 }
 
@@ -522,6 +522,7 @@ const PLAIN = {
 
 /* Says err in node in plain words (what failed first); sayError(node, null) hides it. */
 function sayError(node, err, what = '') {
+  node.removeAttribute('title');
   if (!err) return showError(node, null);
   const plain = PLAIN[err.code] || (/^invalid_/.test(err.code) ? (e) => `Not a valid value: ${e.message}.` : null);
   if (!plain) return showError(node, err, what);
