@@ -863,12 +863,12 @@ static void bus_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     free(call);
 }
 
-int bus_command(bus_t *bus, int argc, const char **argv, const size_t *lens, bus_reply_cb cb,
-                void *arg)
+int bus_command(bus_t *bus, int key, int argc, const char **argv, const size_t *lens,
+                bus_reply_cb cb, void *arg)
 {
     bus_call_t *call;
 
-    if (bus->closing || !bus->cmd.ready || cb == NULL || argc < 1)
+    if (bus->closing || !bus->cmd.ready || cb == NULL || argc < 1 || key >= argc)
         return -1;
     if ((call = malloc(sizeof(*call))) == NULL)
         return -1;

@@ -99,12 +99,15 @@ typedef void (*bus_reply_cb)(void *arg, struct redisReply *reply);
 
 /*
  * Sends one command (argv copied) on the command link, pipelined behind
- * whatever is in flight there. 0: cb will be called exactly once, never
- * before bus_command() returns. -1 (link not ready, out of memory): cb is
- * never called. Loop thread only.
+ * whatever is in flight there. key is the index in argv of the key that
+ * would route it in a Redis Cluster, or -1 for a keyless command; several
+ * keys of one command must share a slot: give them one {hash tag}. Single
+ * Redis does not use it. 0: cb will be called exactly once, never before
+ * bus_command() returns. -1 (link not ready, out of memory, key >= argc): cb
+ * is never called. Loop thread only.
  */
-int bus_command(bus_t *bus, int argc, const char **argv, const size_t *lens, bus_reply_cb cb,
-                void *arg);
+int bus_command(bus_t *bus, int key, int argc, const char **argv, const size_t *lens,
+                bus_reply_cb cb, void *arg);
 
 /* 1 while both links are connected. */
 int bus_is_up(const bus_t *bus);
