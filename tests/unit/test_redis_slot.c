@@ -1,10 +1,12 @@
 /*
  * test_redis_slot: Redis Cluster's key slots (CRC16 and hash tags, checked
  * against `redis-cli cluster keyslot`), the CLUSTER SLOTS parser on replies
- * read by hiredis's own reader from RESP text, and MOVED/ASK targets.
+ * read by hiredis's own reader from RESP text, MOVED/ASK targets, and the
+ * redis-cluster:// URLs bus_new() accepts or refuses.
  */
 #include "check.h"
 
+#include "bus.h"
 #include "redis_slot.h"
 
 #include <hiredis/hiredis.h>
@@ -138,10 +140,47 @@ static void test_redirect(void)
         CHECK(redis_redirect_parse(bad[i], strlen(bad[i]), &slot, &a) == 0, bad[i]);
 }
 
+static void test_urls(void)
+{
+    uv_loop_t loop;
+    char err[256];
+    const char *good[] = {"redis-cluster://127.0.0.1:7000",
+                          "redis-cluster://127.0.0.1:7000,127.0.0.1:7001,[::1]:7002",
+                          "redis-cluster://localhost,redis-a.example:7001"};
+    const char *bad[] = {"redis-cluster://",
+                         "redis-cluster://127.0.0.1:7000,",
+                         "redis-cluster://127.0.0.1:7000,,127.0.0.1:7001",
+                         "redis-cluster://127.0.0.1:0",
+                         "redis-cluster://127.0.0.1:7000/0",
+                         "redis-cluster://user@127.0.0.1:7000",
+                         "redis-cluster://[::1:7000",
+                         "redis-cluster://bad_host:7000",
+                         "redis-cluster://1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17",
+                         "redis-clusters://127.0.0.1:7000"};
+
+    uv_loop_init(&loop);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        bus_config_t cfg = {.url = good[i]};
+        bus_t *bus = bus_new(&loop, &cfg, NULL, NULL, NULL, err, sizeof err);
+        CHECK(bus != NULL, good[i]);
+        if (bus != NULL)
+            bus_close(bus);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        bus_config_t cfg = {.url = bad[i]};
+        err[0] = '\0';
+        CHECK(bus_new(&loop, &cfg, NULL, NULL, NULL, err, sizeof err) == NULL && err[0] != '\0',
+              bad[i]);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0, "nothing left on the loop");
+}
+
 int main(void)
 {
     test_slots();
     test_map();
     test_redirect();
+    test_urls();
     return check_report();
 }
