@@ -323,3 +323,83 @@ export async function startRedis() {
   );
   return redis;
 }
+
+/*
+ * A Redis Cluster of Debian's redis-server on loopback: `masters` masters
+ * with `replicas` replicas each, every node in its own temp dir (stopped
+ * like startRedis's, by services.sh redis-stop DIR), a short
+ * cluster-node-timeout so that a replica takes over about a second after its
+ * master died. Resolves once every node says cluster_state:ok, knows every
+ * node, and every replica is in sync. Returns { url (redis-cluster://...),
+ * nodes: [{ port, dir, pid, kill(), cli(...args) }], cli(port, ...args),
+ * ownerOf(key) (the port of the master serving key, as a live node sees it),
+ * masters() }.
+ */
+export async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeoutMs = 1000 } = {}) {
+  const cli = async (port, ...args) =>
+    (await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args])).stdout.trim();
+  const nodes = [];
+  for (let i = 0; i < masters * (1 + replicas); i++) {
+    const dir = tmpDir('rn-redis-cluster-');
+    watch('redis', dir);
+    const [port, busPort] = [await freePort(), await freePort()];
+    await run('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--daemonize', 'yes',
+      '--pidfile', path.join(dir, 'redis.pid'), '--logfile', path.join(dir, 'redis.log'), '--dir', dir,
+      '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-port', String(busPort),
+      '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(nodeTimeoutMs)]);
+    const node = {
+      port,
+      dir,
+      get pid() {
+        return redisPid(dir);
+      },
+      cli: (...args) => cli(port, ...args),
+      /* SIGKILL; resolves once the process is gone. */
+      async kill() {
+        const pid = redisPid(dir);
+        process.kill(pid, 'SIGKILL');
+        await waitFor(() => !processAlive(pid), { timeoutMs: 5000, what: `redis ${pid} to die` });
+        fs.rmSync(path.join(dir, 'redis.pid'), { force: true });
+      },
+    };
+    register(`redis cluster node ${dir}`, () => services('redis-stop', dir), () => servicesSync('redis-stop', dir));
+    nodes.push(node);
+  }
+  for (const n of nodes) await waitFor(() => n.cli('PING').then((r) => r === 'PONG'), { what: `redis :${n.port}` });
+  await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`),
+    '--cluster-replicas', String(replicas), '--cluster-yes']);
+  const all = nodes.length;
+  await waitFor(
+    async () => {
+      for (const n of nodes) {
+        const info = await n.cli('CLUSTER', 'INFO');
+        if (!/cluster_state:ok/.test(info) || !info.includes(`cluster_known_nodes:${all}`)) return false;
+        const repl = await n.cli('INFO', 'replication');
+        if (/role:slave/.test(repl) && !/master_link_status:up/.test(repl)) return false;
+      }
+      return true;
+    },
+    { timeoutMs: 30000, intervalMs: 100, what: 'the cluster to be ok on every node, replicas in sync' },
+  );
+  const live = () => nodes.find((n) => n.pid && processAlive(n.pid));
+  /* [{ port, slots: [[from, to], ...] }] of the masters a live node knows, failed ones left out. */
+  const mastersNow = async () => {
+    const text = await live().cli('CLUSTER', 'NODES');
+    return text.split('\n').map((l) => l.split(' ')).filter((f) => f[2].includes('master') && !f[2].includes('fail'))
+      .map((f) => ({
+        port: Number(f[1].split('@')[0].split(':').pop()),
+        slots: f.slice(8).filter((s) => /^\d/.test(s)).map((s) => s.split('-').map(Number)).map(([a, b]) => [a, b ?? a]),
+      }));
+  };
+  return {
+    url: `redis-cluster://${nodes.slice(0, 3).map((n) => `127.0.0.1:${n.port}`).join(',')}`,
+    nodes,
+    cli,
+    masters: mastersNow,
+    async ownerOf(key) {
+      const slot = Number(await live().cli('CLUSTER', 'KEYSLOT', key));
+      const m = (await mastersNow()).find((x) => x.slots.some(([a, b]) => slot >= a && slot <= b));
+      return m ? m.port : null;
+    },
+  };
+}
