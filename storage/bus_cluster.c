@@ -577,8 +577,8 @@ static int cl_call_redirect(cl_call_t *call, const redisReply *reply)
         strcpy(to.host, cl->nodes[call->node]->addr.host);
     if (kind == 1)
         cl_refresh_later(cl, 0);
-    if ((node = cl_node_find(cl, to.host, to.port)) < 0)
-        return -1; /* a master we do not know yet: the refresh will bring it */
+    if ((node = cl_node_find(cl, to.host, to.port)) < 0 || !cl->nodes[node]->in_map)
+        return -1; /* a master our map does not have yet: the refresh will bring it */
     if (kind == 1)
         cl->owner[slot] = (int16_t)node;
     return cl_call_send(call, node, kind == 2);
