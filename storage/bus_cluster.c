@@ -2,12 +2,13 @@
  * bus_cluster: the bus over a Redis Cluster with sharded pub/sub. See
  * bus_cluster.h for what it does, bus.h for the contract it keeps.
  *
- * State: the masters we know (nodes[], never removed, so a channel can name
- * its master by index), the slot map (owner[] -> index), and per channel the
- * master its SSUBSCRIBE went to and whether that master confirmed it. One
- * rule puts channels where they belong, cl_reconcile(): every channel whose
- * owner is not the master it is on (or on none) is sent to its owner. It
- * runs after every map change and whenever a push link becomes ready.
+ * State: the masters we know (nodes[]: a channel names its master by
+ * index; a departed master's entry is reused only once nothing names it),
+ * the slot map (owner[] -> index), and per channel the master its SSUBSCRIBE
+ * went to and whether that master confirmed it. One rule puts channels
+ * where they belong, cl_reconcile(): every channel whose owner is not the
+ * master it is on (or on none) is sent to its owner. It runs after every map
+ * change and whenever a push link becomes ready.
  *
  * A master's two links live and die together (its command link's PING is
  * the health check of both): any loss frees both, forgets which channels
@@ -33,7 +34,7 @@
 #include <strings.h>
 
 enum {
-    CL_MAX_NODES = 2 * REDIS_MAP_MAX_NODES, /* masters ever seen: replicas get promoted */
+    CL_MAX_NODES = 2 * REDIS_MAP_MAX_NODES, /* masters known, current and departed */
     CL_REFRESH_MS = 5000,                   /* periodic map refresh */
     CL_MAX_REDIRECTS = 3,                   /* MOVED/ASK followed per command */
 };
@@ -104,7 +105,7 @@ static int cl_send_chan(cl_node_t *n, const char *verb, const bus_chan_t *c)
     return redis_link_command(n->sub, 2, argv, lens, NULL, NULL);
 }
 
-/* c leaves the master it was on (SUNSUBSCRIBE there if it had confirmed). */
+/* c leaves the master it was on (SUNSUBSCRIBE there, if its push link is up). */
 static void cl_chan_detach(bus_cluster_t *cl, bus_chan_t *c)
 {
     cl_node_t *n;
@@ -225,20 +226,36 @@ static int cl_node_find(const bus_cluster_t *cl, const char *host, int port)
     return -1;
 }
 
-static int cl_node_get(bus_cluster_t *cl, const redis_addr_t *addr)
+/*
+ * A slot in nodes[] for a master new to us: a new one, or, when the table
+ * is full (hosts that come back on new addresses, over months), one of a
+ * master gone from the map, not taken by this map, with no links left (and
+ * so no channel naming it). -1 when there is none.
+ */
+static int cl_node_new(bus_cluster_t *cl, const redis_addr_t *addr, const char *taken)
 {
-    int i = cl_node_find(cl, addr->host, addr->port);
     cl_node_t *n;
+    int i;
 
-    if (i >= 0)
-        return i;
-    if (cl->nnodes == CL_MAX_NODES || (n = calloc(1, sizeof(*n))) == NULL)
-        return -1;
-    n->cl = cl;
-    n->idx = cl->nnodes;
+    if (cl->nnodes < CL_MAX_NODES) {
+        if ((n = calloc(1, sizeof(*n))) == NULL)
+            return -1;
+        n->cl = cl;
+        n->idx = cl->nnodes;
+        cl->nodes[cl->nnodes++] = n;
+    } else {
+        for (i = 0; i < cl->nnodes; i++) {
+            n = cl->nodes[i];
+            if (!taken[i] && !n->in_map && n->cmd == NULL && n->sub == NULL)
+                break;
+        }
+        if (i == cl->nnodes)
+            return -1;
+        n->was_up = 0;
+        n->pending = 0;
+    }
     n->addr = *addr;
-    cl->nodes[cl->nnodes] = n;
-    return cl->nnodes++;
+    return n->idx;
 }
 
 /* A 'sunsubscribe' for a channel confirmed here: its slot moved away. */
@@ -376,10 +393,15 @@ static void cl_reconcile(bus_cluster_t *cl)
 static void cl_apply_map(bus_cluster_t *cl, const redis_slot_map_t *map)
 {
     int remap[REDIS_MAP_MAX_NODES];
+    char taken[CL_MAX_NODES] = {0};
     int changed = !cl->have_map;
 
     for (int i = 0; i < map->nnodes; i++)
-        remap[i] = cl_node_get(cl, &map->node[i]);
+        if ((remap[i] = cl_node_find(cl, map->node[i].host, map->node[i].port)) >= 0)
+            taken[remap[i]] = 1;
+    for (int i = 0; i < map->nnodes; i++)
+        if (remap[i] < 0 && (remap[i] = cl_node_new(cl, &map->node[i], taken)) >= 0)
+            taken[remap[i]] = 1;
     for (int i = 0; i < cl->nnodes; i++) {
         cl_node_t *n = cl->nodes[i];
         int now = 0;
