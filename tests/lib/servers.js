@@ -1,7 +1,7 @@
 // servers: the processes a suite runs against and their lifetime. A private
 // PostgreSQL and Redis on free loopback ports in fresh temp dirs (through
-// scripts/services.sh), free ports, temp dirs, running a program, and the
-// registry that tears everything down.
+// scripts/services.sh), a Redis Cluster of such nodes, free ports, temp dirs,
+// running a program, and the registry that tears everything down.
 //
 // Everything started here (and by hub.js / clients.js, which register here
 // too) is torn down, newest first, by one node:test `after` hook at the root
