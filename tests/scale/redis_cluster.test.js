@@ -15,6 +15,8 @@ import { assertAllDelivered, followingPhone, reservationLoad } from './scale_wor
 
 const PHONES = 12;
 const BUSY = `rn:arcade:${ARCADE}`; // every reservation changes this queue
+// each phone acks every event, in bursts after a catch-up: above the default inbound limit (50/s, close 4008)
+const args = ['--msg-rate', '1000'];
 
 let world;
 let cluster;
@@ -44,7 +46,7 @@ async function total(ports, cmd) {
 test('two hubs on a Redis Cluster: sharded pub/sub, a master killed mid-run, nothing lost', async () => {
   const { pg } = world;
   const redis = { url: cluster.url };
-  const [hubA, hubB] = await Promise.all([startHub({ pg, redis }), startHub({ pg, redis })]);
+  const [hubA, hubB] = await Promise.all([startHub({ pg, redis, args }), startHub({ pg, redis, args })]);
   for (const h of [hubA, hubB]) {
     await waitFor(async () => (await metric(h, 'rn_bus_up')) === 1, { timeoutMs: 20000, what: `bus up on :${h.port}` });
   }
@@ -53,6 +55,17 @@ test('two hubs on a Redis Cluster: sharded pub/sub, a master killed mid-run, not
   for (const uid of uids) await grant(pg, uid, 1000);
   const baseline = Number(await pg.psql('SELECT coalesce(max(id), 0) FROM user_events'));
   const phones = await Promise.all(uids.map((uid) => followingPhone(hubB, uid)));
+  // each private event's first arrival on hub B, against its commit time (at_ms)
+  const arrivals = new Map();
+  const closes = [];
+  for (const p of phones) {
+    p.clients[0].ws.on('close', (code) => closes.push(code));
+    p.clients[0].ws.on('message', (data) => {
+      const t = Date.now();
+      const m = JSON.parse(data.toString('utf8'));
+      if (m.event_id && m.at_ms && !arrivals.has(m.event_id)) arrivals.set(m.event_id, { at: m.at_ms, t });
+    });
+  }
   const load = reservationLoad(hubA, uids);
   await waitFor(() => load.stats.reserved >= 20, { timeoutMs: 30000, what: 'load to be running' });
 
@@ -87,6 +100,7 @@ test('two hubs on a Redis Cluster: sharded pub/sub, a master killed mid-run, not
   }
   const tUp = Date.now() - t0;
   console.log(`# killed :${victim}; :${promoted} promoted after ${tPromoted} ms; both hubs' bus up after ${tUp} ms`);
+  const tKill = t0;
 
   // the load goes on, and the busy channel is carried by the promoted master now
   const spubBefore = await calls(promoted, 'spublish');
@@ -101,7 +115,17 @@ test('two hubs on a Redis Cluster: sharded pub/sub, a master killed mid-run, not
   for (const p of phones) await assertAllDelivered(pg, p, baseline);
   const dbV = await queueVersion(pg, ARCADE);
   for (const p of phones) await waitFor(() => p.lastV() === dbV, { what: `${p.uid}'s snapshot at v${dbV}` });
-  assert.equal(phones.filter((p) => p.drops > 0).length, 0, 'no phone lost its socket (hub B stayed up)');
+  assert.equal(phones.filter((p) => p.drops > 0).length, 0, `no phone lost its socket (hub B stayed up): ${closes}`);
+
+  // commit -> hub B phone during the failover (kill to bus up): the dead shard's channels
+  // went through the PostgreSQL fallback, the others through the cluster
+  const during = [...arrivals.values()].filter((a) => a.at >= tKill && a.at <= tKill + tUp).map((a) => a.t - a.at);
+  const sorted = during.sort((a, b) => a - b);
+  const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)];
+  console.log(`# during the failover (${tUp} ms): ${sorted.length} private events, commit -> hub B phone ` +
+    `p50 ${sorted[Math.floor(sorted.length / 2)]} ms, p99 ${p99} ms, max ${sorted.at(-1)} ms`);
+  assert.ok(sorted.length >= 10, `${sorted.length} events committed during the failover`);
+  assert.ok(p99 < 1000, `p99 ${p99} ms during the failover`);
   assert.equal(await total(cluster.nodes.filter((n) => n.port !== victim).map((n) => n.port), 'publish'), 0, 'still no plain PUBLISH');
   for (const h of [hubA, hubB]) assert.match(h.logs(), /Redis Cluster: lost master/, `hub :${h.port} saw the master go`);
   for (const h of [hubA, hubB]) assert.equal(await h.stop(), 0, `hub :${h.port} exits 0`);
@@ -128,7 +152,7 @@ test('a slot moved under load (resharding): its channels follow, rate-limit buck
   const redis = { url: cluster.url };
   // hub A with the abuse limits on (high enough for the load): its EVALSHA names two keys
   const env = { HUB_LIMIT_REST_IP: '1000000/60', HUB_LIMIT_REST_USER: '1000000/60' };
-  const [hubA, hubB] = await Promise.all([startHub({ pg, redis, limits: true, env }), startHub({ pg, redis })]);
+  const [hubA, hubB] = await Promise.all([startHub({ pg, redis, args, limits: true, env }), startHub({ pg, redis, args })]);
   for (const h of [hubA, hubB]) {
     await waitFor(async () => (await metric(h, 'rn_bus_up')) === 1, { timeoutMs: 20000, what: `bus up on :${h.port}` });
   }
