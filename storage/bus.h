@@ -85,7 +85,9 @@ int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len
 /*
  * A second path for what Redis cannot carry (storage/pg_bus.h): called by
  * bus_publish() with its arguments (borrowed) whenever the message could not
- * be handed to Redis. Its return value is ignored. NULL clears it.
+ * be handed to Redis. In cluster mode also later, from the loop, for a
+ * message a master refused or was lost before confirming (bus_publish() had
+ * returned 0 for it). Its return value is ignored. NULL clears it.
  */
 typedef int (*bus_fallback_cb)(void *arg, const char *channel, const char *payload, size_t len);
 void bus_set_fallback(bus_t *bus, bus_fallback_cb cb, void *arg);

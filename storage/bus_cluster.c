@@ -37,6 +37,8 @@ enum {
     CL_MAX_NODES = 2 * REDIS_MAP_MAX_NODES, /* masters known, current and departed */
     CL_REFRESH_MS = 5000,                   /* periodic map refresh */
     CL_MAX_REDIRECTS = 3,                   /* MOVED/ASK followed per command */
+    CL_PUBLISH_WAIT_MS = 1000,              /* an SPUBLISH unanswered this long: fallback */
+    CL_LATE_TICK_MS = 250,
 };
 
 typedef struct cl_node {
@@ -65,6 +67,8 @@ typedef struct bus_cluster {
     int resolving_port;
     uv_timer_t refresh_timer; /* the next refresh (backoff after a failure) */
     uv_timer_t period_timer;
+    uv_timer_t late_timer;               /* publishes unanswered too long */
+    struct cl_call *pub_head, *pub_tail; /* publishes awaiting a reply, oldest first */
     int open_handles;
     redis_slot_map_t map; /* scratch for the parse */
 } bus_cluster_t;
@@ -76,10 +80,14 @@ typedef struct cl_call {
     void *arg;
     int node; /* where it went */
     int redirects;
+    struct cl_call *prev, *next; /* publishes: in the cluster's list until answered or late */
+    int linked;
+    int decided;      /* publishes: sent by the fallback already (late); the reply is dropped */
+    uint64_t sent_ms; /* publishes: first sent */
     int argc;
     const char **argv;
     size_t *lens;
-    char data[]; /* argv, lens, then the argument bytes */
+    char data[]; /* argv, lens, then the arguments, each NUL-terminated */
 } cl_call_t;
 
 static void cl_refresh_later(bus_cluster_t *cl, int failed);
@@ -408,8 +416,13 @@ static void cl_apply_map(bus_cluster_t *cl, const redis_slot_map_t *map)
         for (int j = 0; j < map->nnodes; j++)
             now |= remap[j] == i;
         changed |= now != n->in_map;
-        if (n->in_map && !now) /* demoted (a replica now) or gone */
+        if (n->in_map && !now) { /* demoted (a replica now) or gone */
+            if (n->was_up)
+                bus_log(cl->bus, 1, "Redis Cluster: %s:%d is no longer a master", n->addr.host,
+                        n->addr.port);
+            n->was_up = 0;
             cl_node_drop(n);
+        }
         n->in_map = now;
     }
     for (int s = 0; s < REDIS_SLOTS; s++) {
@@ -606,21 +619,83 @@ static int cl_call_redirect(cl_call_t *call, const redisReply *reply)
     return cl_call_send(call, node, kind == 2);
 }
 
+static void cl_pub_link(bus_cluster_t *cl, cl_call_t *call)
+{
+    call->linked = 1;
+    call->sent_ms = uv_now(cl->bus->loop);
+    call->next = NULL;
+    call->prev = cl->pub_tail;
+    if (cl->pub_tail != NULL)
+        cl->pub_tail->next = call;
+    else
+        cl->pub_head = call;
+    cl->pub_tail = call;
+}
+
+static void cl_pub_unlink(bus_cluster_t *cl, cl_call_t *call)
+{
+    if (!call->linked)
+        return;
+    call->linked = 0;
+    if (call->prev != NULL)
+        call->prev->next = call->next;
+    else
+        cl->pub_head = call->next;
+    if (call->next != NULL)
+        call->next->prev = call->prev;
+    else
+        cl->pub_tail = call->prev;
+}
+
+/*
+ * A master that stopped answering (frozen, a dead path) is found by its
+ * missed PINGs only after a few seconds, and its replacement may be
+ * carrying the other hubs' subscriptions before that. So an SPUBLISH
+ * unanswered for CL_PUBLISH_WAIT_MS goes by the fallback at once instead of
+ * after the loss is found: delivered within about a second either way, and
+ * not in one burst with the catch-up that follows the loss (the private
+ * lane drops a repeat only within its last 32 events).
+ */
+static void cl_on_late(uv_timer_t *timer)
+{
+    bus_cluster_t *cl = timer->data;
+    uint64_t now = uv_now(cl->bus->loop);
+
+    while (cl->pub_head != NULL && now - cl->pub_head->sent_ms >= CL_PUBLISH_WAIT_MS) {
+        cl_call_t *call = cl->pub_head;
+        cl_pub_unlink(cl, call);
+        call->decided = 1;
+        bus_publish_fallback(cl->bus, call->argv[1], call->argv[2], call->lens[2]);
+    }
+}
+
 static void cl_on_call_reply(void *arg, redisReply *reply)
 {
     cl_call_t *call = arg;
     bus_t *bus = call->cl->bus;
 
+    if (call->decided) { /* the fallback carried it already */
+        free(call);
+        return;
+    }
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR && !bus->closing &&
         cl_call_redirect(call, reply) == 0)
         return;
+    cl_pub_unlink(call->cl, call);
     if (call->cb != NULL) {
         call->cb(call->arg, reply);
-    } else if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        /* A refused SPUBLISH (CLUSTERDOWN, TRYAGAIN, a redirect we could not follow). */
+    } else if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        /*
+         * A refused SPUBLISH (CLUSTERDOWN, TRYAGAIN, a redirect we could not
+         * follow), or one whose master was lost before it answered: a killed
+         * master took it along, and a frozen one is replaced while the other
+         * hubs already listen on its successor. So it goes by the fallback
+         * too; should the master have carried it after all, the private
+         * lane drops the second copy (session_out.c) and a snapshot is
+         * conflated.
+         */
         bus_publish_fallback(bus, call->argv[1], call->argv[2], call->lens[2]);
     }
-    /* A lost link (NULL) is like single Redis's: subscribers there lost it too and catch up. */
     free(call);
 }
 
@@ -630,10 +705,10 @@ static cl_call_t *cl_call_new(bus_cluster_t *cl, int argc, const char **argv, co
     cl_call_t *call;
     char *p;
 
-    for (int i = 0; i < argc; i++)
-        bytes += lens != NULL ? lens[i] : strlen(argv[i]);
+    for (int i = 0; i < argc; i++) /* each argument NUL-terminated: the fallback takes C strings */
+        bytes += (lens != NULL ? lens[i] : strlen(argv[i])) + 1;
     off = sizeof(*call) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    if ((call = calloc(1, off + bytes + 1)) == NULL)
+    if ((call = calloc(1, off + bytes)) == NULL)
         return NULL;
     call->cl = cl;
     call->argc = argc;
@@ -645,7 +720,7 @@ static cl_call_t *cl_call_new(bus_cluster_t *cl, int argc, const char **argv, co
         memcpy(p, argv[i], n);
         call->argv[i] = p;
         call->lens[i] = n;
-        p += n;
+        p += n + 1; /* calloc'd: the NUL is there */
     }
     return call;
 }
@@ -678,6 +753,7 @@ int bus_cluster_publish(bus_t *bus, const char *channel, const char *payload, si
         free(call);
         return bus_publish_fallback(bus, channel, payload, len);
     }
+    cl_pub_link(cl, call);
     return 0;
 }
 
@@ -729,10 +805,13 @@ int bus_cluster_start(bus_t *bus)
         cl->owner[s] = -1;
     uv_timer_init(bus->loop, &cl->refresh_timer);
     uv_timer_init(bus->loop, &cl->period_timer);
+    uv_timer_init(bus->loop, &cl->late_timer);
+    cl->late_timer.data = cl;
     cl->refresh_timer.data = cl;
     cl->period_timer.data = cl;
     bus->cl = cl;
     uv_timer_start(&cl->period_timer, cl_on_period, CL_REFRESH_MS, CL_REFRESH_MS);
+    uv_timer_start(&cl->late_timer, cl_on_late, CL_LATE_TICK_MS, CL_LATE_TICK_MS);
     cl_refresh(cl);
     return 0;
 }
@@ -764,7 +843,8 @@ void bus_cluster_close(bus_t *bus)
         redis_link_free(cl->nodes[i]->cmd);
         cl->nodes[i]->cmd = NULL;
     }
-    cl->open_handles = 2;
+    cl->open_handles = 3;
     uv_close((uv_handle_t *)&cl->refresh_timer, cl_on_close);
     uv_close((uv_handle_t *)&cl->period_timer, cl_on_close);
+    uv_close((uv_handle_t *)&cl->late_timer, cl_on_close);
 }
