@@ -331,9 +331,9 @@ export async function startRedis() {
  * cluster-node-timeout so that a replica takes over about a second after its
  * master died. Resolves once every node says cluster_state:ok, knows every
  * node, and every replica is in sync. Returns { url (redis-cluster://...),
- * nodes: [{ port, dir, pid, kill(), cli(...args) }], cli(port, ...args),
- * ownerOf(key) (the port of the master serving key, as a live node sees it),
- * masters() }.
+ * nodes: [{ port, dir, pid, kill(), freeze(), thaw(), cli(...args) }],
+ * cli(port, ...args), ownerOf(key) (the port of the master serving key, as a
+ * live node sees it), masters() (with each one's live replicas) }.
  */
 export async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeoutMs = 1000 } = {}) {
   const cli = async (port, ...args) =>
@@ -354,6 +354,16 @@ export async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeout
         return redisPid(dir);
       },
       cli: (...args) => cli(port, ...args),
+      /* SIGSTOP (a frozen host: no reset, no answer) / SIGCONT. */
+      frozen: false,
+      freeze() {
+        process.kill(redisPid(dir), 'SIGSTOP');
+        node.frozen = true;
+      },
+      thaw() {
+        process.kill(redisPid(dir), 'SIGCONT');
+        node.frozen = false;
+      },
       /* SIGKILL; resolves once the process is gone. */
       async kill() {
         const pid = redisPid(dir);
@@ -381,15 +391,21 @@ export async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeout
     },
     { timeoutMs: 30000, intervalMs: 100, what: 'the cluster to be ok on every node, replicas in sync' },
   );
-  const live = () => nodes.find((n) => n.pid && processAlive(n.pid));
-  /* [{ port, slots: [[from, to], ...] }] of the masters a live node knows, failed ones left out. */
+  const live = () => nodes.find((n) => n.pid && processAlive(n.pid) && !n.frozen);
+  /*
+   * [{ port, slots: [[from, to], ...], replicas }] of the masters a live
+   * (not frozen) node knows, failed ones left out; replicas counts the
+   * replicas not marked failing.
+   */
   const mastersNow = async () => {
-    const text = await live().cli('CLUSTER', 'NODES');
-    return text.split('\n').map((l) => l.split(' ')).filter((f) => f[2].includes('master') && !f[2].includes('fail'))
-      .map((f) => ({
-        port: Number(f[1].split('@')[0].split(':').pop()),
-        slots: f.slice(8).filter((s) => /^\d/.test(s)).map((s) => s.split('-').map(Number)).map(([a, b]) => [a, b ?? a]),
-      }));
+    const node = nodes.find((n) => n.pid && processAlive(n.pid) && !n.frozen);
+    const lines = (await node.cli('CLUSTER', 'NODES')).split('\n').map((l) => l.split(' '));
+    const ok = (f) => !f[2].includes('fail');
+    return lines.filter((f) => f[2].includes('master') && ok(f)).map((f) => ({
+      port: Number(f[1].split('@')[0].split(':').pop()),
+      slots: f.slice(8).filter((s) => /^\d/.test(s)).map((s) => s.split('-').map(Number)).map(([a, b]) => [a, b ?? a]),
+      replicas: lines.filter((r) => r[2].includes('slave') && ok(r) && r[3] === f[0]).length,
+    }));
   };
   return {
     url: `redis-cluster://${nodes.slice(0, 3).map((n) => `127.0.0.1:${n.port}`).join(',')}`,
