@@ -37,7 +37,8 @@ static const option_spec_t options[] = {
     {"database-url", "DATABASE_URL", OPT_STR, O(database_url), NULL,
      "PostgreSQL URI (a host name is resolved off the loop at every connect)"},
     {"redis-url", "REDIS_URL", OPT_STR, O(redis_url), "redis://127.0.0.1:6379",
-     "Redis URL: redis://HOST:PORT or unix:/path"},
+     "Redis URL: redis://HOST:PORT or unix:/path; a Redis Cluster: "
+     "redis-cluster://HOST:PORT,HOST:PORT,... (seed nodes; sharded pub/sub)"},
     {"pg-pool", "HUB_PG_POOL", OPT_INT, O(pg_pool_size), "4", "PostgreSQL connections"},
     {"pg-statement-timeout-ms", "HUB_PG_STATEMENT_TIMEOUT_MS", OPT_INT, O(pg_statement_timeout_ms),
      "10000", "server-side statement timeout"},

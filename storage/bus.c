@@ -1,6 +1,10 @@
 /*
  * bus: Redis pub/sub between hub processes. See bus.h for the contract.
  *
+ * A redis-cluster:// URL hands the links to bus_cluster.c (bus_cluster.h):
+ * this file then keeps the URL, the channel table (interest counts) and the
+ * public entry points, which call into it. Everything below is single Redis.
+ *
  * Two hiredis async contexts on our own loop adapter (redis_uv.h): `sub`
  * carries SUBSCRIBE/UNSUBSCRIBE and the messages, `cmd` carries PUBLISH and a
  * periodic PING. Each link is closed -> connecting -> connected, and becomes
@@ -37,98 +41,17 @@
  */
 #include "bus.h"
 
+#include "bus_cluster.h"
+#include "bus_priv.h"
 #include "redis_uv.h"
 #include "resolve.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
-
-enum {
-    BUS_DEFAULT_CONNECT_TIMEOUT_MS = 2000,
-    BUS_DEFAULT_BACKOFF_MIN_MS = 100,
-    BUS_DEFAULT_BACKOFF_MAX_MS = 800, /* back within 1 s of Redis (issue 8) */
-    BUS_DEFAULT_PING_INTERVAL_MS = 1000,
-    BUS_PING_MISSES = 3, /* unanswered intervals before the link counts as lost */
-    BUS_INITIAL_BUCKETS = 64,
-};
-
-typedef enum link_state {
-    LINK_CLOSED,     /* no context */
-    LINK_CONNECTING, /* context made, TCP/unix connect in progress */
-    LINK_CONNECTED,  /* connected; handshake sent (ready says if answered) */
-} link_state_t;
-
-typedef struct bus_link {
-    bus_t *bus;
-    redisAsyncContext *ac; /* NULL unless state != LINK_CLOSED */
-    link_state_t state;
-    int ready;            /* first round trip answered; connect timer stopped */
-    uv_timer_t timer;     /* connect + handshake deadline; also link_fail_soon */
-    size_t resub_pending; /* sub: confirmations still due for the resubscribe */
-    int ping_outstanding; /* cmd: a PING is waiting for its PONG */
-    uint64_t ping_sent;   /* cmd: loop time the outstanding PING was sent */
-} bus_link_t;
-
-/* One channel with interest > 0. Entries with no interest are removed at once. */
-typedef struct bus_chan {
-    struct bus_chan *next;
-    uint32_t hash;
-    unsigned interest;
-    int subscribed; /* SUBSCRIBE sent on the current sub context, no UNSUBSCRIBE since */
-    size_t len;
-    char name[];
-} bus_chan_t;
-
-struct bus {
-    uv_loop_t *loop;
-    bus_message_cb on_message;
-    bus_link_cb on_link;
-    bus_subscribed_cb on_subscribed;
-    void *arg;
-    bus_fallback_cb fallback;
-    void *fallback_arg;
-
-    int connect_timeout_ms;
-    int backoff_min_ms;
-    int backoff_max_ms;
-    int ping_interval_ms;
-    int backoff_ms; /* delay before the next reconnect */
-
-    int is_unix;
-    char host[INET6_ADDRSTRLEN]; /* the address hiredis connects to */
-    int port;
-    char name[256];           /* the URL's host when it is a name: resolve it first */
-    resolve_req_t *resolving; /* a resolution of name in flight */
-    unsigned pick;            /* which of name's addresses; moves on after a failure */
-    char addrs[RESOLVE_MAX_ADDRS * (RESOLVE_ADDR_LEN + 1)]; /* name's last addresses */
-    int resolve_failing; /* the failure was logged; log the recovery */
-    bus_log_cb log;
-    void *log_arg;
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-
-    bus_link_t sub;
-    bus_link_t cmd;
-    uv_timer_t retry_timer;
-    uv_timer_t ping_timer;
-    int open_handles; /* timers still to close after bus_close() */
-
-    bus_chan_t **buckets; /* chained hash table, power-of-two size */
-    size_t nbuckets;
-    size_t nchans;
-
-    int up;
-    int ever_up;
-    int closing;
-    unsigned long reconnects;
-};
 
 static void bus_lost(bus_t *bus);
 static void bus_on_link_timer(uv_timer_t *timer);
@@ -145,7 +68,7 @@ static uint32_t bus_hash(const char *s, size_t len)
     return h;
 }
 
-static bus_chan_t *bus_chan_find(const bus_t *bus, const char *name, size_t len)
+bus_chan_t *bus_chan_find(const bus_t *bus, const char *name, size_t len)
 {
     uint32_t h = bus_hash(name, len);
 
@@ -184,6 +107,7 @@ static bus_chan_t *bus_chan_add(bus_t *bus, const char *name, size_t len)
     if ((c = calloc(1, sizeof(*c) + len + 1)) == NULL)
         return NULL;
     c->hash = bus_hash(name, len);
+    c->node = -1;
     c->len = len;
     memcpy(c->name, name, len);
     c->next = bus->buckets[c->hash & (bus->nbuckets - 1)];
@@ -234,9 +158,9 @@ static void bus_link_close(bus_link_t *link)
     }
 }
 
-static void bus_check_up(bus_t *bus)
+void bus_went_up(bus_t *bus)
 {
-    if (bus->up || bus->closing || !bus->sub.ready || !bus->cmd.ready)
+    if (bus->up || bus->closing)
         return;
     bus->up = 1;
     bus->backoff_ms = bus->backoff_min_ms;
@@ -247,11 +171,23 @@ static void bus_check_up(bus_t *bus)
         bus->on_link(bus->arg, 1);
 }
 
+void bus_went_down(bus_t *bus)
+{
+    int was_up = bus->up;
+
+    bus->up = 0;
+    if (was_up && !bus->closing && bus->on_link != NULL)
+        bus->on_link(bus->arg, 0);
+}
+
 static void bus_link_ready(bus_link_t *link)
 {
+    bus_t *bus = link->bus;
+
     link->ready = 1;
     uv_timer_stop(&link->timer);
-    bus_check_up(link->bus);
+    if (bus->sub.ready && bus->cmd.ready)
+        bus_went_up(bus);
 }
 
 static void bus_on_pong(redisAsyncContext *ac, void *r, void *privdata)
@@ -441,7 +377,7 @@ static int bus_link_open(bus_link_t *link)
     return 0;
 }
 
-static void bus_log(bus_t *bus, int warn, const char *fmt, ...)
+void bus_log(bus_t *bus, int warn, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -519,18 +455,22 @@ static void bus_lost(bus_t *bus)
     bus_link_close(&bus->sub);
     bus_link_close(&bus->cmd);
     uv_timer_stop(&bus->ping_timer);
-    bus->up = 0;
     if (bus->closing)
         return;
+    uv_timer_start(&bus->retry_timer, bus_on_retry, bus_next_backoff(bus), 0);
+    bus_went_down(bus);
+}
+
+uint64_t bus_next_backoff(bus_t *bus)
+{
     /* Jittered (half to all of the backoff): hubs do not reconnect in step. */
-    uv_timer_start(&bus->retry_timer, bus_on_retry,
-                   (uint64_t)(bus->backoff_ms / 2 + rand() % (bus->backoff_ms / 2 + 1)), 0);
+    uint64_t delay = (uint64_t)(bus->backoff_ms / 2 + rand() % (bus->backoff_ms / 2 + 1));
+
     if (bus->backoff_ms > bus->backoff_max_ms / 2)
         bus->backoff_ms = bus->backoff_max_ms;
     else
         bus->backoff_ms *= 2;
-    if (was_up && bus->on_link != NULL)
-        bus->on_link(bus->arg, 0);
+    return delay;
 }
 
 static void bus_on_ping_timer(uv_timer_t *timer)
@@ -580,15 +520,20 @@ static int bus_host_name_ok(const char *s, size_t n)
     return 1;
 }
 
-/* An [IPv6] or IPv4 literal goes to hiredis as is; a name is resolved first. */
-static int bus_set_host(bus_t *bus, const char *host, size_t n, int bracketed, const char **err)
+/*
+ * An [IPv6] or IPv4 literal goes to hiredis as is (into host); a name is
+ * resolved first (into name, host left empty). Both buffers are as big as
+ * struct bus's.
+ */
+static int bus_set_host(char *hostbuf, char *namebuf, const char *host, size_t n, int bracketed,
+                        const char **err)
 {
     unsigned char addr[sizeof(struct in6_addr)];
 
-    if (n < sizeof(bus->host)) {
-        memcpy(bus->host, host, n);
-        bus->host[n] = '\0';
-        if (inet_pton(bracketed ? AF_INET6 : AF_INET, bus->host, addr) == 1)
+    if (n < INET6_ADDRSTRLEN) {
+        memcpy(hostbuf, host, n);
+        hostbuf[n] = '\0';
+        if (inet_pton(bracketed ? AF_INET6 : AF_INET, hostbuf, addr) == 1)
             return 0;
     }
     if (bracketed) {
@@ -599,20 +544,84 @@ static int bus_set_host(bus_t *bus, const char *host, size_t n, int bracketed, c
         *err = "bus: bad host in Redis URL";
         return -1;
     }
-    memcpy(bus->name, host, n);
-    bus->name[n] = '\0';
-    bus->host[0] = '\0';
+    memcpy(namebuf, host, n);
+    namebuf[n] = '\0';
+    hostbuf[0] = '\0';
     return 0;
 }
 
 /*
+ * HOST[:PORT] at *pp, HOST an IPv4 or [IPv6] literal or a name; stops at
+ * the first character of stop after it (where *pp is left).
+ */
+static int bus_parse_addr(const char **pp, const char *stop, char *hostbuf, char *namebuf,
+                          int *port, const char **err)
+{
+    const char *p = *pp, *end, *host;
+    size_t hostlen;
+
+    if (*p == '[') {
+        host = p + 1;
+        if ((end = strchr(host, ']')) == NULL) {
+            *err = "bus: unterminated [IPv6] address in Redis URL";
+            return -1;
+        }
+        hostlen = (size_t)(end - host);
+        p = end + 1;
+    } else {
+        host = p;
+        hostlen = strcspn(p, ":/,");
+        p += hostlen;
+    }
+    if (hostlen == 0 || hostlen >= sizeof(((bus_t *)0)->name)) {
+        *err = "bus: missing or bad host in Redis URL";
+        return -1;
+    }
+    if (bus_set_host(hostbuf, namebuf, host, hostlen, host[-1] == '[', err) != 0)
+        return -1;
+    *port = 6379;
+    if (*p == ':') {
+        size_t n = strcspn(++p, stop);
+        if (bus_parse_port(p, n, port) != 0) {
+            *err = "bus: bad port in Redis URL";
+            return -1;
+        }
+        p += n;
+    }
+    *pp = p;
+    return 0;
+}
+
+/* redis-cluster://HOST[:PORT],HOST[:PORT],...: the seeds the topology is read from. */
+static int bus_parse_cluster_url(bus_t *bus, const char *p, const char **err)
+{
+    for (;;) {
+        bus_seed_t *seed = &bus->seeds[bus->nseeds];
+        if (bus->nseeds == BUS_MAX_SEEDS) {
+            *err = "bus: too many seed nodes in Redis Cluster URL (at most 16)";
+            return -1;
+        }
+        if (bus_parse_addr(&p, "/,", seed->host, seed->name, &seed->port, err) != 0)
+            return -1;
+        bus->nseeds++;
+        if (*p == '\0')
+            return 0;
+        if (*p != ',' || p[1] == '\0') {
+            *err = "bus: Redis Cluster URL must be redis-cluster://HOST:PORT[,HOST:PORT...]";
+            return -1;
+        }
+        p++;
+    }
+}
+
+/*
  * redis://HOST[:PORT][/DB] with an IPv4 or [IPv6] literal or a host name
- * (resolved off the loop before every connect); unix:/path or unix:///path.
+ * (resolved off the loop before every connect); unix:/path or unix:///path;
+ * redis-cluster://HOST[:PORT],... for a Redis Cluster.
  */
 static int bus_parse_url(bus_t *bus, const char *url, const char **err)
 {
-    const char *p, *end, *host;
-    size_t hostlen;
+    const char *p;
 
     if (strncmp(url, "unix:", 5) == 0) {
         p = url + 5;
@@ -630,8 +639,16 @@ static int bus_parse_url(bus_t *bus, const char *url, const char **err)
         strcpy(bus->path, p);
         return 0;
     }
+    if (strncmp(url, "redis-cluster://", 16) == 0) {
+        if (strpbrk(url + 16, "@?#/") != NULL) {
+            *err = "bus: credentials, options and databases in the Redis URL are not supported";
+            return -1;
+        }
+        return bus_parse_cluster_url(bus, url + 16, err);
+    }
     if (strncmp(url, "redis://", 8) != 0) {
-        *err = "bus: URL must be redis://HOST:PORT[/db] or unix:/path";
+        *err = "bus: URL must be redis://HOST:PORT[/db], redis-cluster://HOST:PORT,... or "
+               "unix:/path";
         return -1;
     }
     p = url + 8;
@@ -639,34 +656,8 @@ static int bus_parse_url(bus_t *bus, const char *url, const char **err)
         *err = "bus: credentials and options in the Redis URL are not supported";
         return -1;
     }
-    if (*p == '[') {
-        host = p + 1;
-        if ((end = strchr(host, ']')) == NULL) {
-            *err = "bus: unterminated [IPv6] address in Redis URL";
-            return -1;
-        }
-        hostlen = (size_t)(end - host);
-        p = end + 1;
-    } else {
-        host = p;
-        hostlen = strcspn(p, ":/");
-        p += hostlen;
-    }
-    if (hostlen == 0 || hostlen >= sizeof(bus->name)) {
-        *err = "bus: missing or bad host in Redis URL";
+    if (bus_parse_addr(&p, "/", bus->host, bus->name, &bus->port, err) != 0)
         return -1;
-    }
-    if (bus_set_host(bus, host, hostlen, host[-1] == '[', err) != 0)
-        return -1;
-    bus->port = 6379;
-    if (*p == ':') {
-        size_t n = strcspn(++p, "/");
-        if (bus_parse_port(p, n, &bus->port) != 0) {
-            *err = "bus: bad port in Redis URL";
-            return -1;
-        }
-        p += n;
-    }
     if (*p == '/') {
         /* Pub/sub ignores the database number: checked, then not used. */
         p++;
@@ -737,7 +728,13 @@ static bus_t *bus_create(uv_loop_t *loop, const bus_config_t *cfg, bus_message_c
     bus->retry_timer.data = bus;
     bus->ping_timer.data = bus;
 
-    bus_connect(bus);
+    if (bus->nseeds > 0 && bus_cluster_start(bus) != 0) {
+        *err = "bus: out of memory";
+        bus_close(bus); /* its timers are live: freed through their close callbacks */
+        return NULL;
+    }
+    if (bus->nseeds == 0)
+        bus_connect(bus);
     return bus;
 fail:
     free(bus->buckets);
@@ -772,6 +769,10 @@ int bus_subscribe(bus_t *bus, const char *channel)
         return -1;
     if (c->interest++ > 0)
         return 0;
+    if (bus->cl != NULL) {
+        bus_cluster_subscribe(bus, c);
+        return 0;
+    }
     /* Before the resubscribe has gone out, it will carry this channel. */
     if (bus->sub.state == LINK_CONNECTED) {
         if (bus_send_chan(bus, "SUBSCRIBE", c) == 0)
@@ -790,14 +791,16 @@ int bus_unsubscribe(bus_t *bus, const char *channel)
         return 0;
     if (--c->interest > 0)
         return 0;
-    if (c->subscribed && bus_send_chan(bus, "UNSUBSCRIBE", c) != 0)
+    if (bus->cl != NULL)
+        bus_cluster_unsubscribe(bus, c);
+    else if (c->subscribed && bus_send_chan(bus, "UNSUBSCRIBE", c) != 0)
         bus_link_fail_soon(&bus->sub);
     bus_chan_remove(bus, c);
     return 0;
 }
 
 /* Redis cannot take it: the other processes hear of it through the fallback. */
-static int bus_publish_fallback(bus_t *bus, const char *channel, const char *payload, size_t len)
+int bus_publish_fallback(bus_t *bus, const char *channel, const char *payload, size_t len)
 {
     if (bus->fallback != NULL && !bus->closing)
         bus->fallback(bus->fallback_arg, channel, payload, len);
@@ -808,6 +811,8 @@ int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len
 {
     if (payload == NULL)
         payload = "";
+    if (bus->cl != NULL && !bus->closing)
+        return bus_cluster_publish(bus, channel, payload, len);
     if (bus->closing || !bus->cmd.ready)
         return bus_publish_fallback(bus, channel, payload, len);
     /* No reply callback: a lost or refused PUBLISH shows up as a lost link. */
@@ -863,12 +868,16 @@ static void bus_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     free(call);
 }
 
-int bus_command(bus_t *bus, int argc, const char **argv, const size_t *lens, bus_reply_cb cb,
-                void *arg)
+int bus_command(bus_t *bus, int key, int argc, const char **argv, const size_t *lens,
+                bus_reply_cb cb, void *arg)
 {
     bus_call_t *call;
 
-    if (bus->closing || !bus->cmd.ready || cb == NULL || argc < 1)
+    if (bus->closing || cb == NULL || argc < 1 || key >= argc)
+        return -1;
+    if (bus->cl != NULL)
+        return bus_cluster_command(bus, key, argc, argv, lens, cb, arg);
+    if (!bus->cmd.ready)
         return -1;
     if ((call = malloc(sizeof(*call))) == NULL)
         return -1;
@@ -914,6 +923,8 @@ void bus_close(bus_t *bus)
         return;
     bus->closing = 1;
     bus->up = 0;
+    bus_cluster_close(bus); /* commands waiting there get their NULL reply now */
+    bus->cl = NULL;
     resolve_cancel(bus->resolving);
     bus->resolving = NULL;
     bus_link_close(&bus->sub);

@@ -10,6 +10,17 @@
  * The link callback fires with up=1 when both contexts are connected and all
  * channels are subscribed again: messages may have been missed, so callers
  * resynchronise from PostgreSQL then. It fires with up=0 when the link is lost.
+ *
+ * Redis Cluster (a redis-cluster:// URL, storage/bus_cluster.h): the same
+ * contract over Redis 7's sharded pub/sub. Each channel lives on the master
+ * owning its slot (SSUBSCRIBE / SPUBLISH there); "up" means the WHOLE
+ * cluster: every slot has a master, every master answers, every channel is
+ * confirmed on its owner. Losing any master takes the bus down (on_link(0));
+ * on_link(1) comes once its replica is promoted and every channel
+ * re-subscribed. Meanwhile the other shards keep carrying their channels,
+ * and publishes to the unreachable shard's channels go to the fallback. A
+ * channel whose slot moves while the bus is up is re-subscribed on its new
+ * owner and gets the subscribed callback (catch that channel up).
  */
 #ifndef RN_BUS_H
 #define RN_BUS_H
@@ -33,7 +44,9 @@ typedef void (*bus_log_cb)(void *arg, int warn, const char *msg);
 
 typedef struct bus_config {
     const char *url;        /* redis://HOST:PORT[/db] or unix:/path/to/socket; a host name is
-                               resolved off the loop before every connect */
+                               resolved off the loop before every connect. Or
+                               redis-cluster://HOST:PORT[,HOST:PORT...]: seed nodes of a Redis
+                               Cluster (any one that answers gives the topology) */
     int connect_timeout_ms; /* default 2000 */
     int backoff_min_ms;     /* default 100 */
     int backoff_max_ms;     /* default 800; each wait is jittered between half and all */
@@ -72,7 +85,9 @@ int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len
 /*
  * A second path for what Redis cannot carry (storage/pg_bus.h): called by
  * bus_publish() with its arguments (borrowed) whenever the message could not
- * be handed to Redis. Its return value is ignored. NULL clears it.
+ * be handed to Redis. In cluster mode also later, from the loop, for a
+ * message a master refused or was lost before confirming (bus_publish() had
+ * returned 0 for it). Its return value is ignored. NULL clears it.
  */
 typedef int (*bus_fallback_cb)(void *arg, const char *channel, const char *payload, size_t len);
 void bus_set_fallback(bus_t *bus, bus_fallback_cb cb, void *arg);
@@ -99,14 +114,18 @@ typedef void (*bus_reply_cb)(void *arg, struct redisReply *reply);
 
 /*
  * Sends one command (argv copied) on the command link, pipelined behind
- * whatever is in flight there. 0: cb will be called exactly once, never
- * before bus_command() returns. -1 (link not ready, out of memory): cb is
- * never called. Loop thread only.
+ * whatever is in flight there. key is the index in argv of the key that
+ * routes it in a Redis Cluster (the master owning its slot; a MOVED or ASK
+ * reply is followed there), or -1 for a keyless command (any master).
+ * Several keys of one command must share a slot: give them one {hash tag}.
+ * Single Redis ignores key. 0: cb will be called exactly once, never before
+ * bus_command() returns. -1 (link not ready, out of memory, key >= argc): cb
+ * is never called. Loop thread only.
  */
-int bus_command(bus_t *bus, int argc, const char **argv, const size_t *lens, bus_reply_cb cb,
-                void *arg);
+int bus_command(bus_t *bus, int key, int argc, const char **argv, const size_t *lens,
+                bus_reply_cb cb, void *arg);
 
-/* 1 while both links are connected. */
+/* 1 while both links are connected (cluster: the whole cluster is, see above). */
 int bus_is_up(const bus_t *bus);
 /* How many times a lost link has been re-established. */
 unsigned long bus_reconnects(const bus_t *bus);

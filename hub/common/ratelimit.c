@@ -318,7 +318,7 @@ static void rl_on_reply(void *arg, redisReply *reply)
         call->lens[0] = 4;
         call->argv[1] = script;
         call->lens[1] = sizeof script - 1;
-        if (bus_command(rl->bus, call->argc, call->argv, call->lens, rl_on_reply, call) == 0) {
+        if (bus_command(rl->bus, 3, call->argc, call->argv, call->lens, rl_on_reply, call) == 0) {
             rl_link(rl, call);
             return;
         }
@@ -391,14 +391,15 @@ static int rl_send(ratelimit_t *rl, const rl_key_t *keys, int n, int cost, ratel
     for (int i = 0; i < n; i++) {
         call->limits[i] = keys[i].limit;
         snprintf(call->keys[i], sizeof call->keys[i], "%s", keys[i].key);
-        rl_arg(call, "rn:rl:%s:%s", metrics_limit_name(keys[i].limit), call->keys[i]);
+        /* One {hash tag} for every bucket: a script's keys must share a Redis Cluster slot. */
+        rl_arg(call, "rn:{rl}:%s:%s", metrics_limit_name(keys[i].limit), call->keys[i]);
     }
     rl_arg(call, "%d", cost);
     for (int i = 0; i < n; i++) {
         rl_arg(call, "%u", rl->spec[keys[i].limit].burst);
         rl_arg(call, "%u", rl->spec[keys[i].limit].period_ms);
     }
-    if (bus_command(rl->bus, call->argc, call->argv, call->lens, rl_on_reply, call) != 0) {
+    if (bus_command(rl->bus, 3, call->argc, call->argv, call->lens, rl_on_reply, call) != 0) {
         free(call);
         return -1;
     }

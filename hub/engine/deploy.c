@@ -94,7 +94,7 @@ static void drop_field(bus_t *bus, const char *field, size_t len)
 {
     const char *argv[] = {"HDEL", DEPLOY_KEY, field};
     size_t lens[] = {4, sizeof DEPLOY_KEY - 1, len};
-    (void)bus_command(bus, 3, argv, lens, on_written, NULL);
+    (void)bus_command(bus, 1, 3, argv, lens, on_written, NULL);
 }
 
 /* HGETALL's reply: the other processes' fresh gauges replace the last read. */
@@ -151,11 +151,11 @@ void deploy_tick(deploy_t *d, bus_t *bus, const json_t *stats)
     size_t expire_lens[] = {7, sizeof DEPLOY_KEY - 1, sizeof DEPLOY_EXPIRE_MS - 1};
     const char *get[] = {"HGETALL", DEPLOY_KEY};
     size_t get_lens[] = {7, sizeof DEPLOY_KEY - 1};
-    (void)bus_command(bus, 4, set, set_lens, on_written, NULL);
-    (void)bus_command(bus, 3, expire, expire_lens, on_written, NULL);
+    (void)bus_command(bus, 1, 4, set, set_lens, on_written, NULL);
+    (void)bus_command(bus, 1, 3, expire, expire_lens, on_written, NULL);
     free(text);
     d->bus = bus;
-    if (bus_command(bus, 2, get, get_lens, on_read, d) == 0)
+    if (bus_command(bus, 1, 2, get, get_lens, on_read, d) == 0)
         d->inflight = true;
 }
 

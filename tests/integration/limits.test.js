@@ -271,8 +271,8 @@ test('Redis down: each process still limits on its own, and the shared budget is
   // Redis's bucket (fresh after the restart) decides again
   assertError(await http(h, 'GET', '/api/v1/auth/me', { token: bad }), 401, 'unauthenticated');
   assert.equal(await metric(h, 'rn_limit_local_total'), shared, 'decided by Redis');
-  assert.ok(Number(await redis.cli('EXISTS', 'rn:rl:token_fail:127.0.0.1')) === 1, 'the bucket lives in Redis');
-  const ttl = Number(await redis.cli('PTTL', 'rn:rl:token_fail:127.0.0.1'));
+  assert.ok(Number(await redis.cli('EXISTS', 'rn:{rl}:token_fail:127.0.0.1')) === 1, 'the bucket lives in Redis');
+  const ttl = Number(await redis.cli('PTTL', 'rn:{rl}:token_fail:127.0.0.1'));
   assert.ok(ttl > 0 && ttl <= 601000, `the bucket expires (PTTL ${ttl})`);
   await h.stop();
 });

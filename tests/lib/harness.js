@@ -8,7 +8,7 @@
 // Suites keep `import { ... } from '../lib/harness.js'`; a new helper goes in
 // the file of its job and is re-exported here.
 
-export { SOURCE_DIR, SERVICES, track, watch, cleanup, freePort, portOpen, tmpDir, run, startPostgres, startRedis } from './servers.js';
+export { SOURCE_DIR, SERVICES, track, watch, cleanup, freePort, portOpen, tmpDir, run, startPostgres, startRedis, startRedisCluster } from './servers.js';
 export { HUB_BIN, startHub, applyDemo } from './hub.js';
 export { SUBPROTOCOL, token, request, http, rawUpgrade, connectWs, parseMetrics } from './clients.js';
 export { sleep, within, waitFor } from './assert.js';

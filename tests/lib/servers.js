@@ -1,7 +1,7 @@
 // servers: the processes a suite runs against and their lifetime. A private
 // PostgreSQL and Redis on free loopback ports in fresh temp dirs (through
-// scripts/services.sh), free ports, temp dirs, running a program, and the
-// registry that tears everything down.
+// scripts/services.sh), a Redis Cluster of such nodes, free ports, temp dirs,
+// running a program, and the registry that tears everything down.
 //
 // Everything started here (and by hub.js / clients.js, which register here
 // too) is torn down, newest first, by one node:test `after` hook at the root
@@ -322,4 +322,100 @@ export async function startRedis() {
     () => servicesSync('redis-stop', dir),
   );
   return redis;
+}
+
+/*
+ * A Redis Cluster of Debian's redis-server on loopback: `masters` masters
+ * with `replicas` replicas each, every node in its own temp dir (stopped
+ * like startRedis's, by services.sh redis-stop DIR), a short
+ * cluster-node-timeout so that a replica takes over about a second after its
+ * master died. Resolves once every node says cluster_state:ok, knows every
+ * node, and every replica is in sync. Returns { url (redis-cluster://...),
+ * nodes: [{ port, dir, pid, kill(), freeze(), thaw(), cli(...args) }],
+ * cli(port, ...args), ownerOf(key) (the port of the master serving key, as a
+ * live node sees it), masters() (with each one's live replicas) }.
+ */
+export async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeoutMs = 1000 } = {}) {
+  const cli = async (port, ...args) =>
+    (await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args])).stdout.trim();
+  const nodes = [];
+  for (let i = 0; i < masters * (1 + replicas); i++) {
+    const dir = tmpDir('rn-redis-cluster-');
+    watch('redis', dir);
+    const [port, busPort] = [await freePort(), await freePort()];
+    await run('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--daemonize', 'yes',
+      '--pidfile', path.join(dir, 'redis.pid'), '--logfile', path.join(dir, 'redis.log'), '--dir', dir,
+      '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-port', String(busPort),
+      '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(nodeTimeoutMs)]);
+    const node = {
+      port,
+      dir,
+      get pid() {
+        return redisPid(dir);
+      },
+      cli: (...args) => cli(port, ...args),
+      /* SIGSTOP (a frozen host: no reset, no answer) / SIGCONT. */
+      frozen: false,
+      freeze() {
+        process.kill(redisPid(dir), 'SIGSTOP');
+        node.frozen = true;
+      },
+      thaw() {
+        process.kill(redisPid(dir), 'SIGCONT');
+        node.frozen = false;
+      },
+      /* SIGKILL; resolves once the process is gone. */
+      async kill() {
+        const pid = redisPid(dir);
+        process.kill(pid, 'SIGKILL');
+        await waitFor(() => !processAlive(pid), { timeoutMs: 5000, what: `redis ${pid} to die` });
+        fs.rmSync(path.join(dir, 'redis.pid'), { force: true });
+      },
+    };
+    register(`redis cluster node ${dir}`, () => services('redis-stop', dir), () => servicesSync('redis-stop', dir));
+    nodes.push(node);
+  }
+  for (const n of nodes) await waitFor(() => n.cli('PING').then((r) => r === 'PONG'), { what: `redis :${n.port}` });
+  await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`),
+    '--cluster-replicas', String(replicas), '--cluster-yes']);
+  const all = nodes.length;
+  await waitFor(
+    async () => {
+      for (const n of nodes) {
+        const info = await n.cli('CLUSTER', 'INFO');
+        if (!/cluster_state:ok/.test(info) || !info.includes(`cluster_known_nodes:${all}`)) return false;
+        const repl = await n.cli('INFO', 'replication');
+        if (/role:slave/.test(repl) && !/master_link_status:up/.test(repl)) return false;
+      }
+      return true;
+    },
+    { timeoutMs: 30000, intervalMs: 100, what: 'the cluster to be ok on every node, replicas in sync' },
+  );
+  const live = () => nodes.find((n) => n.pid && processAlive(n.pid) && !n.frozen);
+  /*
+   * [{ port, slots: [[from, to], ...], replicas }] of the masters a live
+   * (not frozen) node knows, failed ones left out; replicas counts the
+   * replicas not marked failing.
+   */
+  const mastersNow = async () => {
+    const node = nodes.find((n) => n.pid && processAlive(n.pid) && !n.frozen);
+    const lines = (await node.cli('CLUSTER', 'NODES')).split('\n').map((l) => l.split(' '));
+    const ok = (f) => !f[2].includes('fail');
+    return lines.filter((f) => f[2].includes('master') && ok(f)).map((f) => ({
+      port: Number(f[1].split('@')[0].split(':').pop()),
+      slots: f.slice(8).filter((s) => /^\d/.test(s)).map((s) => s.split('-').map(Number)).map(([a, b]) => [a, b ?? a]),
+      replicas: lines.filter((r) => r[2].includes('slave') && ok(r) && r[3] === f[0]).length,
+    }));
+  };
+  return {
+    url: `redis-cluster://${nodes.slice(0, 3).map((n) => `127.0.0.1:${n.port}`).join(',')}`,
+    nodes,
+    cli,
+    masters: mastersNow,
+    async ownerOf(key) {
+      const slot = Number(await live().cli('CLUSTER', 'KEYSLOT', key));
+      const m = (await mastersNow()).find((x) => x.slots.some(([a, b]) => slot >= a && slot <= b));
+      return m ? m.port : null;
+    },
+  };
 }

@@ -68,7 +68,7 @@ static void ask_numsub(void)
     size_t lens[4];
     for (int i = 0; i < 4; i++)
         lens[i] = strlen(argv[i]);
-    if (bus_command(bus, 4, argv, lens, on_numsub, NULL) != 0) {
+    if (bus_command(bus, -1, 4, argv, lens, on_numsub, NULL) != 0) {
         CHECK(0, "bus_command PUBSUB NUMSUB");
         finish();
     }
