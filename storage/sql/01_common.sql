@@ -151,27 +151,22 @@ BEGIN
 END
 $$;
 
--- Idempotency, first half: claims (user, key) for this request.
--- NULL: a fresh key (or none given), go on. Otherwise the answer to return:
--- the stored first answer for the same request, 422 for the same key with
+-- Idempotency. Every request with a key first takes a transaction-scoped
+-- advisory lock on (user, key): two requests with one key are serialised
+-- there (the second waits until the first commits), so what the second finds
+-- in idempotency_keys afterwards is final. Two styles:
+--   * one transaction (a reservation): rn_idem_check, then the work, then
+--     rn_idem_store writes the key and its answer: one row write;
+--   * a request over two transactions (a payment: charge between them):
+--     rn_idem_begin claims the key (a row with no answer yet, 409 to a
+--     replay meanwhile), rn_idem_finish stores the answer into that row.
+
+-- The stored answer for (user, key) as rn_idem_check / rn_idem_begin return
+-- it: the first answer for the same request, 422 for the same key with
 -- another request, 409 while the first request is still running (a payment).
--- A concurrent first claim of the same key waits on the unique index until
--- that transaction ends, then replays its stored answer: one effect.
-CREATE OR REPLACE FUNCTION rn_idem_begin(p_user_id bigint, p_key text, p_hash text)
-RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-    k idempotency_keys;
+CREATE OR REPLACE FUNCTION rn_idem_replay_x(k idempotency_keys, p_hash text)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF p_key IS NULL THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO idempotency_keys (user_id, key, request_hash)
-    VALUES (p_user_id, p_key, p_hash)
-    ON CONFLICT (user_id, key) DO NOTHING;
-    IF FOUND THEN
-        RETURN NULL;
-    END IF;
-    SELECT * INTO k FROM idempotency_keys WHERE user_id = p_user_id AND key = p_key;
     IF k.request_hash <> p_hash THEN
         RETURN rn_error(422, 'idempotency_key_reused',
                         'this Idempotency-Key was used for a different request');
@@ -185,8 +180,79 @@ BEGIN
 END
 $$;
 
--- Idempotency, second half: stores the first answer (errors included) and
--- returns it unchanged, so a function can end with RETURN rn_idem_finish(...).
+-- Serialises the requests of one (user, key) until the transaction ends.
+-- Both ints of the lock come from the key's hash and the user (a collision
+-- only makes two unrelated requests wait for each other).
+CREATE OR REPLACE FUNCTION rn_idem_lock(p_user_id bigint, p_key text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_key, p_user_id));
+END
+$$;
+
+-- One-transaction idempotency, first half: NULL for a fresh key (or none
+-- given): go on, and end with rn_idem_store. Otherwise the answer to return
+-- (rn_idem_replay_x). Writes nothing.
+CREATE OR REPLACE FUNCTION rn_idem_check(p_user_id bigint, p_key text, p_hash text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    k idempotency_keys;
+BEGIN
+    IF p_key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM rn_idem_lock(p_user_id, p_key);
+    SELECT * INTO k FROM idempotency_keys WHERE user_id = p_user_id AND key = p_key;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN rn_idem_replay_x(k, p_hash);
+END
+$$;
+
+-- One-transaction idempotency, second half: stores the first answer (errors
+-- included) with its key and returns it unchanged (RETURN rn_idem_store(...)).
+-- Under rn_idem_check's lock no other row for the key can appear; if one
+-- did (a key claimed without it), the first answer stays.
+CREATE OR REPLACE FUNCTION rn_idem_store(p_user_id bigint, p_key text, p_hash text, p_result jsonb)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, response)
+        VALUES (p_user_id, p_key, p_hash, (p_result->>'status')::integer,
+                (p_result->'body')::text)
+        ON CONFLICT (user_id, key) DO NOTHING;
+    END IF;
+    RETURN p_result;
+END
+$$;
+
+-- Two-transaction idempotency, first half: claims (user, key) for this
+-- request. NULL: a fresh key (or none given), go on. Otherwise the answer to
+-- return (rn_idem_replay_x).
+CREATE OR REPLACE FUNCTION rn_idem_begin(p_user_id bigint, p_key text, p_hash text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    k idempotency_keys;
+BEGIN
+    IF p_key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM rn_idem_lock(p_user_id, p_key);
+    INSERT INTO idempotency_keys (user_id, key, request_hash)
+    VALUES (p_user_id, p_key, p_hash)
+    ON CONFLICT (user_id, key) DO NOTHING;
+    IF FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO k FROM idempotency_keys WHERE user_id = p_user_id AND key = p_key;
+    RETURN rn_idem_replay_x(k, p_hash);
+END
+$$;
+
+-- Two-transaction idempotency, second half: stores the first answer (errors
+-- included) into the claimed row and returns it unchanged, so a function can
+-- end with RETURN rn_idem_finish(...).
 CREATE OR REPLACE FUNCTION rn_idem_finish(p_user_id bigint, p_key text, p_result jsonb)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN

@@ -27,8 +27,9 @@
 --   * a reservation's cost goes back through rn_reservation_refund() only,
 --     whatever ends it: cancel, expiry with the no-show refund setting, an
 --     admin's delete of the user (which cancels), and a future void;
---   * the POSTs that move tickets take an Idempotency-Key (rn_idem_begin /
---     rn_idem_finish): the first answer, errors included, is stored;
+--   * the POSTs that move tickets take an Idempotency-Key (rn_idem_check /
+--     rn_idem_store in one transaction, rn_idem_begin / rn_idem_finish for a
+--     purchase): the first answer, errors included, is stored;
 --   * a purchase is two transactions around the payment: rn_purchase_begin
 --     (key claimed + purchase 'pending'), then rn_purchase_settle (succeeded +
 --     ledger 'purchase' row + balance + event + key finished; or failed + the
@@ -68,17 +69,21 @@ DECLARE
     v_ledger_id bigint;
     v_payload jsonb;
 BEGIN
-    UPDATE users SET tickets_balance = tickets_balance + p_delta
-     WHERE id = p_user_id AND tickets_balance + p_delta >= 0
-    RETURNING tickets_balance INTO v_balance;
+    -- One statement for both writes (one executor start, not two): no
+    -- ledger row when the balance would go below zero.
+    WITH u AS (
+        UPDATE users SET tickets_balance = tickets_balance + p_delta
+         WHERE id = p_user_id AND tickets_balance + p_delta >= 0
+        RETURNING tickets_balance)
+    INSERT INTO ledger (user_id, delta, balance_after, kind, purchase_id, promo_use_id,
+                        reservation_id, reason, actor_uid)
+    SELECT p_user_id, p_delta, u.tickets_balance, p_kind, p_purchase_id, p_promo_use_id,
+           p_reservation_id, p_reason, p_actor_uid
+      FROM u
+    RETURNING id, balance_after INTO v_ledger_id, v_balance;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    INSERT INTO ledger (user_id, delta, balance_after, kind, purchase_id, promo_use_id,
-                        reservation_id, reason, actor_uid)
-    VALUES (p_user_id, p_delta, v_balance, p_kind, p_purchase_id, p_promo_use_id,
-            p_reservation_id, p_reason, p_actor_uid)
-    RETURNING id INTO v_ledger_id;
     v_payload := jsonb_build_object('balance', v_balance, 'delta', p_delta, 'reason', p_kind);
     IF p_reservation_id IS NOT NULL THEN
         v_payload := v_payload || jsonb_build_object('reservation_id', p_reservation_id);
@@ -388,7 +393,7 @@ BEGIN
     IF v_user IS NULL THEN
         RETURN rn_not_registered();
     END IF;
-    v_answer := rn_idem_begin(v_user, p_key, p_hash);
+    v_answer := rn_idem_check(v_user, p_key, p_hash);
     IF v_answer IS NOT NULL THEN
         RETURN v_answer;
     END IF;
@@ -409,12 +414,12 @@ BEGIN
         v_answer := rn_error(409, 'promo_exhausted', 'this promo code has been used up');
     END IF;
     IF v_answer IS NOT NULL THEN
-        RETURN rn_idem_finish(v_user, p_key, v_answer);
+        RETURN rn_idem_store(v_user, p_key, p_hash, v_answer);
     END IF;
     UPDATE promo_codes SET uses = uses + 1 WHERE id = c.id;
     INSERT INTO promo_uses (promo_id, user_id) VALUES (c.id, v_user) RETURNING id INTO v_use;
     v_post := rn_ledger_post(v_user, c.tickets, 'promo', p_promo_use_id => v_use);
-    RETURN rn_idem_finish(v_user, p_key, rn_answer(200,
+    RETURN rn_idem_store(v_user, p_key, p_hash, rn_answer(200,
         jsonb_build_object('code', c.code, 'tickets', c.tickets, 'balance', v_post->'balance'),
         jsonb_build_array(v_post->'event')));
 END

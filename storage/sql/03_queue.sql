@@ -478,6 +478,8 @@ DECLARE
     v_events jsonb;
     v_called jsonb;
     v_slot_down boolean;
+    v_p2_live boolean;
+    u record;
 BEGIN
     SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
     IF NOT FOUND THEN
@@ -548,17 +550,24 @@ BEGIN
     -- arcades) are serialised here, so the one-active check below is exact.
     -- NO KEY UPDATE: the idempotency key's row already holds KEY SHARE on the
     -- booker (its foreign key); FOR UPDATE would deadlock two such bookings.
-    PERFORM 1 FROM users WHERE id IN (p_user_id, v_p2) ORDER BY id FOR NO KEY UPDATE;
-    SELECT tickets_balance INTO v_balance FROM users
-     WHERE id = p_user_id AND deleted_at IS NULL;
-    IF NOT FOUND THEN
+    -- One statement locks them and reads the booker's balance (a deleted
+    -- row is left out: re-checked on its newest version once locked).
+    v_balance := NULL;
+    v_p2_live := v_p2 IS NULL;
+    FOR u IN SELECT id, tickets_balance FROM users
+              WHERE id IN (p_user_id, v_p2) AND deleted_at IS NULL
+              ORDER BY id FOR NO KEY UPDATE LOOP
+        IF u.id = p_user_id THEN
+            v_balance := u.tickets_balance;
+        ELSE
+            v_p2_live := true;
+        END IF;
+    END LOOP;
+    IF v_balance IS NULL THEN
         RETURN rn_not_registered();
     END IF;
-    IF v_p2 IS NOT NULL THEN
-        PERFORM 1 FROM users WHERE id = v_p2 AND deleted_at IS NULL;
-        IF NOT FOUND THEN
-            RETURN rn_error(422, 'not_a_friend', 'player 2 must be one of your accepted friends');
-        END IF;
+    IF NOT v_p2_live THEN
+        RETURN rn_error(422, 'not_a_friend', 'player 2 must be one of your accepted friends');
     END IF;
     v_called := rn_active_reservation_x(p_user_id);
     IF v_called IS NOT NULL THEN
@@ -628,7 +637,7 @@ $$;
 -- POST /api/v1/reservations. Books p_game_id on p_arcade_id for p_uid (and
 -- player 2, an accepted friend, by uid), debits the game's ticket cost, queues
 -- it at the tail and calls it at once if the cabinet is idle. Idempotent on
--- (user, p_idem_key) with p_req_hash the request's hash (rn_idem_begin).
+-- (user, p_idem_key) with p_req_hash the request's hash (rn_idem_check).
 -- 201 {"reservation": {...}, "balance": N}.
 CREATE OR REPLACE FUNCTION rn_reserve(p_uid text, p_arcade_id bigint, p_game_id bigint,
                                       p_player2_uid text, p_idem_key text, p_req_hash text,
@@ -642,13 +651,13 @@ BEGIN
     IF v_user IS NULL THEN
         RETURN rn_not_registered();
     END IF;
-    v_replay := rn_idem_begin(v_user, p_idem_key, coalesce(p_req_hash, ''));
+    v_replay := rn_idem_check(v_user, p_idem_key, coalesce(p_req_hash, ''));
     IF v_replay IS NOT NULL THEN
         RETURN v_replay;
     END IF;
-    RETURN rn_idem_finish(v_user, p_idem_key,
-                          rn_reserve_do(v_user, p_arcade_id, p_game_id, p_player2_uid,
-                                        p_deadline_s));
+    RETURN rn_idem_store(v_user, p_idem_key, coalesce(p_req_hash, ''),
+                         rn_reserve_do(v_user, p_arcade_id, p_game_id, p_player2_uid,
+                                       p_deadline_s));
 END
 $$;
 
@@ -669,34 +678,36 @@ DECLARE
     v_cancelled jsonb;
     v_events jsonb;
 BEGIN
-    SELECT id INTO v_user FROM users WHERE firebase_uid = p_uid AND deleted_at IS NULL;
+    SELECT u.id, r0.arcade_id INTO v_user, v_arcade
+      FROM users u LEFT JOIN reservations r0 ON r0.id = p_reservation_id
+     WHERE u.firebase_uid = p_uid AND u.deleted_at IS NULL;
     IF v_user IS NULL THEN
         RETURN rn_not_registered();
     END IF;
-    SELECT arcade_id INTO v_arcade FROM reservations WHERE id = p_reservation_id;
-    IF NOT FOUND THEN
+    IF v_arcade IS NULL THEN
         RETURN rn_error(404, 'reservation_not_found', 'no such reservation');
     END IF;
     SELECT * INTO a FROM arcades WHERE id = v_arcade FOR UPDATE;
-    SELECT * INTO r FROM reservations WHERE id = p_reservation_id FOR UPDATE;
-    IF r.user_id <> v_user THEN
-        IF r.player2_id = v_user THEN
-            RETURN rn_error(403, 'not_owner', 'only the player who booked it can cancel it');
+    -- Under the arcade's lock, the booker's waiting reservation is cancelled
+    -- in one statement; anything else is told apart afterwards.
+    UPDATE reservations SET status = 'cancelled', ended_at = now()
+     WHERE id = p_reservation_id AND user_id = v_user AND status = 'waiting'
+    RETURNING * INTO r;
+    IF NOT FOUND THEN
+        SELECT * INTO r FROM reservations WHERE id = p_reservation_id;
+        IF r.user_id <> v_user THEN
+            IF r.player2_id = v_user THEN
+                RETURN rn_error(403, 'not_owner', 'only the player who booked it can cancel it');
+            END IF;
+            RETURN rn_error(404, 'reservation_not_found', 'no such reservation');
         END IF;
-        RETURN rn_error(404, 'reservation_not_found', 'no such reservation');
-    END IF;
-    IF r.status <> 'waiting' THEN
         RETURN rn_error(409, 'not_cancellable',
                         format('the reservation is %s: only a waiting reservation can be cancelled',
                                r.status),
                         jsonb_build_object('status', r.status));
     END IF;
-
     UPDATE arcades SET queue_version = queue_version + 1 WHERE id = v_arcade
     RETURNING * INTO a;
-    UPDATE reservations SET status = 'cancelled', ended_at = now()
-     WHERE id = r.id
-    RETURNING * INTO r;
     v_post := rn_reservation_refund(r, p_event => false); -- its event: in the batch below
     v_balance := (v_post ->> 'balance')::integer;
 

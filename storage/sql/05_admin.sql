@@ -103,7 +103,7 @@ BEGIN
     IF p_key IS NOT NULL AND v_admin IS NULL THEN
         RETURN rn_not_registered();
     END IF;
-    v_answer := rn_idem_begin(v_admin, p_key, p_hash);
+    v_answer := rn_idem_check(v_admin, p_key, p_hash);
     IF v_answer IS NOT NULL THEN
         RETURN v_answer;
     END IF;
@@ -140,7 +140,7 @@ BEGIN
     IF v_admin IS NULL THEN
         RETURN v_answer;
     END IF;
-    RETURN rn_idem_finish(v_admin, p_key, v_answer);
+    RETURN rn_idem_store(v_admin, p_key, p_hash, v_answer);
 END
 $$;
 
