@@ -20,6 +20,19 @@
  * lws_callback_on_writable() and the drop of POLLOUT before the callback cost
  * four epoll_ctl per message.
  *
+ * How to write. On a plain (not TLS) socket the hub writes the frames itself,
+ * one sendmsg() for every frame waiting (up to WRITE_BATCH), not lws_write():
+ * a server's frame is unmasked, so each message is framed once, its header in
+ * the shared buffer's headroom (frame_of), and the same bytes go to every
+ * socket; lws_write would redo the header, its checks and its bookkeeping per
+ * socket. The hub negotiates no extension (no permessage-deflate), so the
+ * frame lws would write is byte for byte the same. What the kernel does not
+ * take is handed to lws as raw bytes (lws_write LWS_WRITE_HTTP, which a
+ * WebSocket connection sends as is): from then on lws owns the remainder
+ * exactly as after a partial lws_write, and no frame of ours or of lws's
+ * (a pong, a close) can cut into it. TLS sockets, and every write while lws
+ * holds a remainder, go through lws_write, one frame per turn.
+ *
  * lws 4.1 on a write that does not all fit (lws_issue_raw): it keeps a copy
  * of the remainder on the connection (buflist_out), asks for POLLOUT itself,
  * sends the remainder before any WRITEABLE callback, asks for a WRITEABLE
@@ -27,8 +40,11 @@
  * peer is gone) never closes on the caller's stack: lws is asked to kill the
  * connection from its own timer (LWS_TO_KILL_ASYNC).
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "envelope.h"
 #include "log.h"
@@ -232,14 +248,103 @@ static void write_failed(session_t *s)
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-/* One text frame, b's reference stays the caller's. -1: the connection is unusable. */
-static int write_frame(session_t *s, msgbuf_t *b)
+/* Frames one direct write takes at most (a flush or a WRITEABLE turn). */
+#define WRITE_BATCH 32
+_Static_assert(LWS_PRE >= 10, "frame_of: the headroom must hold the longest frame header");
+
+/*
+ * b as one final text frame: the header (RFC 6455 5.2, unmasked) is written
+ * once into b's headroom, just before the payload, where lws_write() puts
+ * the same bytes. Returns the frame's first byte; *len its length.
+ */
+static unsigned char *frame_of(msgbuf_t *b, size_t *len)
+{
+    unsigned char *p = (unsigned char *)b->payload;
+    if (!b->frame_hd) {
+        if (b->len < 126) {
+            p[-1] = (unsigned char)b->len;
+            b->frame_hd = 2;
+        } else if (b->len <= 0xffff) {
+            p[-3] = 126;
+            p[-2] = (unsigned char)(b->len >> 8);
+            p[-1] = (unsigned char)b->len;
+            b->frame_hd = 4;
+        } else {
+            p[-9] = 127;
+            for (int i = 0; i < 8; i++)
+                p[-1 - i] = (unsigned char)((uint64_t)b->len >> (8 * i));
+            b->frame_hd = 10;
+        }
+        p[-(int)b->frame_hd] = 0x81; /* FIN, text */
+    }
+    *len = b->frame_hd + b->len;
+    return p - b->frame_hd;
+}
+
+/*
+ * Writes n frames straight to the socket in one sendmsg(); what the kernel
+ * does not take goes to lws as raw bytes (see the top). -1: unusable.
+ */
+static int write_direct(session_t *s, msgbuf_t **bufs, unsigned n)
+{
+    struct iovec iov[WRITE_BATCH];
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        iov[i].iov_base = frame_of(bufs[i], &iov[i].iov_len);
+        total += iov[i].iov_len;
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+    ssize_t sent = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        sent = 0;
+    }
+    size_t skip = (size_t)sent;
+    for (unsigned i = 0; i < n && skip < total; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            total -= iov[i].iov_len;
+            continue;
+        }
+        unsigned char *rest = (unsigned char *)iov[i].iov_base + skip;
+        if (lws_write(s->wsi, rest, iov[i].iov_len - skip, LWS_WRITE_HTTP) < 0)
+            return -1;
+        skip = 0;
+    }
+    return 0;
+}
+
+/*
+ * Writes n frames (n is 1 unless the socket is written directly), the
+ * references stay the caller's. The caller made sure lws holds nothing
+ * unsent (lws_partial_buffered). -1: the connection is unusable.
+ */
+static int write_frames(session_t *s, msgbuf_t **bufs, unsigned n)
 {
     s->last_write_turn = current_turn(s);
-    if (lws_write(s->wsi, (unsigned char *)b->payload, b->len, LWS_WRITE_TEXT) < 0)
+    if (s->fd >= 0) {
+        if (write_direct(s, bufs, n) != 0)
+            return -1;
+    } else if (lws_write(s->wsi, (unsigned char *)bufs[0]->payload, bufs[0]->len, LWS_WRITE_TEXT) <
+               0) {
         return -1;
-    metrics_ws_out(1);
+    }
+    metrics_ws_out(n);
     return 0;
+}
+
+/* One turn's write: every frame waiting, up to WRITE_BATCH (one through lws). -1: unusable. */
+static int write_pending(session_t *s)
+{
+    msgbuf_t *bufs[WRITE_BATCH];
+    unsigned max = s->fd >= 0 ? WRITE_BATCH : 1, n = 0;
+    while (n < max && (bufs[n] = take_next(s)))
+        n++;
+    int rc = n ? write_frames(s, bufs, n) : 0;
+    for (unsigned i = 0; i < n; i++)
+        msgbuf_unref(bufs[i]);
+    return rc;
 }
 
 /* May a message go now, nothing being ahead of it? (see the top) */
@@ -254,7 +359,7 @@ static bool write_now(session_t *s, msgbuf_t *b)
 {
     if (!can_write_now(s))
         return false;
-    if (write_frame(s, b) != 0)
+    if (write_frames(s, &b, 1) != 0)
         write_failed(s);
     return true;
 }
@@ -275,10 +380,8 @@ void session_out_turn(sessions_t *reg)
             } else if (s->last_write_turn == reg->turn) {
                 want_flush(s); /* cannot happen: the turn just began */
             } else {
-                msgbuf_t *b = take_next(s);
-                if (b && write_frame(s, b) != 0)
+                if (write_pending(s) != 0)
                     write_failed(s);
-                msgbuf_unref(b);
                 if (has_pending(s) && !s->closing)
                     write_later(s);
             }
@@ -454,7 +557,7 @@ void session_send_error(session_t *s, bool has_id, int64_t id, const char *code,
 
 /* ---- WRITEABLE and close -------------------------------------------------- */
 
-/* One WRITEABLE turn: one message, or the close frame once nothing is queued. */
+/* One WRITEABLE turn: what waits (write_pending), or the close frame once nothing is queued. */
 int session_out_writeable(session_t *s)
 {
     s->want_writable = false; /* lws dropped POLLOUT before calling us */
@@ -464,11 +567,8 @@ int session_out_writeable(session_t *s)
         want_writable(s); /* written already in this turn (a flush): next turn */
         return 0;
     }
-    msgbuf_t *b = take_next(s);
-    if (b) {
-        int rc = write_frame(s, b);
-        msgbuf_unref(b);
-        if (rc != 0)
+    if (has_pending(s)) {
+        if (write_pending(s) != 0)
             return -1;
         if (has_pending(s) || s->closing)
             write_later(s);

@@ -52,6 +52,7 @@ struct session {
     bool closing, close_sent;
     bool peer_closed;   /* the peer's close frame came: nothing more is written */
     bool want_writable; /* a WRITEABLE turn was asked for and has not come yet */
+    int fd;             /* the socket, written directly (session_out.c); -1: through lws (TLS) */
     bool resuming;
     unsigned short close_code;
     const char *close_reason;
