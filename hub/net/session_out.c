@@ -300,6 +300,8 @@ static int write_direct(session_t *s, msgbuf_t **bufs, unsigned n)
             return -1;
         sent = 0;
     }
+    if ((size_t)sent < total)
+        metrics_ws_partial();
     size_t skip = (size_t)sent;
     for (unsigned i = 0; i < n && skip < total; i++) {
         if (skip >= iov[i].iov_len) {
