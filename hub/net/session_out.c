@@ -4,15 +4,18 @@
  * frame, and when a message is written.
  *
  * When to write. A socket is written at most once per loop turn (a turn ends
- * after the poll phase, in the registry's uv_check handle), so frames never
- * interleave and a burst that arrives in one turn queues (private lane: up to
- * send_queue_max, then 4009) or conflates (public lane). A message goes:
- *  - at once (lws_write outside a WRITEABLE callback) when nothing is ahead
- *    of it: the queue and the public lane are empty, lws holds no unsent
- *    remainder of an earlier frame (lws_partial_buffered), the session is not
- *    closing, and the socket was not written yet in this turn. A fan-out to a
- *    socket that keeps up costs one send() and nothing else;
- *  - at the end of the turn (the flush list) when only the turn was in the way;
+ * after the poll phase, in the registry's uv_check handle), so a burst that
+ * arrives in one turn goes out in one write: it queues (private lane: up to
+ * send_queue_max, then 4009; snapshots too while the socket keeps up, see
+ * session_send_public) or conflates (public lane, when the socket is full or
+ * written through lws). A message goes:
+ *  - at once (outside a WRITEABLE callback) when nothing is ahead of it: the
+ *    queue and the public lane are empty, lws holds no unsent remainder of an
+ *    earlier frame (lws_partial_buffered), the session is not closing, and the
+ *    socket was not written yet in this turn. A fan-out to a socket that
+ *    keeps up costs one send() and nothing else;
+ *  - at the end of the turn (the flush list) when only the turn was in the
+ *    way, with every frame waiting in one sendmsg();
  *  - in a WRITEABLE turn when lws holds a remainder (the socket is full), and
  *    for the close frame.
  * WRITEABLE is the last resort because lws's libuv plugin turns every change
@@ -41,6 +44,7 @@
  * connection from its own timer (LWS_TO_KILL_ASYNC).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,8 +66,8 @@ static msgbuf_t **outq_ring(outq_t *q, unsigned *mask)
     return q->inline_ring;
 }
 
-/* Appends a new reference to b. 0, or -1 on allocation failure. */
-static int outq_push(outq_t *q, msgbuf_t *b)
+/* Appends a new reference to b, marked as a snapshot when pub. 0, or -1 on allocation failure. */
+static int outq_put(outq_t *q, msgbuf_t *b, bool pub)
 {
     unsigned mask;
     msgbuf_t **ring = outq_ring(q, &mask);
@@ -81,8 +85,15 @@ static int outq_push(outq_t *q, msgbuf_t *b)
         ring = grown;
         mask = cap - 1;
     }
-    ring[(q->head + q->count++) & mask] = msgbuf_ref(b);
+    msgbuf_ref(b);
+    ring[(q->head + q->count++) & mask] = pub ? (msgbuf_t *)((uintptr_t)b | 1) : b;
+    q->npublic += pub;
     return 0;
+}
+
+static int outq_push(outq_t *q, msgbuf_t *b)
+{
+    return outq_put(q, b, false);
 }
 
 /* Takes the oldest message (its reference becomes the caller's), or NULL. */
@@ -93,6 +104,10 @@ static msgbuf_t *outq_pop(outq_t *q)
     unsigned mask;
     msgbuf_t **ring = outq_ring(q, &mask);
     msgbuf_t *b = ring[q->head];
+    if ((uintptr_t)b & 1) {
+        b = (msgbuf_t *)((uintptr_t)b & ~(uintptr_t)1);
+        q->npublic--;
+    }
     q->head = (q->head + 1) & mask;
     if (--q->count == 0) {
         free(q->heap);
@@ -448,7 +463,7 @@ static void enqueue(session_t *s, msgbuf_t *b, bool capped)
         return; /* a closing session takes nothing new */
     if (write_now(s, b))
         return;
-    if (capped && s->out.count >= (unsigned)hub_config(s->hub)->send_queue_max) {
+    if (capped && s->out.count - s->out.npublic >= (unsigned)hub_config(s->hub)->send_queue_max) {
         outq_clear(&s->out);
         s->closing = false; /* a slow-consumer close overrides a gentler one */
         session_close(s, CLOSE_SLOW_CONSUMER, "send queue overflow");
@@ -464,12 +479,35 @@ void session_send(session_t *s, msgbuf_t *b)
     enqueue(s, b, true);
 }
 
+/* Is a view of key waiting in the conflated lane? */
+static bool public_waiting(session_t *s, long key)
+{
+    for (unsigned i = 0; i < s->npub; i++)
+        if (public_slot(s, i)->key == key)
+            return true;
+    return false;
+}
+
+/*
+ * A snapshot that cannot go now: on a socket that keeps up (written directly,
+ * lws holding nothing) it waits in the queue with everything else and goes in
+ * the same write at the end of the turn; it is superseded only when the
+ * socket could not take it (full, or written through lws) or when
+ * PUBLIC_QUEUED snapshots wait already. A view of key already in the
+ * conflated lane is replaced there, so views never go out of order.
+ */
+#define PUBLIC_QUEUED WRITE_BATCH
 void session_send_public(session_t *s, long key, msgbuf_t *b)
 {
-    if (!b || s->closing || s->peer_closed)
+    if (!b || s->closing || s->peer_closed || write_now(s, b))
         return;
-    if (write_now(s, b) || public_put(s, key, b) != 0)
+    if (s->fd >= 0 && s->out.npublic < PUBLIC_QUEUED && !public_waiting(s, key) &&
+        !lws_partial_buffered(s->wsi)) {
+        if (outq_put(&s->out, b, true) != 0)
+            return;
+    } else if (public_put(s, key, b) != 0) {
         return;
+    }
     write_later(s);
 }
 
