@@ -308,5 +308,10 @@ int main(int argc, char **argv)
                : "false",
            (user + sys) * 1e6 / frames, user * 1e6 / frames, sys * 1e6 / frames,
            frames / batch / wall, wall * 1000);
+    fflush(stdout);
+    free(conns);
+    close(ep);
+    close(lfd);
+    close(ready[0]);
     return 0;
 }
