@@ -162,6 +162,20 @@ test('frames are written as lws wrote them: FIN text, minimal unmasked length, t
   sock.destroy();
 });
 
+test('a socket that keeps up gets every snapshot of a burst, in order (conflation only when full)', async () => {
+  const c = await phone(hub, 'burst-direct', { subscribe: ARCADE });
+  await waitFor(() => c.lastSnapshot(), { what: 'first snapshot' });
+  const v0 = c.lastSnapshot().v;
+  const N = 20;
+  // one write to Redis: the hub reads the 20 messages in one or a few loop turns
+  for (let i = 1; i <= N; i++) redis.publish(`rn:arcade:${ARCADE}`, JSON.stringify({ type: 'queue', arcade_id: ARCADE, v: v0 + i, entries: [] }));
+  await redis.flushed();
+  await waitFor(() => c.lastSnapshot().v === v0 + N, { what: `snapshot v${v0 + N}` });
+  const vs = c.snapshots().map((m) => m.v).filter((v) => v > v0);
+  assert.deepEqual(vs, Array.from({ length: N }, (_, i) => v0 + 1 + i), 'every snapshot once, in order');
+  c.terminate();
+});
+
 test('a reader that stops reading still gets every private event in order and the newest snapshot', async () => {
   const uid = 'slow-direct';
   const c = await phone(hub, uid, { subscribe: ARCADE });
