@@ -23,7 +23,7 @@ static const char *const delivery_kinds[] = {"your_turn",   "position", "score",
 
 static struct {
     long conns[CONN_KIND_COUNT];
-    unsigned long ws_in, ws_out;
+    unsigned long ws_in, ws_out, ws_partial;
     unsigned long http[6]; /* by status class 1xx..5xx; [0] other */
     unsigned long queries[3];
     histogram_t query_seconds;
@@ -75,6 +75,11 @@ void metrics_ws_in(void)
 void metrics_ws_out(unsigned long n)
 {
     m.ws_out += n;
+}
+
+void metrics_ws_partial(void)
+{
+    m.ws_partial++;
 }
 
 void metrics_http_response(int status)
@@ -240,8 +245,11 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
         "# HELP rn_ws_messages_in_total WebSocket messages received.\n"
         "# TYPE rn_ws_messages_in_total counter\nrn_ws_messages_in_total %lu\n"
         "# HELP rn_ws_messages_out_total WebSocket messages sent.\n"
-        "# TYPE rn_ws_messages_out_total counter\nrn_ws_messages_out_total %lu\n",
-        m.ws_in, m.ws_out);
+        "# TYPE rn_ws_messages_out_total counter\nrn_ws_messages_out_total %lu\n"
+        "# HELP rn_ws_writes_partial_total Direct socket writes the kernel did not take whole "
+        "(the socket was full; lws keeps the rest).\n"
+        "# TYPE rn_ws_writes_partial_total counter\nrn_ws_writes_partial_total %lu\n",
+        m.ws_in, m.ws_out, m.ws_partial);
     put(&t, "# HELP rn_http_responses_total HTTP responses by status class.\n"
             "# TYPE rn_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)

@@ -23,6 +23,8 @@ typedef enum query_outcome { QUERY_OK = 0, QUERY_ERROR, QUERY_UNAVAILABLE } quer
 void metrics_conn_add(conn_kind_t kind, int delta);
 void metrics_ws_in(void);
 void metrics_ws_out(unsigned long n);
+/* A direct write the kernel did not take whole (a full socket; lws keeps the rest). */
+void metrics_ws_partial(void);
 void metrics_http_response(int status);
 
 /* Requests refused at the edge, before routing: rn_http_refused_total{why}. */

@@ -20,6 +20,7 @@ static msgbuf_t *msgbuf_init(char *mem, size_t len)
     msgbuf_t *b = (msgbuf_t *)mem;
     b->refs = 1;
     b->event_id = 0;
+    b->frame_hd = 0;
     b->len = len;
     b->payload = mem + MSGBUF_HEADROOM;
     return b;

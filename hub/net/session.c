@@ -693,6 +693,9 @@ static void on_established(struct lws *wsi, session_t *s)
     hub_t *hub = lws_context_user(lws_get_context(wsi));
     s->wsi = wsi;
     s->hub = hub;
+    /* written directly (session_out.c) only when the socket is ours alone and plain:
+     * not TLS, not a stream inside a multiplexed (h2) connection */
+    s->fd = lws_is_ssl(wsi) || lws_get_network_wsi(wsi) != wsi ? -1 : (int)lws_get_socket_fd(wsi);
     s->kind = CONN_PENDING;
     s->rate_ts_ms = hub_now_ms(hub);
     s->rate_tokens = 2.0 * hub_config(hub)->msg_rate;

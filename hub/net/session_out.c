@@ -4,21 +4,37 @@
  * frame, and when a message is written.
  *
  * When to write. A socket is written at most once per loop turn (a turn ends
- * after the poll phase, in the registry's uv_check handle), so frames never
- * interleave and a burst that arrives in one turn queues (private lane: up to
- * send_queue_max, then 4009) or conflates (public lane). A message goes:
- *  - at once (lws_write outside a WRITEABLE callback) when nothing is ahead
- *    of it: the queue and the public lane are empty, lws holds no unsent
- *    remainder of an earlier frame (lws_partial_buffered), the session is not
- *    closing, and the socket was not written yet in this turn. A fan-out to a
- *    socket that keeps up costs one send() and nothing else;
- *  - at the end of the turn (the flush list) when only the turn was in the way;
+ * after the poll phase, in the registry's uv_check handle), so a burst that
+ * arrives in one turn goes out in one write: it queues (private lane: up to
+ * send_queue_max, then 4009; snapshots too while the socket keeps up, see
+ * session_send_public) or conflates (public lane, when the socket is full or
+ * written through lws). A message goes:
+ *  - at once (outside a WRITEABLE callback) when nothing is ahead of it: the
+ *    queue and the public lane are empty, lws holds no unsent remainder of an
+ *    earlier frame (lws_partial_buffered), the session is not closing, and the
+ *    socket was not written yet in this turn. A fan-out to a socket that
+ *    keeps up costs one send() and nothing else;
+ *  - at the end of the turn (the flush list) when only the turn was in the
+ *    way, with every frame waiting in one sendmsg();
  *  - in a WRITEABLE turn when lws holds a remainder (the socket is full), and
  *    for the close frame.
  * WRITEABLE is the last resort because lws's libuv plugin turns every change
  * of a socket's poll mask into uv_poll_start(), an EPOLL_CTL_DEL + ADD: a
  * lws_callback_on_writable() and the drop of POLLOUT before the callback cost
  * four epoll_ctl per message.
+ *
+ * How to write. On a plain (not TLS) socket the hub writes the frames itself,
+ * one sendmsg() for every frame waiting (up to WRITE_BATCH), not lws_write():
+ * a server's frame is unmasked, so each message is framed once, its header in
+ * the shared buffer's headroom (frame_of), and the same bytes go to every
+ * socket; lws_write would redo the header, its checks and its bookkeeping per
+ * socket. The hub negotiates no extension (no permessage-deflate), so the
+ * frame lws would write is byte for byte the same. What the kernel does not
+ * take is handed to lws as raw bytes (lws_write LWS_WRITE_HTTP, which a
+ * WebSocket connection sends as is): from then on lws owns the remainder
+ * exactly as after a partial lws_write, and no frame of ours or of lws's
+ * (a pong, a close) can cut into it. TLS sockets, and every write while lws
+ * holds a remainder, go through lws_write, one frame per turn.
  *
  * lws 4.1 on a write that does not all fit (lws_issue_raw): it keeps a copy
  * of the remainder on the connection (buflist_out), asks for POLLOUT itself,
@@ -27,8 +43,12 @@
  * peer is gone) never closes on the caller's stack: lws is asked to kill the
  * connection from its own timer (LWS_TO_KILL_ASYNC).
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "envelope.h"
 #include "log.h"
@@ -46,8 +66,8 @@ static msgbuf_t **outq_ring(outq_t *q, unsigned *mask)
     return q->inline_ring;
 }
 
-/* Appends a new reference to b. 0, or -1 on allocation failure. */
-static int outq_push(outq_t *q, msgbuf_t *b)
+/* Appends a new reference to b, marked as a snapshot when pub. 0, or -1 on allocation failure. */
+static int outq_put(outq_t *q, msgbuf_t *b, bool pub)
 {
     unsigned mask;
     msgbuf_t **ring = outq_ring(q, &mask);
@@ -65,8 +85,15 @@ static int outq_push(outq_t *q, msgbuf_t *b)
         ring = grown;
         mask = cap - 1;
     }
-    ring[(q->head + q->count++) & mask] = msgbuf_ref(b);
+    msgbuf_ref(b);
+    ring[(q->head + q->count++) & mask] = pub ? (msgbuf_t *)((uintptr_t)b | 1) : b;
+    q->npublic += pub;
     return 0;
+}
+
+static int outq_push(outq_t *q, msgbuf_t *b)
+{
+    return outq_put(q, b, false);
 }
 
 /* Takes the oldest message (its reference becomes the caller's), or NULL. */
@@ -77,6 +104,10 @@ static msgbuf_t *outq_pop(outq_t *q)
     unsigned mask;
     msgbuf_t **ring = outq_ring(q, &mask);
     msgbuf_t *b = ring[q->head];
+    if ((uintptr_t)b & 1) {
+        b = (msgbuf_t *)((uintptr_t)b & ~(uintptr_t)1);
+        q->npublic--;
+    }
     q->head = (q->head + 1) & mask;
     if (--q->count == 0) {
         free(q->heap);
@@ -232,14 +263,105 @@ static void write_failed(session_t *s)
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-/* One text frame, b's reference stays the caller's. -1: the connection is unusable. */
-static int write_frame(session_t *s, msgbuf_t *b)
+/* Frames one direct write takes at most (a flush or a WRITEABLE turn). */
+#define WRITE_BATCH 32
+_Static_assert(LWS_PRE >= 10, "frame_of: the headroom must hold the longest frame header");
+
+/*
+ * b as one final text frame: the header (RFC 6455 5.2, unmasked) is written
+ * once into b's headroom, just before the payload, where lws_write() puts
+ * the same bytes. Returns the frame's first byte; *len its length.
+ */
+static unsigned char *frame_of(msgbuf_t *b, size_t *len)
+{
+    unsigned char *p = (unsigned char *)b->payload;
+    if (!b->frame_hd) {
+        if (b->len < 126) {
+            p[-1] = (unsigned char)b->len;
+            b->frame_hd = 2;
+        } else if (b->len <= 0xffff) {
+            p[-3] = 126;
+            p[-2] = (unsigned char)(b->len >> 8);
+            p[-1] = (unsigned char)b->len;
+            b->frame_hd = 4;
+        } else {
+            p[-9] = 127;
+            for (int i = 0; i < 8; i++)
+                p[-1 - i] = (unsigned char)((uint64_t)b->len >> (8 * i));
+            b->frame_hd = 10;
+        }
+        p[-(int)b->frame_hd] = 0x81; /* FIN, text */
+    }
+    *len = b->frame_hd + b->len;
+    return p - b->frame_hd;
+}
+
+/*
+ * Writes n frames straight to the socket in one sendmsg(); what the kernel
+ * does not take goes to lws as raw bytes (see the top). -1: unusable.
+ */
+static int write_direct(session_t *s, msgbuf_t **bufs, unsigned n)
+{
+    struct iovec iov[WRITE_BATCH];
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        iov[i].iov_base = frame_of(bufs[i], &iov[i].iov_len);
+        total += iov[i].iov_len;
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+    ssize_t sent = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        sent = 0;
+    }
+    if ((size_t)sent < total)
+        metrics_ws_partial();
+    size_t skip = (size_t)sent;
+    for (unsigned i = 0; i < n && skip < total; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            total -= iov[i].iov_len;
+            continue;
+        }
+        unsigned char *rest = (unsigned char *)iov[i].iov_base + skip;
+        if (lws_write(s->wsi, rest, iov[i].iov_len - skip, LWS_WRITE_HTTP) < 0)
+            return -1;
+        skip = 0;
+    }
+    return 0;
+}
+
+/*
+ * Writes n frames (n is 1 unless the socket is written directly), the
+ * references stay the caller's. The caller made sure lws holds nothing
+ * unsent (lws_partial_buffered). -1: the connection is unusable.
+ */
+static int write_frames(session_t *s, msgbuf_t **bufs, unsigned n)
 {
     s->last_write_turn = current_turn(s);
-    if (lws_write(s->wsi, (unsigned char *)b->payload, b->len, LWS_WRITE_TEXT) < 0)
+    if (s->fd >= 0) {
+        if (write_direct(s, bufs, n) != 0)
+            return -1;
+    } else if (lws_write(s->wsi, (unsigned char *)bufs[0]->payload, bufs[0]->len, LWS_WRITE_TEXT) <
+               0) {
         return -1;
-    metrics_ws_out(1);
+    }
+    metrics_ws_out(n);
     return 0;
+}
+
+/* One turn's write: every frame waiting, up to WRITE_BATCH (one through lws). -1: unusable. */
+static int write_pending(session_t *s)
+{
+    msgbuf_t *bufs[WRITE_BATCH];
+    unsigned max = s->fd >= 0 ? WRITE_BATCH : 1, n = 0;
+    while (n < max && (bufs[n] = take_next(s)))
+        n++;
+    int rc = n ? write_frames(s, bufs, n) : 0;
+    for (unsigned i = 0; i < n; i++)
+        msgbuf_unref(bufs[i]);
+    return rc;
 }
 
 /* May a message go now, nothing being ahead of it? (see the top) */
@@ -254,7 +376,7 @@ static bool write_now(session_t *s, msgbuf_t *b)
 {
     if (!can_write_now(s))
         return false;
-    if (write_frame(s, b) != 0)
+    if (write_frames(s, &b, 1) != 0)
         write_failed(s);
     return true;
 }
@@ -275,10 +397,8 @@ void session_out_turn(sessions_t *reg)
             } else if (s->last_write_turn == reg->turn) {
                 want_flush(s); /* cannot happen: the turn just began */
             } else {
-                msgbuf_t *b = take_next(s);
-                if (b && write_frame(s, b) != 0)
+                if (write_pending(s) != 0)
                     write_failed(s);
-                msgbuf_unref(b);
                 if (has_pending(s) && !s->closing)
                     write_later(s);
             }
@@ -343,7 +463,7 @@ static void enqueue(session_t *s, msgbuf_t *b, bool capped)
         return; /* a closing session takes nothing new */
     if (write_now(s, b))
         return;
-    if (capped && s->out.count >= (unsigned)hub_config(s->hub)->send_queue_max) {
+    if (capped && s->out.count - s->out.npublic >= (unsigned)hub_config(s->hub)->send_queue_max) {
         outq_clear(&s->out);
         s->closing = false; /* a slow-consumer close overrides a gentler one */
         session_close(s, CLOSE_SLOW_CONSUMER, "send queue overflow");
@@ -359,12 +479,35 @@ void session_send(session_t *s, msgbuf_t *b)
     enqueue(s, b, true);
 }
 
+/* Is a view of key waiting in the conflated lane? */
+static bool public_waiting(session_t *s, long key)
+{
+    for (unsigned i = 0; i < s->npub; i++)
+        if (public_slot(s, i)->key == key)
+            return true;
+    return false;
+}
+
+/*
+ * A snapshot that cannot go now: on a socket that keeps up (written directly,
+ * lws holding nothing) it waits in the queue with everything else and goes in
+ * the same write at the end of the turn; it is superseded only when the
+ * socket could not take it (full, or written through lws) or when
+ * PUBLIC_QUEUED snapshots wait already. A view of key already in the
+ * conflated lane is replaced there, so views never go out of order.
+ */
+#define PUBLIC_QUEUED WRITE_BATCH
 void session_send_public(session_t *s, long key, msgbuf_t *b)
 {
-    if (!b || s->closing || s->peer_closed)
+    if (!b || s->closing || s->peer_closed || write_now(s, b))
         return;
-    if (write_now(s, b) || public_put(s, key, b) != 0)
+    if (s->fd >= 0 && s->out.npublic < PUBLIC_QUEUED && !public_waiting(s, key) &&
+        !lws_partial_buffered(s->wsi)) {
+        if (outq_put(&s->out, b, true) != 0)
+            return;
+    } else if (public_put(s, key, b) != 0) {
         return;
+    }
     write_later(s);
 }
 
@@ -454,7 +597,7 @@ void session_send_error(session_t *s, bool has_id, int64_t id, const char *code,
 
 /* ---- WRITEABLE and close -------------------------------------------------- */
 
-/* One WRITEABLE turn: one message, or the close frame once nothing is queued. */
+/* One WRITEABLE turn: what waits (write_pending), or the close frame once nothing is queued. */
 int session_out_writeable(session_t *s)
 {
     s->want_writable = false; /* lws dropped POLLOUT before calling us */
@@ -464,11 +607,8 @@ int session_out_writeable(session_t *s)
         want_writable(s); /* written already in this turn (a flush): next turn */
         return 0;
     }
-    msgbuf_t *b = take_next(s);
-    if (b) {
-        int rc = write_frame(s, b);
-        msgbuf_unref(b);
-        if (rc != 0)
+    if (has_pending(s)) {
+        if (write_pending(s) != 0)
             return -1;
         if (has_pending(s) || s->closing)
             write_later(s);

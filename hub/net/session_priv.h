@@ -15,12 +15,16 @@
  * The write queue: a FIFO of msgbuf references. Short queues live in the
  * session itself; one that outgrows OUTQ_INLINE moves to a heap ring (a power
  * of two), freed again when the queue empties. No allocation per message.
+ * A snapshot queued behind others on a socket that keeps up is marked in the
+ * ring (the pointer's low bit) and counted apart: it does not count towards
+ * send_queue_max (session_out.c).
  */
 #define OUTQ_INLINE 4
 typedef struct outq {
     msgbuf_t *inline_ring[OUTQ_INLINE];
     msgbuf_t **heap; /* NULL while the queue fits inline */
     unsigned head, count, cap;
+    unsigned npublic; /* snapshots among count */
 } outq_t;
 
 /* A conflated public view waiting to be written: the newest per key. */
@@ -52,6 +56,7 @@ struct session {
     bool closing, close_sent;
     bool peer_closed;   /* the peer's close frame came: nothing more is written */
     bool want_writable; /* a WRITEABLE turn was asked for and has not come yet */
+    int fd;             /* the socket, written directly (session_out.c); -1: through lws (TLS) */
     bool resuming;
     unsigned short close_code;
     const char *close_reason;
@@ -62,7 +67,8 @@ struct session {
     long arcade_id;
     session_ref_t *ref;      /* shared with async work; see session_ref() */
     struct member *members;  /* channels joined (fanout.c) */
-    outq_t out;              /* replies, private events, cabinet commands */
+    outq_t out;              /* replies, private events, cabinet commands; snapshots too
+                                while the socket keeps up (session_send_public) */
     public_slot_t pub0;      /* the public lane: the oldest waiting view ... */
     public_slot_t *pub_more; /* ... and the others, while two or more wait */
     unsigned char npub;

@@ -5,10 +5,11 @@
 // by design), so only the hub's fan-out path is measured: decode once, encode
 // once, one shared buffer written to every socket. Hub CPU comes from
 // /proc/<pid>/stat (utime + stime, also printed apart); deliveries are counted
-// at the clients. The public lane conflates: a socket already written in the
-// current loop turn, or full, gets the newest view later instead of every one,
-// so delivered can be below S x E when the hub or the load generator (node, on
-// the same cores) falls behind. The run ends when every socket has the last
+// at the clients. The public lane conflates only for a socket that cannot take
+// more (full, or written through lws): it gets the newest view later instead of
+// every one, so delivered can be below S x E when the load generator (node, on
+// the same cores) falls behind; a socket that keeps up gets every snapshot,
+// those that arrive in one loop turn in one write. The run ends when every socket has the last
 // version (or after 30 s).
 //
 //   RN_HUB_BIN=build/retronova-hub node tests/bench/fanout_cpu.mjs [S] [E] [GAP]

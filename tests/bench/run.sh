@@ -5,18 +5,20 @@
 # a test suite give noise, not numbers). tests/bench/README.md says what each
 # measures and which knobs it takes.
 #
-#   tests/bench/run.sh [NAME ...]      names: floor fanout idle queue reserve purchases workers reports outage
+#   tests/bench/run.sh [NAME ...]      names: floor fanout idle queue reserve purchases workers reports outage floor-node
 #                                      (default: all, in that order)
 #   env: RN_HUB_BIN (default build/retronova-hub)
 set -uo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export RN_HUB_BIN="${RN_HUB_BIN:-$src/build/retronova-hub}"
 [[ -x "$RN_HUB_BIN" ]] || { echo "bench: no hub binary at $RN_HUB_BIN (make build)" >&2; exit 2; }
+floor_bin="${RN_FLOOR_BIN:-$(dirname "$RN_HUB_BIN")/tests/bench_floor}" # built with the tree (tests/bench/floor.c)
 cd "$src/tests"
 
 run_one() {
     case "$1" in
-    floor) node bench/fanout_cpu.mjs --floor ;;
+    floor) "$floor_bin" -s 220 ;; # the demo snapshot's 220 bytes, as fanout sends them
+    floor-node) node bench/fanout_cpu.mjs --floor ;;
     fanout) node bench/fanout_cpu.mjs ;;
     idle) (ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; node bench/idle_sockets.mjs) ;;
     queue) node bench/queue_bench.js ;;
@@ -25,7 +27,7 @@ run_one() {
     workers) (ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; node bench/workers.mjs) ;;
     reports) bash bench/reports.sh ;;
     outage) node bench/bus_outage.mjs ;;
-    *) echo "bench: unknown benchmark '$1' (floor fanout idle queue reserve purchases workers reports outage)" >&2; return 2 ;;
+    *) echo "bench: unknown benchmark '$1' (floor fanout idle queue reserve purchases workers reports outage floor-node)" >&2; return 2 ;;
     esac
 }
 

@@ -10,6 +10,8 @@
  *  - the public lane (snapshot conflation): one slot per key, the newest view
  *    of a key replaces the older one (whose reference is dropped), keys leave
  *    in the order they first arrived, the lane holds nothing once empty;
+ *  - snapshots queued behind other frames: marked in the ring and counted
+ *    apart (npublic), and frame_of() writes each length encoding once;
  *  - release on close: session_out_clear() drops every reference the session
  *    holds (queue, public lane, private events held during a resume).
  *
@@ -189,10 +191,56 @@ static void test_release_on_close(void)
     free(s);
 }
 
+/*
+ * Snapshots queued behind other frames (a socket that keeps up): marked in
+ * the ring, counted apart (npublic, left out of send_queue_max), handed back
+ * unmarked and in order through growth, and a frame's header is made once.
+ */
+static void test_outq_public_marks(void)
+{
+    outq_t q = {0};
+    msgbuf_t *e = msg("event"), *v1 = msg("view 1"), *v2 = msg("view 2");
+    int ok = 1;
+    for (int i = 0; i < 6; i++) /* past OUTQ_INLINE: the marks survive the move to the heap */
+        ok &= outq_put(&q, i % 2 ? v1 : e, i % 2 == 1) == 0;
+    ok &= outq_put(&q, v2, true) == 0;
+    CHECK(ok && q.count == 7 && q.npublic == 4, "7 queued, 4 of them snapshots");
+    msgbuf_t *order[7];
+    for (int i = 0; i < 7; i++)
+        order[i] = outq_pop(&q);
+    CHECK(order[0] == e && order[1] == v1 && order[2] == e && order[5] == v1 && order[6] == v2,
+          "popped in order, as the plain pointers");
+    CHECK(q.npublic == 0 && q.count == 0, "every mark counted off");
+    for (int i = 0; i < 7; i++)
+        msgbuf_unref(order[i]);
+
+    size_t len;
+    unsigned char *f = frame_of(v2, &len);
+    CHECK(len == v2->len + 2 && f[0] == 0x81 && f[1] == v2->len && f + 2 == (void *)v2->payload,
+          "a short frame: FIN text, 7-bit length, right before the payload");
+    CHECK(frame_of(v2, &len) == f && v2->frame_hd == 2, "framed once");
+    char *text = malloc(70000);
+    memset(text, 'x', 70000);
+    msgbuf_t *m16 = msgbuf_from_bytes(text, 300), *m64 = msgbuf_from_bytes(text, 70000);
+    f = frame_of(m16, &len);
+    CHECK(len == 304 && f[1] == 126 && f[2] == 1 && f[3] == 44, "a 16-bit length (300)");
+    f = frame_of(m64, &len);
+    CHECK(len == 70010 && f[1] == 127 && f[7] == 0x01 && f[8] == 0x11 && f[9] == 0x70,
+          "a 64-bit length (70000 = 0x11170)");
+    free(text);
+    msgbuf_unref(m16);
+    msgbuf_unref(m64);
+    CHECK(e->refs == 1 && v1->refs == 1 && v2->refs == 1, "references handed back");
+    msgbuf_unref(e);
+    msgbuf_unref(v1);
+    msgbuf_unref(v2);
+}
+
 int main(void)
 {
     test_outq_growth_and_order();
     test_outq_clear();
+    test_outq_public_marks();
     test_public_conflation();
     test_release_on_close();
     return check_report();
