@@ -404,6 +404,12 @@ async function benchMain() {
     hub_cpu_us_per_delivery: Number(((cpu * 1e6) / Math.max(1, delivered)).toFixed(2)),
     total_s: Math.round((Date.now() - started) / 1000),
   }));
+  // what the hub said beyond routine: warnings, errors, workers restarted
+  const notable = hub
+    .logs()
+    .split('\n')
+    .filter((l) => /"level":"(warn|error|fatal)"|worker/.test(l));
+  if (notable.length) say(`hub log, ${notable.length} notable line(s), the last 15:\n${notable.slice(-15).join('\n')}`);
   for (const cl of clients) cl.proc.send({ type: 'exit' });
   await Promise.all(clients.map((cl) => new Promise((r) => (cl.proc.exitCode !== null ? r() : cl.proc.once('exit', r)))));
   await hub.stop({ timeoutMs: 60000 });
