@@ -51,6 +51,18 @@ test('a peer that answers nothing is dropped after --ws-hangup-ms', async () => 
   assert.equal(c.closed.code, 1006, 'no close frame');
 });
 
+test('many silent peers dropped in one sweep, the answering ones between them kept', async () => {
+  // opened together: their deadlines fall in the same timer tick, so one walk
+  // of the list closes many sessions in a row (and skips the live ones)
+  const all = await Promise.all(Array.from({ length: 60 }, (_, i) => open(i % 2 ? 'demo-alice' : 'demo-bob', { autoPong: i % 3 === 0 })));
+  await sleep(HANGUP_MS + 1500);
+  const silent = all.filter((_, i) => i % 3 !== 0);
+  const answering = all.filter((_, i) => i % 3 === 0);
+  assert.equal(silent.filter((c) => c.closed).length, silent.length, 'every silent peer dropped');
+  assert.equal(answering.filter((c) => c.closed).length, 0, 'no answering peer dropped');
+  for (const c of answering) c.ws.close();
+});
+
 test('any message counts as life, not only a pong', async () => {
   const c = await open('demo-alice', { autoPong: false });
   for (let i = 0; i < 12; i++) {
