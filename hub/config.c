@@ -56,6 +56,10 @@ static const option_spec_t options[] = {
      "processes sharing the port, restarted by a supervisor (they talk through Redis)"},
     {"auth-timeout-ms", "HUB_AUTH_TIMEOUT_MS", OPT_INT, O(auth_timeout_ms), "5000",
      "close 4001 when a socket has not authenticated by then"},
+    {"ws-ping-ms", "HUB_WS_PING_MS", OPT_INT, O(ws_ping_ms), "30000",
+     "send a WebSocket ping to a socket silent this long"},
+    {"ws-hangup-ms", "HUB_WS_HANGUP_MS", OPT_INT, O(ws_hangup_ms), "40000",
+     "drop a socket silent this long (no pong to the ping); more than --ws-ping-ms"},
     {"drain-timeout-ms", "HUB_DRAIN_TIMEOUT_MS", OPT_INT, O(drain_timeout_ms), "5000",
      "on SIGTERM, how long sockets get to close before exit"},
     {"max-frame", "HUB_MAX_FRAME", OPT_INT, O(max_frame), "16384",
@@ -244,7 +248,8 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     if (cfg->port < 1 || cfg->port > 65535 || cfg->pg_pool_size < 1 || cfg->workers < 1 ||
         cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
         cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300 || cfg->game_max_s < 1 ||
-        cfg->game_timeout_sweep_ms < 100) {
+        cfg->game_timeout_sweep_ms < 100 || cfg->ws_ping_ms < 100 ||
+        cfg->ws_hangup_ms <= cfg->ws_ping_ms) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
         return -1;
     }

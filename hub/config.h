@@ -24,6 +24,8 @@ typedef struct hub_config {
     const char *tls_key;          /* HUB_TLS_KEY */
     int workers;                  /* HUB_WORKERS, 1 */
     int auth_timeout_ms;          /* HUB_AUTH_TIMEOUT_MS, 5000 */
+    int ws_ping_ms;               /* HUB_WS_PING_MS, 30000 */
+    int ws_hangup_ms;             /* HUB_WS_HANGUP_MS, 40000 */
     int drain_timeout_ms;         /* HUB_DRAIN_TIMEOUT_MS, 5000 */
     int max_frame;                /* HUB_MAX_FRAME, 16384 */
     int max_body;                 /* HUB_MAX_BODY, 65536 */

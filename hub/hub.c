@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
@@ -502,6 +503,34 @@ static void migrate_start(hub_t *hub)
     hub->migrating = uv_queue_work(&hub->loop, &hub->migrate_work, migrate_run, on_migrated) == 0;
 }
 
+/* Past this, lws's per-fd tables (two pointers per possible fd, zeroed at
+ * start) would cost more than they can ever serve on one loop. */
+#define FD_LIMIT_CAP (1 << 20)
+
+/*
+ * Every socket is a file descriptor, and the soft RLIMIT_NOFILE is often
+ * 1024 while the hard one allows far more: raise the soft limit to the hard
+ * one (capped) before lws sizes its fd tables from it at context creation,
+ * so the process can hold as many sockets as the operator allows. Failing
+ * leaves the limit as it was (logged), it is not fatal.
+ */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rlim_t want =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max > FD_LIMIT_CAP ? FD_LIMIT_CAP : rl.rlim_max;
+    if (want > rl.rlim_cur) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    log_info("open-file limit", json_pack("{s:I, s:I, s:I}", "soft", (json_int_t)rl.rlim_cur, "was",
+                                          (json_int_t)was, "hard", (json_int_t)rl.rlim_max));
+}
+
 /* Blocking start-up work, before the loop runs: certificates. */
 static int start_up(hub_t *hub)
 {
@@ -667,6 +696,7 @@ int hub_run(const hub_config_t *cfg)
     uv_signal_init(&hub->loop, &hub->sigterm);
     hub->sigint.data = hub->sigterm.data = hub;
 
+    raise_fd_limit();
     hub->deploy = deploy_new();
     if (!hub->deploy || start_up(hub) != 0 || start_services(hub) != 0)
         goto fail;

@@ -42,10 +42,17 @@ struct server {
     struct lws_protocols protocols[3];
 };
 
-/* WebSocket keepalive: ping a socket idle for 30 s, drop it if silent 10 s more. */
-static const lws_retry_bo_t keepalive = {
-    .secs_since_valid_ping = 30,
-    .secs_since_valid_hangup = 40,
+/*
+ * No lws keepalive: the sessions ping and hang up themselves (session.c,
+ * --ws-ping-ms). lws 4.1 keeps one validity timer per connection in a sorted
+ * list, and every ping, pong or re-arm inserts by walking it from the head:
+ * O(sockets) each, a third of a core at 19,000 idle sockets, 69 % of the
+ * hub's CPU in lws_dll2_add_sorted (tests/bench/sockets45k.mjs). A zero
+ * hangup turns the timer off (a NULL policy would take lws's default).
+ */
+static const lws_retry_bo_t no_validity_timer = {
+    .secs_since_valid_ping = 0,
+    .secs_since_valid_hangup = 0,
 };
 
 /*
@@ -187,7 +194,7 @@ server_t *server_new(hub_t *hub, const hub_config_t *cfg)
     info.protocols = srv->protocols;
     info.vhost_name = "retronova";
     info.user = hub;
-    info.retry_and_idle_policy = &keepalive;
+    info.retry_and_idle_policy = &no_validity_timer;
     info.timeout_secs = 30;
     static struct lws_token_limits token_limits; /* lws keeps the pointer */
     http_token_limits(&token_limits);

@@ -155,6 +155,77 @@ static void wait_append(sessions_t *reg, session_t *s)
         auth_timer_arm(reg);
 }
 
+/* ---- keepalive -------------------------------------------------------- */
+
+/*
+ * Every session is on one list ordered by the time of the peer's last frame:
+ * a frame moves its session to the tail (O(1)), so the silent ones gather at
+ * the head and the timer looks at those only: a ping after --ws-ping-ms of
+ * silence, a drop after --ws-hangup-ms (no close frame: a peer that answers
+ * no ping reads none). It replaces lws's validity timers (server.c: O(sockets)
+ * per ping there).
+ */
+static void live_unlink(sessions_t *reg, session_t *s)
+{
+    if (s->live_prev)
+        s->live_prev->live_next = s->live_next;
+    else if (reg->live_head == s)
+        reg->live_head = s->live_next;
+    if (s->live_next)
+        s->live_next->live_prev = s->live_prev;
+    else if (reg->live_tail == s)
+        reg->live_tail = s->live_prev;
+    s->live_prev = s->live_next = NULL;
+}
+
+static void live_append(sessions_t *reg, session_t *s)
+{
+    s->live_prev = reg->live_tail;
+    s->live_next = NULL;
+    if (reg->live_tail)
+        reg->live_tail->live_next = s;
+    else
+        reg->live_head = s;
+    reg->live_tail = s;
+}
+
+/* The peer sent a frame (a pong too): alive until --ws-ping-ms from now. */
+static void heard(session_t *s)
+{
+    sessions_t *reg = hub_sessions(s->hub);
+    s->last_rx_ms = hub_now_ms(s->hub);
+    s->pinged = false;
+    if (reg->live_tail != s) {
+        live_unlink(reg, s);
+        live_append(reg, s);
+    }
+}
+
+static void on_keepalive_timer(uv_timer_t *t)
+{
+    sessions_t *reg = t->data;
+    const hub_config_t *cfg = hub_config(reg->hub);
+    uint64_t now = hub_now_ms(reg->hub);
+    session_t *next;
+    for (session_t *s = reg->live_head; s && s->last_rx_ms + (uint64_t)cfg->ws_ping_ms <= now;
+         s = next) {
+        next = s->live_next;
+        if (s->closing || s->peer_closed)
+            continue; /* its close frame's timeout ends it */
+        if (s->last_rx_ms + (uint64_t)cfg->ws_hangup_ms <= now)
+            session_out_drop(s);
+        else if (!s->pinged)
+            s->pinged = session_out_ping(s); /* not now (written this turn, full): next tick */
+    }
+}
+
+/* Often enough that a ping goes within half the pong's time, at most once a second. */
+static uint64_t keepalive_tick_ms(const hub_config_t *cfg)
+{
+    uint64_t half = (uint64_t)(cfg->ws_hangup_ms - cfg->ws_ping_ms) / 2;
+    return half > 1000 ? 1000 : half < 50 ? 50 : half;
+}
+
 /*
  * Ends a loop turn (after the poll phase): a socket is written at most once
  * per turn, and what had to wait for the next turn goes now (session_out.c).
@@ -177,6 +248,11 @@ sessions_t *sessions_new(hub_t *hub)
     reg->turn = 1;
     uv_timer_init(hub_loop(hub), &reg->auth_timer);
     reg->auth_timer.data = reg;
+    uint64_t tick = keepalive_tick_ms(hub_config(hub));
+    uv_timer_init(hub_loop(hub), &reg->keepalive_timer);
+    reg->keepalive_timer.data = reg;
+    uv_timer_start(&reg->keepalive_timer, on_keepalive_timer, tick, tick);
+    uv_unref((uv_handle_t *)&reg->keepalive_timer);
     uv_check_init(hub_loop(hub), &reg->turn_check);
     reg->turn_check.data = reg;
     uv_check_start(&reg->turn_check, on_turn);
@@ -184,7 +260,7 @@ sessions_t *sessions_new(hub_t *hub)
     uv_idle_init(hub_loop(hub), &reg->flush_idle);
     reg->flush_idle.data = reg;
     uv_unref((uv_handle_t *)&reg->flush_idle);
-    reg->open_handles = 3;
+    reg->open_handles = 4;
     return reg;
 }
 
@@ -213,6 +289,7 @@ static void on_registry_closed(uv_handle_t *h)
 void sessions_close(sessions_t *reg)
 {
     uv_close((uv_handle_t *)&reg->auth_timer, on_registry_closed);
+    uv_close((uv_handle_t *)&reg->keepalive_timer, on_registry_closed);
     uv_close((uv_handle_t *)&reg->turn_check, on_registry_closed);
     uv_close((uv_handle_t *)&reg->flush_idle, on_registry_closed);
 }
@@ -648,6 +725,7 @@ static void on_message(session_t *s, const char *data, size_t len)
 static int on_receive(session_t *s, const char *in, size_t len)
 {
     struct lws *wsi = s->wsi;
+    heard(s);
     if (s->closing)
         return 0;
     if (lws_frame_is_binary(wsi)) {
@@ -701,6 +779,8 @@ static void on_established(struct lws *wsi, session_t *s)
     s->rate_tokens = 2.0 * hub_config(hub)->msg_rate;
     metrics_conn_add(CONN_PENDING, 1);
     registry_add(hub_sessions(hub), s);
+    s->last_rx_ms = hub_now_ms(hub);
+    live_append(hub_sessions(hub), s);
     if (hub_draining(hub)) {
         session_close(s, CLOSE_DRAINING, "draining");
         return;
@@ -724,6 +804,7 @@ static void on_closed(session_t *s)
     sessions_t *reg = hub_sessions(s->hub);
     session_wait_remove(s);
     registry_remove(reg, s);
+    live_unlink(reg, s);
     if (s->ref) {
         s->ref->session = NULL;
         session_ref_release(s->ref);
@@ -761,6 +842,10 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         return 0;
     case LWS_CALLBACK_RECEIVE:
         return on_receive(s, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (s->hub)
+            heard(s);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return session_out_writeable(s);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:

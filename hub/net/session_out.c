@@ -633,3 +633,28 @@ void session_out_clear(session_t *s)
     free(s->recent);
     s->recent = NULL;
 }
+
+/* ---- keepalive (session.c decides when) --------------------------------- */
+
+/* One byte of payload: lws 4.1 does not pass an empty pong to RECEIVE_PONG. */
+bool session_out_ping(session_t *s)
+{
+    if (!can_write_now(s))
+        return false;
+    unsigned char frame[LWS_PRE + 1] = {[LWS_PRE] = 'k'};
+    s->last_write_turn = current_turn(s);
+    if (lws_write(s->wsi, frame + LWS_PRE, 1, LWS_WRITE_PING) < 0)
+        write_failed(s);
+    return true;
+}
+
+/*
+ * From the keepalive timer, not from an lws callback: closed at once (as
+ * Redis's clientsCron frees a timed-out client). An asynchronous kill would
+ * wait for lws's own timer, which nothing re-arms on a silent socket.
+ */
+void session_out_drop(session_t *s)
+{
+    s->closing = s->close_sent = true;
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+}

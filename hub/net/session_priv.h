@@ -50,6 +50,9 @@ struct session {
     hub_t *hub;
     session_t *prev, *next;           /* registry list */
     session_t *wait_prev, *wait_next; /* unauthenticated FIFO */
+    session_t *live_prev, *live_next; /* keepalive list, oldest traffic first (session.c) */
+    uint64_t last_rx_ms;              /* the peer's last frame (a pong counts) */
+    bool pinged;                      /* a ping went since last_rx_ms */
     uint64_t auth_deadline_ms;
     conn_kind_t kind;
     bool waiting, authenticating; /* authenticating: an API key lookup in flight */
@@ -99,6 +102,8 @@ struct sessions {
     session_t *flush_head; /* sessions to write to at the end of this turn */
     int open_handles;
     uv_timer_t auth_timer;
+    session_t *live_head, *live_tail; /* every session, by last_rx_ms (keepalive) */
+    uv_timer_t keepalive_timer;
     uv_check_t turn_check; /* ends a turn: counts it, then writes the flush list */
     uv_idle_t flush_idle;  /* active while the flush list is not empty: the loop does not block */
     session_hooks_t hooks; /* installed by hub.c (sessions_set_hooks) */
@@ -111,6 +116,10 @@ void session_out_turn(sessions_t *reg);
 int session_out_writeable(session_t *s);
 /* session_out.c: drops everything waiting to be written (on close). */
 void session_out_clear(session_t *s);
+/* session_out.c: a WebSocket ping, if nothing is ahead of it; false: not now. */
+bool session_out_ping(session_t *s);
+/* session_out.c: closes s now, no close frame (s is gone on return); never from an lws callback. */
+void session_out_drop(session_t *s);
 
 /* session.c: leaves the unauthenticated FIFO (on close). */
 void session_wait_remove(session_t *s);

@@ -108,7 +108,7 @@ async function runOnce(workers, pg, redis) {
   await waitFor(() => state.complete >= sockets.length, { timeoutMs: 30000, intervalMs: 5, what: 'deliveries' }).catch(() => {});
   const wallMs = Date.now() - t1;
   const cpuS = cpu() - cpu0;
-  console.log(JSON.stringify({
+  const r = {
     workers,
     sockets_wanted: C,
     sockets_open: sockets.length,
@@ -120,15 +120,28 @@ async function runOnce(workers, pg, redis) {
     deliveries_per_s: Math.round((state.delivered * 1000) / wallMs),
     hub_cpu_us_per_delivery: Number(((cpuS * 1e6) / Math.max(1, state.delivered)).toFixed(3)),
     wall_ms: wallMs,
-  }));
+  };
+  console.log(
+    `${workers} worker(s): ${r.sockets_open}/${C} sockets at ${r.sockets_per_s}/s; ${E} snapshots -> ${r.delivered} deliveries ` +
+      `(${r.complete} sockets got the last) at ${r.deliveries_per_s}/s, hub CPU ${r.hub_cpu_us_per_delivery} µs per delivery`,
+  );
+  console.log(JSON.stringify(r));
   redisConn.end();
   for (const ws of sockets) ws.terminate();
   await hub.stop({ timeoutMs: 30000 });
+  return r;
 }
 
 const pg = await startPostgres();
 const redis = await startRedis();
 await applyDemo(pg);
-for (const w of COUNTS.length ? COUNTS : [1, 2]) await runOnce(w, pg, redis);
+const runs = [];
+for (const w of COUNTS.length ? COUNTS : [1, 2]) runs.push(await runOnce(w, pg, redis));
+const x = (a, b) => (b ? (a / b).toFixed(2) : '-');
+for (const r of runs.slice(1))
+  console.log(
+    `${r.workers} workers / ${runs[0].workers}: sockets/s x${x(r.sockets_per_s, runs[0].sockets_per_s)}, ` +
+      `deliveries/s x${x(r.deliveries_per_s, runs[0].deliveries_per_s)}, CPU per delivery x${x(r.hub_cpu_us_per_delivery, runs[0].hub_cpu_us_per_delivery)}`,
+  );
 await cleanup();
 process.exit(0);
