@@ -229,24 +229,18 @@ $$;
 
 -- Two-transaction idempotency, first half: claims (user, key) for this
 -- request. NULL: a fresh key (or none given), go on. Otherwise the answer to
--- return (rn_idem_replay_x).
+-- return (rn_idem_replay_x). rn_idem_check's lock holds until the claim is
+-- committed, so no other row for the key can appear in between.
 CREATE OR REPLACE FUNCTION rn_idem_begin(p_user_id bigint, p_key text, p_hash text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-    k idempotency_keys;
+    answer jsonb := rn_idem_check(p_user_id, p_key, p_hash);
 BEGIN
-    IF p_key IS NULL THEN
-        RETURN NULL;
+    IF answer IS NULL AND p_key IS NOT NULL THEN
+        INSERT INTO idempotency_keys (user_id, key, request_hash)
+        VALUES (p_user_id, p_key, p_hash);
     END IF;
-    PERFORM rn_idem_lock(p_user_id, p_key);
-    INSERT INTO idempotency_keys (user_id, key, request_hash)
-    VALUES (p_user_id, p_key, p_hash)
-    ON CONFLICT (user_id, key) DO NOTHING;
-    IF FOUND THEN
-        RETURN NULL;
-    END IF;
-    SELECT * INTO k FROM idempotency_keys WHERE user_id = p_user_id AND key = p_key;
-    RETURN rn_idem_replay_x(k, p_hash);
+    RETURN answer;
 END
 $$;
 
