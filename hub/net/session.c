@@ -4,6 +4,7 @@
 #include "session.h"
 
 #include <openssl/crypto.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,12 +98,48 @@ long session_arcade_id(const session_t *s)
 
 static void auth_timer_arm(sessions_t *reg);
 
+/* The two FIFOs (waitq, liveq) share these; off names the session's link. */
+#define WAIT_LINK offsetof(session_t, wait)
+#define LIVE_LINK offsetof(session_t, live)
+
+static session_link_t *link_at(session_t *s, size_t off)
+{
+    return (session_link_t *)((char *)s + off);
+}
+
+static void fifo_append(session_fifo_t *q, session_t *s, size_t off)
+{
+    session_link_t *l = link_at(s, off);
+    l->prev = q->tail;
+    l->next = NULL;
+    if (q->tail)
+        link_at(q->tail, off)->next = s;
+    else
+        q->head = s;
+    q->tail = s;
+}
+
+/* A session on no list is left as it is. */
+static void fifo_remove(session_fifo_t *q, session_t *s, size_t off)
+{
+    session_link_t *l = link_at(s, off);
+    if (l->prev)
+        link_at(l->prev, off)->next = l->next;
+    else if (q->head == s)
+        q->head = l->next;
+    if (l->next)
+        link_at(l->next, off)->prev = l->prev;
+    else if (q->tail == s)
+        q->tail = l->prev;
+    l->prev = l->next = NULL;
+}
+
 static void on_auth_timer(uv_timer_t *t)
 {
     sessions_t *reg = t->data;
     uint64_t now = hub_now_ms(reg->hub);
-    while (reg->wait_head && reg->wait_head->auth_deadline_ms <= now) {
-        session_t *s = reg->wait_head;
+    while (reg->waitq.head && reg->waitq.head->auth_deadline_ms <= now) {
+        session_t *s = reg->waitq.head;
         session_send_error(s, false, 0, "unauthenticated", "no authentication in time");
         session_close(s, CLOSE_UNAUTHENTICATED, "authentication timeout");
         /* session_close() leaves the FIFO through session_wait_remove() */
@@ -112,11 +149,11 @@ static void on_auth_timer(uv_timer_t *t)
 
 static void auth_timer_arm(sessions_t *reg)
 {
-    if (!reg->wait_head) {
+    if (!reg->waitq.head) {
         uv_timer_stop(&reg->auth_timer);
         return;
     }
-    uint64_t now = hub_now_ms(reg->hub), due = reg->wait_head->auth_deadline_ms;
+    uint64_t now = hub_now_ms(reg->hub), due = reg->waitq.head->auth_deadline_ms;
     uv_timer_start(&reg->auth_timer, on_auth_timer, due > now ? due - now : 0, 0);
 }
 
@@ -125,17 +162,9 @@ void session_wait_remove(session_t *s)
     sessions_t *reg = hub_sessions(s->hub);
     if (!s->waiting)
         return;
-    bool was_head = reg->wait_head == s;
+    bool was_head = reg->waitq.head == s;
     s->waiting = false;
-    if (s->wait_prev)
-        s->wait_prev->wait_next = s->wait_next;
-    else
-        reg->wait_head = s->wait_next;
-    if (s->wait_next)
-        s->wait_next->wait_prev = s->wait_prev;
-    else
-        reg->wait_tail = s->wait_prev;
-    s->wait_prev = s->wait_next = NULL;
+    fifo_remove(&reg->waitq, s, WAIT_LINK);
     if (was_head) /* the timer was set for this deadline: follow the new head, or stop */
         auth_timer_arm(reg);
 }
@@ -145,13 +174,8 @@ static void wait_append(sessions_t *reg, session_t *s)
 {
     s->waiting = true;
     s->auth_deadline_ms = hub_now_ms(reg->hub) + (uint64_t)hub_config(reg->hub)->auth_timeout_ms;
-    s->wait_prev = reg->wait_tail;
-    if (reg->wait_tail)
-        reg->wait_tail->wait_next = s;
-    else
-        reg->wait_head = s;
-    reg->wait_tail = s;
-    if (reg->wait_head == s)
+    fifo_append(&reg->waitq, s, WAIT_LINK);
+    if (reg->waitq.head == s)
         auth_timer_arm(reg);
 }
 
@@ -165,29 +189,6 @@ static void wait_append(sessions_t *reg, session_t *s)
  * no ping reads none). It replaces lws's validity timers (server.c: O(sockets)
  * per ping there).
  */
-static void live_unlink(sessions_t *reg, session_t *s)
-{
-    if (s->live_prev)
-        s->live_prev->live_next = s->live_next;
-    else if (reg->live_head == s)
-        reg->live_head = s->live_next;
-    if (s->live_next)
-        s->live_next->live_prev = s->live_prev;
-    else if (reg->live_tail == s)
-        reg->live_tail = s->live_prev;
-    s->live_prev = s->live_next = NULL;
-}
-
-static void live_append(sessions_t *reg, session_t *s)
-{
-    s->live_prev = reg->live_tail;
-    s->live_next = NULL;
-    if (reg->live_tail)
-        reg->live_tail->live_next = s;
-    else
-        reg->live_head = s;
-    reg->live_tail = s;
-}
 
 /* The peer sent a frame (a pong too): alive until --ws-ping-ms from now. */
 static void heard(session_t *s)
@@ -195,9 +196,9 @@ static void heard(session_t *s)
     sessions_t *reg = hub_sessions(s->hub);
     s->last_rx_ms = hub_now_ms(s->hub);
     s->pinged = false;
-    if (reg->live_tail != s) {
-        live_unlink(reg, s);
-        live_append(reg, s);
+    if (reg->liveq.tail != s) {
+        fifo_remove(&reg->liveq, s, LIVE_LINK);
+        fifo_append(&reg->liveq, s, LIVE_LINK);
     }
 }
 
@@ -207,9 +208,9 @@ static void on_keepalive_timer(uv_timer_t *t)
     const hub_config_t *cfg = hub_config(reg->hub);
     uint64_t now = hub_now_ms(reg->hub);
     session_t *next;
-    for (session_t *s = reg->live_head; s && s->last_rx_ms + (uint64_t)cfg->ws_ping_ms <= now;
+    for (session_t *s = reg->liveq.head; s && s->last_rx_ms + (uint64_t)cfg->ws_ping_ms <= now;
          s = next) {
-        next = s->live_next;
+        next = s->live.next;
         if (s->closing || s->peer_closed)
             continue; /* its close frame's timeout ends it */
         if (s->last_rx_ms + (uint64_t)cfg->ws_hangup_ms <= now)
@@ -780,7 +781,7 @@ static void on_established(struct lws *wsi, session_t *s)
     metrics_conn_add(CONN_PENDING, 1);
     registry_add(hub_sessions(hub), s);
     s->last_rx_ms = hub_now_ms(hub);
-    live_append(hub_sessions(hub), s);
+    fifo_append(&hub_sessions(hub)->liveq, s, LIVE_LINK);
     if (hub_draining(hub)) {
         session_close(s, CLOSE_DRAINING, "draining");
         return;
@@ -804,7 +805,7 @@ static void on_closed(session_t *s)
     sessions_t *reg = hub_sessions(s->hub);
     session_wait_remove(s);
     registry_remove(reg, s);
-    live_unlink(reg, s);
+    fifo_remove(&reg->liveq, s, LIVE_LINK);
     if (s->ref) {
         s->ref->session = NULL;
         session_ref_release(s->ref);

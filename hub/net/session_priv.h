@@ -44,15 +44,23 @@ struct session_ref {
     unsigned refs;
 };
 
+/* A session's place in one of the registry's FIFOs (session.c), and a FIFO. */
+typedef struct session_link {
+    session_t *prev, *next;
+} session_link_t;
+typedef struct session_fifo {
+    session_t *head, *tail;
+} session_fifo_t;
+
 /* lws allocates this (zeroed) as the per-connection user memory. */
 struct session {
     struct lws *wsi;
     hub_t *hub;
-    session_t *prev, *next;           /* registry list */
-    session_t *wait_prev, *wait_next; /* unauthenticated FIFO */
-    session_t *live_prev, *live_next; /* keepalive list, oldest traffic first (session.c) */
-    uint64_t last_rx_ms;              /* the peer's last frame (a pong counts) */
-    bool pinged;                      /* a ping went since last_rx_ms */
+    session_t *prev, *next; /* registry list */
+    session_link_t wait;    /* unauthenticated FIFO, by auth_deadline_ms */
+    session_link_t live;    /* keepalive FIFO, by last_rx_ms (session.c) */
+    uint64_t last_rx_ms;    /* the peer's last frame (a pong counts) */
+    bool pinged;            /* a ping went since last_rx_ms */
     uint64_t auth_deadline_ms;
     conn_kind_t kind;
     bool waiting, authenticating; /* authenticating: an API key lookup in flight */
@@ -96,13 +104,13 @@ _Static_assert(RN_MSG_STATUS < SESSION_MSG_TYPES, "SESSION_MSG_TYPES: rn_msg_typ
 struct sessions {
     hub_t *hub;
     session_t *head;
-    session_t *wait_head, *wait_tail;
+    session_fifo_t waitq; /* unauthenticated sessions, oldest first */
     size_t count;
     unsigned turn;         /* loop turns, counted by turn_check; starts at 1 */
     session_t *flush_head; /* sessions to write to at the end of this turn */
     int open_handles;
     uv_timer_t auth_timer;
-    session_t *live_head, *live_tail; /* every session, by last_rx_ms (keepalive) */
+    session_fifo_t liveq; /* every session, by last_rx_ms (keepalive) */
     uv_timer_t keepalive_timer;
     uv_check_t turn_check; /* ends a turn: counts it, then writes the flush list */
     uv_idle_t flush_idle;  /* active while the flush list is not empty: the loop does not block */
