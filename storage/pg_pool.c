@@ -31,7 +31,8 @@
  * (pool->stmts, a short array searched by hash: a few dozen texts); a
  * connection keeps a bitmap of the numbers it has prepared, named
  * "rn<epoch>_<number>". The bitmap is cleared whenever the session is new
- * (conn_drop) or may have lost its statements (conn_forget, which also moves
+ * (conn_drop) or may have lost its statements (conn_forget: after a DISCARD
+ * or DEALLOCATE sent through the pool, or a stale statement; it also moves
  * to fresh names, so a retried prepare never meets an old name).
  *
  * Queries wait in one FIFO. pg_pool_query() never sends or calls back on the
@@ -53,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "resolve.h"
 
@@ -82,7 +84,8 @@ typedef struct pg_query {
     void *arg;
     uint64_t sent_ns; /* uv_hrtime() at send; 0 while queued */
     int stmt;         /* index in pool->stmts, or -1: sent as an unnamed statement */
-    int retried;      /* prepared and run again once already (conn_stale) */
+    int retried;      /* prepared and run again once already (stmt_stale) */
+    int resets;       /* DISCARD or DEALLOCATE: the session's statements go */
     int nparams;
     const char *const *params; /* points into the same allocation */
     const char *sql;
@@ -262,6 +265,7 @@ static pg_query_t *query_new(const char *sql, int nparams, const char *const *pa
     q->sent_ns = 0;
     q->stmt = -1;
     q->retried = 0;
+    q->resets = 0;
     q->nparams = nparams;
     pp = (const char **)(q + 1);
     p = (char *)(pp + nparams);
@@ -359,6 +363,25 @@ static int stmt_number(pg_pool_t *pool, const char *sql)
     pool->stmts[pool->nstmts].hash = h;
     pool->stmts[pool->nstmts].sql = copy;
     return pool->nstmts++;
+}
+
+/*
+ * DISCARD ALL and DEALLOCATE drop a session's prepared statements (every
+ * DISCARD is taken alike: a needless prepare at worst). Such a statement is
+ * never prepared itself, and its connection forgets its set once it ran.
+ */
+static int sql_resets_session(const char *sql)
+{
+    static const char *const words[] = {"DISCARD", "DEALLOCATE"};
+
+    while (isspace((unsigned char)*sql))
+        sql++;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(sql, words[i], n) == 0 && !isalnum((unsigned char)sql[n]) && sql[n] != '_')
+            return 1;
+    }
+    return 0;
 }
 
 static int conn_has_stmt(const pg_conn_t *c, int n)
@@ -781,6 +804,8 @@ static void conn_complete(pg_conn_t *c)
 
     c->inflight = NULL;
     c->state = CONN_READY;
+    if (q->resets)
+        conn_forget(c);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
         status = PG_OK;
         line[0] = '\0';
@@ -1061,7 +1086,8 @@ int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *con
     q = query_new(sql, nparams, params, cb, arg);
     if (!q)
         return PG_EUNAVAILABLE;
-    q->stmt = pool->prepared ? stmt_number(pool, q->sql) : -1;
+    q->resets = sql_resets_session(q->sql);
+    q->stmt = pool->prepared && !q->resets ? stmt_number(pool, q->sql) : -1;
     if (pool->tail)
         pool->tail->next = q;
     else

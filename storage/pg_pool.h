@@ -10,7 +10,8 @@
  * connection runs an SQL text it prepares it under a name (one more round
  * trip, once per connection and text), then executes it by name: PostgreSQL
  * no longer parses and plans the top-level statement at every call. A
- * reconnect starts with none prepared. A function re-created under a
+ * reconnect, or a DISCARD / DEALLOCATE sent through the pool (never
+ * prepared itself), starts the connection over with none. A function re-created under a
  * prepared statement is re-planned by PostgreSQL; if its result type changed
  * ("cached plan must not change result type") or the statement vanished (a
  * DISCARD, a pooler), the connection forgets its statements and the query is

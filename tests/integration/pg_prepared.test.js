@@ -3,7 +3,8 @@
 // PostgreSQL restart gives fresh sessions that prepare again; a function
 // re-created under a prepared statement (as another hub version's start-up
 // re-applies storage/sql) is re-planned, and one whose result type changed
-// (DROP + CREATE) is prepared again by the pool, the call still answered.
+// (DROP + CREATE) is prepared again by the pool, the call still answered; a
+// DISCARD ALL sent through the pool makes its connection prepare again.
 // --pg-prepared off prepares nothing and answers the same.
 //
 // One connection per hub (--pg-pool 1): the calls of a test meet the session
@@ -17,7 +18,7 @@ let pg, redis, hub, plain, user;
 
 before(async () => {
   [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
-  hub = await startHub({ pg, redis, args: ['--pg-pool', '1'] });
+  hub = await startHub({ pg, redis, debugRoutes: true, args: ['--pg-pool', '1'] });
   plain = await startHub({ pg, redis, args: ['--pg-pool', '1', '--pg-prepared', 'off'] });
   user = await newUser(pg, 0, 'prep');
 });
@@ -77,6 +78,16 @@ test('a function re-created between two calls: the prepared statement runs the n
   }
   assert.equal(await pseudo(hub), user.pseudo, 'the original function again');
   assert.equal(await pseudo(plain), user.pseudo);
+});
+
+test('DISCARD ALL through the pool: the connection prepares its statements again', async () => {
+  assert.equal(await pseudo(hub), user.pseudo);
+  const before = await prepares(hub);
+  const res = await http(hub, 'POST', '/api/v1/debug/discard');
+  assert.equal(res.status, 200, res.text);
+  assert.deepEqual(res.json, { discarded: true });
+  assert.equal(await pseudo(hub), user.pseudo);
+  assert.ok((await prepares(hub)) > before, 'prepared again after the DISCARD');
 });
 
 test('across a PostgreSQL restart: the new session prepares again and answers', async () => {
