@@ -15,8 +15,10 @@
 #   env: RN_HUB_BIN (default build/retronova-hub: its migrations are the ones
 #        measured), ARCADES (32; clients are spread over them round robin),
 #        CLIENTS ("1 4": the pgbench client counts to run), ROUNDS (2 per
-#        client count), PGBENCH_MODE (extended: as the hub sends, an unnamed
-#        statement per call; prepared or simple to compare), WARMUP (3 s;
+#        client count), PGBENCH_MODE (prepared: as the hub sends with its
+#        default --pg-prepared on, each statement prepared once per
+#        connection and run by name; extended: an unnamed statement per call,
+#        as the hub with --pg-prepared off; simple to compare), WARMUP (3 s;
 #        0: none, measure the cold plans), KEEP=1 leaves
 #        PostgreSQL running (its URL is printed) for EXPLAIN / auto_explain.
 set -euo pipefail
@@ -26,7 +28,7 @@ seconds="${1:-${BENCH_SECONDS:-10}}"
 arcades="${ARCADES:-32}"
 clients="${CLIENTS:-1 4}"
 rounds="${ROUNDS:-2}"
-mode="${PGBENCH_MODE:-extended}"
+mode="${PGBENCH_MODE:-prepared}" # what the hub sends (--pg-prepared on)
 warmup="${WARMUP:-3}"
 [[ -x "$hub" ]] || { echo "no hub binary at $hub (set RN_HUB_BIN)" >&2; exit 2; }
 command -v pgbench >/dev/null || { echo "pgbench not found (postgresql client)" >&2; exit 2; }
