@@ -197,7 +197,6 @@ static void bus_on_push(void *arg, redisReply *reply)
     bus_link_t *link = arg;
     bus_t *bus = link->bus;
     redisReply *kind, *chan, *payload;
-    bus_chan_t *c;
 
     if (reply->type == REDIS_REPLY_ERROR) {
         /* A refused SUBSCRIBE (an ACL, say): which channels hold is unknown now. */
@@ -212,22 +211,17 @@ static void bus_on_push(void *arg, redisReply *reply)
     kind = reply->element[0];
     chan = reply->element[1];
     payload = reply->element[2];
+    /* bus_deliver*: only while there is interest (an UNSUBSCRIBE may be in flight). */
     if (strcmp(kind->str, "message") == 0) {
-        if (payload->type != REDIS_REPLY_STRING)
-            return;
-        /* Interest may have dropped while the UNSUBSCRIBE was in flight. */
-        c = bus_chan_find(bus, chan->str, chan->len);
-        if (c != NULL && c->interest > 0 && bus->on_message != NULL)
-            bus->on_message(bus->arg, chan->str, payload->str, payload->len);
+        if (payload->type == REDIS_REPLY_STRING)
+            bus_deliver(bus, chan->str, payload->str, payload->len);
     } else if (strcmp(kind->str, "subscribe") == 0) {
         /* The resubscribe went out first, so its confirmations come first. */
         if (link->resub_pending > 0) {
             if (--link->resub_pending == 0)
                 bus_link_ready(link);
-        } else if (bus->on_subscribed != NULL) {
-            c = bus_chan_find(bus, chan->str, chan->len);
-            if (c != NULL && c->interest > 0)
-                bus->on_subscribed(bus->arg, c->name);
+        } else {
+            bus_deliver_gap(bus, chan->str); /* a channel new on this link: catch it up */
         }
     }
 }
@@ -279,19 +273,27 @@ fail:
     return -1;
 }
 
+redis_link_t *bus_redis_link(bus_t *bus, const char *host, int port, const char *path,
+                             redis_link_state_cb on_state, redis_link_reply_cb on_push, void *arg)
+{
+    redis_link_config_t lc = {.host = host,
+                              .port = port,
+                              .path = path,
+                              .timeout_ms = bus->connect_timeout_ms,
+                              .ping_ms = bus->ping_interval_ms,
+                              .on_state = on_state,
+                              .on_push = on_push,
+                              .arg = arg};
+
+    return redis_link_new(bus->loop, &lc);
+}
+
 static int bus_link_open(bus_link_t *link, int push)
 {
     bus_t *bus = link->bus;
-    redis_link_config_t lc = {.host = bus->host,
-                              .port = bus->port,
-                              .path = bus->is_unix ? bus->path : NULL,
-                              .timeout_ms = bus->connect_timeout_ms,
-                              .ping_ms = bus->ping_interval_ms,
-                              .on_state = bus_on_link_state,
-                              .on_push = push ? bus_on_push : NULL,
-                              .arg = link};
 
-    link->rl = redis_link_new(bus->loop, &lc);
+    link->rl = bus_redis_link(bus, bus->host, bus->port, bus->is_unix ? bus->path : NULL,
+                              bus_on_link_state, push ? bus_on_push : NULL, link);
     return link->rl != NULL ? 0 : -1;
 }
 

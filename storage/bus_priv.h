@@ -110,5 +110,12 @@ void bus_went_up(bus_t *bus);
 void bus_went_down(bus_t *bus);
 /* The next reconnect delay: jittered between half and all of the backoff, which then doubles. */
 uint64_t bus_next_backoff(bus_t *bus);
+/*
+ * A redis_link (redis_link_new's contract) to host:port, or to the unix
+ * socket path when it is not NULL, with the bus's connect timeout and ping
+ * interval: every link of either mode is made here.
+ */
+redis_link_t *bus_redis_link(bus_t *bus, const char *host, int port, const char *path,
+                             redis_link_state_cb on_state, redis_link_reply_cb on_push, void *arg);
 
 #endif
