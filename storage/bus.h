@@ -51,7 +51,7 @@ typedef struct bus_config {
     int connect_timeout_ms; /* default 2000 */
     int backoff_min_ms;     /* default 100 */
     int backoff_max_ms;     /* default 800; each wait is jittered between half and all */
-    int ping_interval_ms;   /* health check on the publish link, default 1000 */
+    int ping_interval_ms;   /* health check on every link, default 1000 */
     bus_log_cb log;         /* optional */
 } bus_config_t;
 
