@@ -45,8 +45,9 @@ struct redis_link {
     int events;
     int connected; /* the TCP connect finished */
     int ready;
-    int lost;  /* lost or freed: nothing more is read, written or called back */
-    int freed; /* redis_link_free() ran */
+    int lost;   /* lost or freed: nothing more is read, written or called back */
+    int broken; /* a command could not be queued: lost at the next tick */
+    int freed;  /* redis_link_free() ran */
     int open_handles;
     int ping_ms;
     int timeout_ms;
@@ -147,7 +148,8 @@ static void redis_link_on_timer(uv_timer_t *timer)
 {
     redis_link_t *link = timer->data;
 
-    if (!link->ready) { /* the connect or the first PONG missed its deadline */
+    /* Broken (redis_link_command), or the connect or the first PONG missed its deadline. */
+    if (link->broken || !link->ready) {
         redis_link_lose(link);
         return;
     }
@@ -164,7 +166,7 @@ static void redis_link_on_timer(uv_timer_t *timer)
 static void redis_link_pong(redis_link_t *link)
 {
     link->ping_outstanding = 0;
-    if (link->ready)
+    if (link->ready || link->broken)
         return;
     link->ready = 1;
     uv_timer_start(&link->timer, redis_link_on_timer, (uint64_t)link->ping_ms,
@@ -339,16 +341,19 @@ redis_link_t *redis_link_new(uv_loop_t *loop, const redis_link_config_t *cfg)
 int redis_link_command(redis_link_t *link, int argc, const char **argv, const size_t *lens,
                        redis_link_reply_cb cb, void *arg)
 {
-    if (link->lost || argc < 1)
+    if (link->lost || link->broken || argc < 1)
         return -1;
     if (link->on_push == NULL && redis_link_push_call(link, cb, arg, 0) != 0)
         return -1;
     if (redisAppendCommandArgv(link->c, argc, argv, lens) != REDIS_OK) {
-        /* Out of memory: the queue is no longer in step with the socket. */
-        if (link->on_push == NULL) {
+        /*
+         * Out of memory, and the context is marked failed: lost, on the next
+         * tick, as no callback may run inside this call.
+         */
+        if (link->on_push == NULL)
             link->tail->cb = NULL;
-            redis_link_lose(link);
-        }
+        link->broken = 1;
+        uv_timer_start(&link->timer, redis_link_on_timer, 0, 0);
         return -1;
     }
     redis_link_schedule(link);

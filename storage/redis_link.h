@@ -40,7 +40,7 @@ typedef void (*redis_link_reply_cb)(void *arg, struct redisReply *reply);
 /*
  * The link became ready (up 1) or was lost (up 0: a connect error, a
  * timeout, a disconnect, a protocol error). Called once each at most, never
- * from redis_link_new() or redis_link_free().
+ * from redis_link_new(), redis_link_command() or redis_link_free().
  */
 typedef void (*redis_link_state_cb)(void *arg, redis_link_t *link, int up);
 

@@ -197,7 +197,11 @@ static void test_one_turn_one_write(redis_link_t *link)
     CHECK(link->events == UV_READABLE, "the link watches READABLE only");
 }
 
-/* A SET bigger than the socket takes at once: the rest goes out on WRITABLE. */
+/*
+ * A SET bigger than the socket takes at once: the rest goes out on
+ * WRITABLE. Redis is stopped meanwhile, so that the socket fills for sure
+ * (a Redis reading as fast as we write would take it all at once).
+ */
 static void test_big_command(redis_link_t *link)
 {
     char *value = malloc(BIG + 1);
@@ -213,6 +217,10 @@ static void test_big_command(redis_link_t *link)
     CHECK(redis_link_command(link, 3, argv, lens, on_reply, &set) == 0, "big SET queued");
     free(value); /* argv is copied */
     CHECK(command(link, "STRLEN", "rn:test:big", &len) == 0, "STRLEN queued behind it");
+    kill(redis_pid, SIGSTOP);
+    run_for(100);
+    CHECK(link->events == (UV_READABLE | UV_WRITABLE), "WRITABLE watched while the socket is full");
+    kill(redis_pid, SIGCONT);
     run_until(&len.n, 1, 10000);
     CHECK(set.n == 1 && strcmp(set.str, "OK") == 0, "big SET answered OK");
     CHECK(len.n == 1 && len.last == BIG, "Redis holds every byte of it");
