@@ -66,6 +66,16 @@ BEGIN
 END
 $$;
 
+-- The payload of a position event: a waiting reservation's place and ETA.
+-- LANGUAGE sql and immutable: inlined into the queries that use it.
+CREATE OR REPLACE FUNCTION rn_position_payload(p_reservation_id bigint, p_arcade_id bigint,
+                                               p_position integer, p_avg integer)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('reservation_id', p_reservation_id, 'arcade_id', p_arcade_id,
+                              'position', p_position, 'eta_s', p_position * p_avg,
+                              'eta_is_estimate', true)
+$$;
+
 -- A fresh 6-digit unlock code from the server's CSPRNG. gen_random_uuid()
 -- (core since PostgreSQL 13, no extension) draws from pg_strong_random(); the
 -- first 8 hex digits of a version-4 UUID are 32 random bits. Values at or
@@ -238,9 +248,7 @@ BEGIN
     WITH ins AS (
         INSERT INTO user_events (user_id, kind, payload, created_at)
         SELECT p.uid, 'position',
-               jsonb_build_object('reservation_id', t.id, 'arcade_id', p_arcade_id,
-                                  'position', t.pos, 'eta_s', t.pos * p_avg,
-                                  'eta_is_estimate', true),
+               rn_position_payload(t.id, p_arcade_id, t.pos, p_avg),
                clock_timestamp()
         FROM (SELECT r.id, r.user_id, r.player2_id,
                      row_number() OVER (ORDER BY r.id)::integer AS pos
@@ -276,9 +284,7 @@ BEGIN
               FROM unnest(p_users, p_kinds, p_payloads) WITH ORDINALITY AS t (u, k, p, n)
               UNION ALL
               SELECT 1, w.id, p.n, p.uid, 'position',
-                     jsonb_build_object('reservation_id', w.id, 'arcade_id', p_arcade_id,
-                                        'position', w.pos, 'eta_s', w.pos * p_avg,
-                                        'eta_is_estimate', true)
+                     rn_position_payload(w.id, p_arcade_id, w.pos, p_avg)
               FROM (SELECT r.id, r.user_id, r.player2_id,
                            row_number() OVER (ORDER BY r.id)::integer AS pos
                     FROM reservations r
@@ -628,9 +634,7 @@ BEGIN
     -- highest: ids are drawn under the arcade's lock), so the only position
     -- that changed is its own: the position events rn_step_events_x(...,
     -- r.id - 1, ...) would write, without their query.
-    v_position := jsonb_build_object(
-        'reservation_id', r.id, 'arcade_id', a.id, 'position', v_pos,
-        'eta_s', v_pos * v_avg, 'eta_is_estimate', true);
+    v_position := rn_position_payload(r.id, a.id, v_pos, v_avg);
     v_events := rn_users_events_x(
         ARRAY[p_user_id, r.user_id, r.player2_id, r.user_id, r.player2_id],
         ARRAY['balance', 'reservation', 'reservation', 'position', 'position'],
