@@ -67,10 +67,12 @@ END
 $$;
 
 -- The payload of a position event: a waiting reservation's place and ETA.
--- LANGUAGE sql and immutable: inlined into the queries that use it.
+-- LANGUAGE sql and STABLE (what jsonb_build_object is): inlined into the
+-- queries and expressions that use it. Labelled IMMUTABLE it was not, and
+-- was planned again at every call (rn_answer's note, 01_common.sql).
 CREATE OR REPLACE FUNCTION rn_position_payload(p_reservation_id bigint, p_arcade_id bigint,
                                                p_position integer, p_avg integer)
-RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('reservation_id', p_reservation_id, 'arcade_id', p_arcade_id,
                               'position', p_position, 'eta_s', p_position * p_avg,
                               'eta_is_estimate', true)
@@ -423,6 +425,30 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
     WHERE s.reservation_id = p_res.id
 $$;
 
+-- The shape of a reservation's REST body (rn_reservation_json) from its row
+-- and the names around it: the arcade's, the game's, its slot, the players'
+-- pseudos (booker, player 2), its position (NULL unless waiting) and the
+-- arcade's rolling mean game length. LANGUAGE sql and STABLE: inlined, no
+-- query of its own, so a caller that holds the names (rn_reserve_do) builds
+-- the body without reading them again.
+CREATE OR REPLACE FUNCTION rn_reservation_body(p_res reservations, p_arcade text, p_game text,
+                                               p_slot integer, p_pseudo1 text, p_pseudo2 text,
+                                               p_pos integer, p_avg integer)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+               'id', p_res.id, 'arcade_id', p_res.arcade_id, 'arcade', p_arcade,
+               'game_id', p_res.game_id, 'game', p_game, 'slot', p_slot,
+               'status', p_res.status, 'position', p_pos,
+               'eta_s', p_pos * p_avg,
+               'eta_is_estimate', true, 'cost', p_res.cost,
+               'players', CASE WHEN p_res.player2_id IS NULL
+                               THEN jsonb_build_array(p_pseudo1)
+                               ELSE jsonb_build_array(p_pseudo1, p_pseudo2) END,
+               'created_at', p_res.created_at, 'called_at', p_res.called_at,
+               'deadline', p_res.deadline, 'deadline_ms', rn_ms(p_res.deadline),
+               'started_at', p_res.started_at, 'ended_at', p_res.ended_at)
+$$;
+
 -- rn_reservation_json with the arcade's rolling mean game length and the
 -- reservation's position (rn_position) given when the caller knows them
 -- (NULL: looked up, and only when needed, i.e. for a waiting reservation).
@@ -442,18 +468,7 @@ BEGIN
             p_avg := rn_avg_game_s(p_res.arcade_id);
         END IF;
     END IF;
-    SELECT jsonb_build_object(
-               'id', p_res.id, 'arcade_id', p_res.arcade_id, 'arcade', a.name,
-               'game_id', p_res.game_id, 'game', g.name, 'slot', ag.slot,
-               'status', p_res.status, 'position', v_pos,
-               'eta_s', v_pos * p_avg,
-               'eta_is_estimate', true, 'cost', p_res.cost,
-               'players', CASE WHEN p_res.player2_id IS NULL
-                               THEN jsonb_build_array(u1.pseudo)
-                               ELSE jsonb_build_array(u1.pseudo, u2.pseudo) END,
-               'created_at', p_res.created_at, 'called_at', p_res.called_at,
-               'deadline', p_res.deadline, 'deadline_ms', rn_ms(p_res.deadline),
-               'started_at', p_res.started_at, 'ended_at', p_res.ended_at)
+    SELECT rn_reservation_body(p_res, a.name, g.name, ag.slot, u1.pseudo, u2.pseudo, v_pos, p_avg)
     INTO v_body
     FROM arcades a, games g
     LEFT JOIN arcade_games ag ON ag.arcade_id = p_res.arcade_id AND ag.game_id = g.id
@@ -486,6 +501,9 @@ DECLARE
     a arcades;
     r reservations;
     v_game_name text;
+    v_slot integer;
+    v_pseudo1 text;
+    v_pseudo2 text;
     v_min integer;
     v_max integer;
     v_cost integer;
@@ -496,12 +514,13 @@ DECLARE
     v_pos integer;
     v_avg integer;
     v_reservation jsonb;
+    v_body jsonb;
     v_position jsonb;
     v_events jsonb;
     v_called jsonb;
     v_slot_down boolean;
+    v_version bigint;
     v_p2_live boolean;
-    u record;
 BEGIN
     SELECT * INTO a FROM arcades WHERE id = p_arcade_id AND deleted_at IS NULL FOR UPDATE;
     IF NOT FOUND THEN
@@ -520,17 +539,18 @@ BEGIN
                         format('arcade %s is offline; try again later', a.id),
                         jsonb_build_object('reason', 'offline'));
     END IF;
-    -- opening hours: closed, or closing within its last call
-    IF NOT rn_arcade_open_at_x(a, now())
-       OR NOT rn_arcade_open_at_x(a, now() + make_interval(mins => a.last_call_min)) THEN
+    -- opening hours: closed, or closing within its last call (no hours: open)
+    IF a.opens_at IS NOT NULL
+       AND (NOT rn_arcade_open_at_x(a, now())
+            OR NOT rn_arcade_open_at_x(a, now() + make_interval(mins => a.last_call_min))) THEN
         RETURN rn_error(409, 'arcade_unavailable',
                         format('arcade %s takes bookings from %s until %s minutes before %s (%s)',
                                a.id, to_char(a.opens_at, 'HH24:MI'), a.last_call_min,
                                to_char(a.closes_at, 'HH24:MI'), a.time_zone),
                         jsonb_build_object('reason', 'closed'));
     END IF;
-    SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost, ag.maintenance
-    INTO v_game_name, v_min, v_max, v_cost, v_slot_down
+    SELECT g0.name, g0.min_players, g0.max_players, g0.ticket_cost, ag.maintenance, ag.slot
+    INTO v_game_name, v_min, v_max, v_cost, v_slot_down, v_slot
     FROM games g0
     JOIN arcade_games ag ON ag.game_id = g0.id AND ag.arcade_id = a.id
     WHERE g0.id = p_game_id AND g0.active;
@@ -570,21 +590,18 @@ BEGIN
     -- (rn_admin_user_delete: arcade rows then user rows, as here) commits first or waits for us.
     -- Both rows, in id order: two bookings naming the same players (at any
     -- arcades) are serialised here, so the one-active check below is exact.
-    -- NO KEY UPDATE: the idempotency key's row already holds KEY SHARE on the
-    -- booker (its foreign key); FOR UPDATE would deadlock two such bookings.
-    -- One statement locks them and reads the booker's balance (a deleted
-    -- row is left out: re-checked on its newest version once locked).
-    v_balance := NULL;
-    v_p2_live := v_p2 IS NULL;
-    FOR u IN SELECT id, tickets_balance FROM users
-              WHERE id IN (p_user_id, v_p2) AND deleted_at IS NULL
-              ORDER BY id FOR NO KEY UPDATE LOOP
-        IF u.id = p_user_id THEN
-            v_balance := u.tickets_balance;
-        ELSE
-            v_p2_live := true;
-        END IF;
-    END LOOP;
+    -- NO KEY UPDATE: the balance is not a key; it leaves KEY SHARE (what a
+    -- foreign key check to users takes: friendships, scores) free.
+    -- One statement locks them and reads the booker's balance and both
+    -- pseudos (a deleted row is left out: re-checked on its newest version
+    -- once locked).
+    SELECT max(u.tickets_balance) FILTER (WHERE u.id = p_user_id),
+           v_p2 IS NULL OR coalesce(bool_or(u.id = v_p2), false),
+           max(u.pseudo) FILTER (WHERE u.id = p_user_id), max(u.pseudo) FILTER (WHERE u.id = v_p2)
+      INTO v_balance, v_p2_live, v_pseudo1, v_pseudo2
+      FROM (SELECT id, tickets_balance, pseudo FROM users
+             WHERE id IN (p_user_id, v_p2) AND deleted_at IS NULL
+             ORDER BY id FOR NO KEY UPDATE) u;
     IF v_balance IS NULL THEN
         RETURN rn_not_registered();
     END IF;
@@ -613,8 +630,9 @@ BEGIN
                         jsonb_build_object('balance', v_balance, 'cost', v_cost));
     END IF;
 
-    -- Every check passed: from here on, change things.
-    PERFORM rn_queue_bump(a.id);
+    -- Every check passed: from here on, change things. (An assignment, not
+    -- PERFORM: a function call evaluated in place, not one more statement.)
+    v_version := rn_queue_bump(a.id);
     INSERT INTO reservations (arcade_id, game_id, user_id, player2_id, unlock_code, cost)
     VALUES (a.id, p_game_id, p_user_id, v_p2, rn_unlock_code(), v_cost)
     RETURNING * INTO r;
@@ -639,6 +657,10 @@ BEGIN
         ARRAY[p_user_id, r.user_id, r.player2_id, r.user_id, r.player2_id],
         ARRAY['balance', 'reservation', 'reservation', 'position', 'position'],
         ARRAY[v_post -> 'payload', v_reservation, v_reservation, v_position, v_position]);
+    -- The body from what this function read (no query): the new row, the
+    -- names and the position above.
+    v_body := rn_reservation_body(r, a.name, v_game_name, v_slot, v_pseudo1, v_pseudo2, v_pos,
+                                  v_avg);
     -- rn_call_next calls only on an idle arcade (this row is locked, and
     -- nothing here changed its status).
     IF a.status = 'idle' THEN
@@ -646,14 +668,14 @@ BEGIN
         IF jsonb_array_length(v_called) > 0 THEN
             v_events := v_events || v_called;
             SELECT * INTO r FROM reservations WHERE id = r.id; -- called already, perhaps
-            v_pos := NULL; -- and if not, one ahead of it was
+            -- and if not, one ahead of it was: its position is looked up
+            v_body := rn_reservation_json_x(r, v_avg, NULL);
         END IF;
     END IF;
 
     RETURN jsonb_build_object(
         'status', 201,
-        'body', jsonb_build_object('reservation', rn_reservation_json_x(r, v_avg, v_pos),
-                                   'balance', v_balance),
+        'body', jsonb_build_object('reservation', v_body, 'balance', v_balance),
         'events', v_events,
         'arcade', rn_queue_snapshot_x(a, v_avg));
 END
@@ -702,6 +724,7 @@ DECLARE
     v_avg integer;
     v_cancelled jsonb;
     v_events jsonb;
+    v_version bigint;
 BEGIN
     SELECT u.id, r0.arcade_id INTO v_user, v_arcade
       FROM users u LEFT JOIN reservations r0 ON r0.id = p_reservation_id
@@ -731,7 +754,7 @@ BEGIN
                                r.status),
                         jsonb_build_object('status', r.status));
     END IF;
-    PERFORM rn_queue_bump(v_arcade);
+    v_version := rn_queue_bump(v_arcade); -- an assignment: see rn_reserve_do
     v_post := rn_reservation_refund(r, p_event => false); -- its event: in the batch below
     v_balance := (v_post ->> 'balance')::integer;
 
