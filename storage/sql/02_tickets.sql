@@ -463,6 +463,11 @@ $$;
 --                 reservation, more than one for an expired, voided or
 --                 timed_out one (refunded by choice or by policy), or one for a
 --                 reservation in any other state
+--   orphan        a ledger, reservation, user_events or idempotency_keys row
+--                 naming a user, arcade, game or reservation that does not exist (their
+--                 foreign keys were dropped by migration 0017: every writer
+--                 takes the id from a row it holds, and those rows are never
+--                 deleted)
 CREATE OR REPLACE FUNCTION rn_audit()
 RETURNS TABLE (kind text, detail text) LANGUAGE sql STABLE AS $$
     SELECT 'balance', format('user %s (%s): tickets_balance %s but sum(ledger.delta) %s',
@@ -525,6 +530,34 @@ RETURNS TABLE (kind text, detail text) LANGUAGE sql STABLE AS $$
         OR (r.status = 'cancelled' AND l.n <> 1)
         OR (r.status IN ('expired', 'voided', 'timed_out') AND l.n > 1)
         OR (r.status NOT IN ('cancelled', 'voided', 'expired', 'timed_out') AND l.n <> 0)
+    UNION ALL
+    SELECT 'orphan', format('%s %s: no %s %s', o.what, o.id, o.parent, o.ref)
+      FROM (SELECT 'ledger row' AS what, l.id::text AS id, 'user' AS parent, l.user_id AS ref
+              FROM ledger l WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = l.user_id)
+            UNION ALL
+            SELECT 'ledger row', l.id::text, 'reservation', l.reservation_id
+              FROM ledger l
+             WHERE l.reservation_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.id = l.reservation_id)
+            UNION ALL
+            SELECT 'event', e.id::text, 'user', e.user_id
+              FROM user_events e
+             WHERE e.user_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = e.user_id)
+            UNION ALL
+            SELECT 'idempotency key', k.key, 'user', k.user_id
+              FROM idempotency_keys k
+             WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = k.user_id)
+            UNION ALL
+            SELECT 'reservation', r.id::text, p.parent, p.ref
+              FROM reservations r
+             CROSS JOIN LATERAL (VALUES ('arcade', r.arcade_id), ('game', r.game_id),
+                                        ('user', r.user_id), ('user', r.player2_id)) AS p (parent, ref)
+             WHERE p.ref IS NOT NULL
+               AND NOT CASE p.parent
+                       WHEN 'arcade' THEN EXISTS (SELECT 1 FROM arcades a WHERE a.id = p.ref)
+                       WHEN 'game' THEN EXISTS (SELECT 1 FROM games g WHERE g.id = p.ref)
+                       ELSE EXISTS (SELECT 1 FROM users u WHERE u.id = p.ref) END) o
 $$;
 
 -- ---------------------------------------------------------------------------
