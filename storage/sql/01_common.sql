@@ -144,9 +144,10 @@ BEGIN
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'id', ins.id, 'kind', ins.kind, 'payload', ins.payload,
                'at_ms', (extract(epoch FROM ins.created_at) * 1000)::bigint,
-               'uid', u.firebase_uid) ORDER BY ins.id), '[]'::jsonb)
+               'uid', (SELECT u.firebase_uid FROM users u WHERE u.id = ins.user_id))
+               ORDER BY ins.id), '[]'::jsonb)
     INTO v_events
-    FROM ins JOIN users u ON u.id = ins.user_id;
+    FROM ins;
     RETURN v_events;
 END
 $$;
