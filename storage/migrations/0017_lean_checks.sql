@@ -20,7 +20,8 @@
 --    statement plus a trigger.
 -- 3. The foreign keys of the rows every reservation writes to rows it has
 --    just read or locked are dropped; each one cost a query per row
---    (SELECT ... FOR KEY SHARE through SPI, 16 per pair):
+--    (SELECT ... FOR KEY SHARE through SPI: 13 per reserve + cancel in the
+--    hub, none left):
 --      user_events.user_id, idempotency_keys.user_id -> users: every writer
 --        takes the user id from the user's row it read in the same
 --        transaction (the caller's uid, or a reservation's players);

@@ -5,7 +5,8 @@
 // a file that fails rolls back everything applied with it (one transaction).
 // Then a mixed workload of every kind of balance change: each ledger row is
 // written by one call of rn_ledger_post, every refund goes through
-// rn_reservation_refund, and the audit finds nothing.
+// rn_reservation_refund, and the audit finds nothing. Last, the rules that
+// migration 0017 moved from CHECKs and foreign keys to triggers.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -175,4 +176,45 @@ test('every balance change is one ledger row written by rn_ledger_post; the audi
   assert.equal(r.audit, 0);
   const audit = await run(HUB_BIN, ['audit', '--database-url', pg.url]);
   assert.match(audit.stdout, /^0 discrepancies$/m);
+});
+
+// Migration 0017 moved the ledger's and reservations' cross-column CHECKs into
+// triggers and dropped the foreign keys from the rows a reservation writes:
+// the same rows are refused, the parents cannot be deleted, and an orphan
+// written by hand is in the audit.
+test('the rules that replaced CHECKs and keys refuse the same rows; the audit reports orphans', async () => {
+  await applyDemo(pg);
+  const bob = "(SELECT id FROM users WHERE firebase_uid = 'demo-bob')";
+  const ledger = (kind, delta, extra = '') =>
+    pg.psql(`INSERT INTO ledger (user_id, delta, balance_after, kind${extra ? ', reason' : ''})
+             VALUES (${bob}, ${delta}, 100, '${kind}'${extra ? `, '${extra}'` : ''})`);
+  await assert.rejects(ledger('purchase', 5), /violates rule "ledger_refs" \(kind purchase\)/);
+  await assert.rejects(ledger('reservation', -1), /ledger_refs/, 'a debit names its reservation');
+  await assert.rejects(ledger('refund', 1), /ledger_refs/);
+  await assert.rejects(ledger('promo', 1), /ledger_refs/);
+  await assert.rejects(ledger('adjustment', 1), /ledger_refs/, 'an adjustment needs a reason');
+  await assert.rejects(ledger('adjustment', 0, 'zero'), /rn_ticket_delta/, 'the domains still hold');
+  const reservation = (cols, vals) =>
+    pg.psql(`INSERT INTO reservations (arcade_id, game_id, user_id, unlock_code, cost, ${cols})
+             VALUES (1, 1, ${bob}, '123456', 1, ${vals})`);
+  await assert.rejects(reservation('player2_id', bob), /reservations_player2_other/);
+  await assert.rejects(reservation('status', "'called'"), /reservations_called_deadline/);
+  for (const t of ['users', 'arcades', 'games', 'reservations']) {
+    await assert.rejects(pg.psql(`DELETE FROM ${t} WHERE false`), new RegExp(`rows of ${t} are never deleted`));
+  }
+  assert.equal(await pg.psql('SELECT count(*) FROM rn_audit()'), '0', 'nothing was written');
+
+  const { stdout } = await run('psql', ['-X', '-q', '-tA', '-v', 'ON_ERROR_STOP=1', '-d', pg.url], {
+    input: `BEGIN;
+INSERT INTO user_events (user_id, kind) VALUES (987654321, 'test');
+INSERT INTO reservations (arcade_id, game_id, user_id, unlock_code, cost)
+VALUES (1, 987654322, ${bob}, '123456', 1);
+SELECT json_agg(detail ORDER BY detail) FROM rn_audit() WHERE kind = 'orphan';
+ROLLBACK;
+`,
+  });
+  const orphans = JSON.parse(stdout.trim().split('\n').pop());
+  assert.equal(orphans.length, 2, stdout);
+  assert.match(orphans[0], /^event \d+: no user 987654321$/);
+  assert.match(orphans[1], /^reservation \d+: no game 987654322$/);
 });
