@@ -723,6 +723,10 @@ DECLARE
     v_cancelled jsonb;
     v_events jsonb;
     v_version bigint;
+    v_snapshot jsonb;
+    v_users bigint[];
+    v_kinds text[];
+    v_payloads jsonb[];
 BEGIN
     SELECT u.id, r0.arcade_id INTO v_user, v_arcade
       FROM users u LEFT JOIN reservations r0 ON r0.id = p_reservation_id
@@ -760,17 +764,26 @@ BEGIN
     v_cancelled := jsonb_build_object(
         'reservation_id', r.id, 'arcade_id', r.arcade_id, 'game_id', r.game_id,
         'status', 'cancelled');
-    v_events := rn_step_events_x(
-        ARRAY[r.user_id, r.user_id, r.player2_id],
-        ARRAY['balance', 'reservation', 'reservation'],
-        ARRAY[v_post -> 'payload', v_cancelled, v_cancelled],
-        v_arcade, r.id, v_avg);
+    -- The snapshot first: when nobody waits behind the cancelled
+    -- reservation (it was the tail), no position changed, and the events
+    -- are the step's own, without rn_step_events_x's query for those behind.
+    v_snapshot := rn_queue_snapshot_x(a, v_avg);
+    v_users := ARRAY[r.user_id, r.user_id, r.player2_id];
+    v_kinds := ARRAY['balance', 'reservation', 'reservation'];
+    v_payloads := ARRAY[v_post -> 'payload', v_cancelled, v_cancelled];
+    IF v_snapshot IS NULL
+       OR jsonb_path_exists(v_snapshot, '$.waiting[*] ? (@.reservation_id > $id)',
+                            jsonb_build_object('id', r.id)) THEN
+        v_events := rn_step_events_x(v_users, v_kinds, v_payloads, v_arcade, r.id, v_avg);
+    ELSE
+        v_events := rn_users_events_x(v_users, v_kinds, v_payloads);
+    END IF;
     RETURN jsonb_build_object(
         'status', 200,
         'body', jsonb_build_object('reservation', rn_reservation_json_x(r, NULL, NULL),
                                    'balance', v_balance, 'refunded', r.cost),
         'events', v_events,
-        'arcade', rn_queue_snapshot_x(a, v_avg));
+        'arcade', v_snapshot);
 END
 $$;
 
