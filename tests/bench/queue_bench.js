@@ -185,6 +185,8 @@ if (subs.length) {
 
 // ---- 2. throughput ---------------------------------------------------------
 
+const deliveredSoFar = () => subs.reduce((n, s) => n + s.arrivals.length, 0);
+
 // node: CLIENTS async loops in this process (a fresh token per request).
 async function loadNode() {
   let reserved = 0;
@@ -193,6 +195,7 @@ async function loadNode() {
   const deadline = Date.now() + SECONDS * 1000;
   const cpu0 = cpuTicks(hub.pid);
   const own0 = process.cpuUsage();
+  const delivered0 = deliveredSoFar();
   const t = performance.now();
   await Promise.all(
     Array.from({ length: CLIENTS }, async (_, c) => {
@@ -212,13 +215,17 @@ async function loadNode() {
     }),
   );
   const own = process.cpuUsage(own0);
+  const secs = (performance.now() - t) / 1000;
+  const hubCpu = (cpuTicks(hub.pid) - cpu0) / 100;
+  await new Promise((r) => setTimeout(r, 500));
   return {
-    secs: (performance.now() - t) / 1000,
+    secs,
     reserved,
     cancelled,
     errors,
-    hubCpu: (cpuTicks(hub.pid) - cpu0) / 100,
+    hubCpu,
     clientCpu: (own.user + own.system) / 1e6,
+    delivered: deliveredSoFar() - delivered0,
   };
 }
 
@@ -234,7 +241,12 @@ async function loadC() {
   if (LOAD_CPU !== undefined) argv.push('-c', String(LOAD_CPU));
   const child = spawn(REST_BIN, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout.on('data', (d) => (out += d));
+  const at = {}; // snapshots delivered when bench_rest opened and closed its measured window
+  child.stdout.on('data', (d) => {
+    out += d;
+    for (const phase of ['measure', 'stop'])
+      if (at[phase] === undefined && out.includes(`{"phase":"${phase}"}`)) at[phase] = deliveredSoFar();
+  });
   const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? sig)));
   if (code !== 0) throw new Error(`bench_rest exited ${code}: ${out}`);
   const r = JSON.parse(out.trim().split('\n').pop());
@@ -246,13 +258,11 @@ async function loadC() {
     errors: {},
     hubCpu: r.hub_cpu_s,
     clientCpu: r.client_user_s + r.client_sys_s,
+    delivered: at.stop - at.measure,
   };
 }
 
-const delivered0 = subs.reduce((n, s) => n + s.arrivals.length, 0);
-const { secs, reserved, cancelled, errors, hubCpu, clientCpu } = LOAD === 'c' ? await loadC() : await loadNode();
-await new Promise((r) => setTimeout(r, 500));
-const delivered = subs.reduce((n, s) => n + s.arrivals.length, 0) - delivered0;
+const { secs, reserved, cancelled, errors, hubCpu, clientCpu, delivered } = LOAD === 'c' ? await loadC() : await loadNode();
 console.log(
   `throughput: ${CLIENTS} clients (${LOAD}), ${secs.toFixed(1)} s: ${(reserved / secs).toFixed(0)} reservations/s ` +
     `(+ ${(cancelled / secs).toFixed(0)} cancels/s; ${((reserved + cancelled) / secs).toFixed(0)} queue changes/s), ` +

@@ -30,7 +30,9 @@
  *   rest_load -p PORT -f FILE [-H 127.0.0.1] [-w 2] [-s 10] [-t 10000] [-c CPU] [-P HUB_PID]
  *
  * -c pins this process to a CPU; -P adds the hub's CPU (utime + stime from
- * /proc) over the same measured seconds.
+ * /proc) over the same measured seconds. Lines {"phase":"measure"} and
+ * {"phase":"stop"} mark the measured window as it opens and closes (the
+ * caller counts the snapshots its subscribers got in it).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* sched_setaffinity, strcasestr, memmem */
@@ -294,11 +296,12 @@ static const char *header(const char *head, size_t len, const char *name, size_t
 }
 
 /*
- * Decodes a chunked body in place (into the same buffer from body on: the
- * decoded bytes never outrun the encoded ones). Returns the body's length
- * once the last chunk came, -1 while more is needed.
+ * A chunked body from body[0..avail): its decoded length once the last chunk
+ * came, -1 while more is needed. With decode, also moves the data in place
+ * (the decoded bytes never outrun the encoded ones); only on a complete
+ * body, since an answer read in parts is scanned again from its start.
  */
-static long dechunk(char *body, size_t avail)
+static long dechunk(char *body, size_t avail, bool decode)
 {
     size_t rd = 0, wr = 0;
     for (;;) {
@@ -320,7 +323,8 @@ static long dechunk(char *body, size_t avail)
         }
         if (avail < data + size + 2)
             return -1;
-        memmove(body + wr, body + data, size);
+        if (decode)
+            memmove(body + wr, body + data, size);
         wr += size;
         rd = data + size + 2;
     }
@@ -423,8 +427,9 @@ static void on_readable(conn_t *c)
     long blen;
     if ((v = header(c->in, head, "transfer-encoding:", &vlen)) && vlen >= 7 &&
         strncasecmp(v, "chunked", 7) == 0) {
-        if ((blen = dechunk(body, c->in_len - head)) < 0)
+        if (dechunk(body, c->in_len - head, false) < 0)
             return;
+        blen = dechunk(body, c->in_len - head, true);
     } else if ((v = header(c->in, head, "content-length:", &vlen))) {
         blen = atol(v);
         if (c->in_len - head < (size_t)blen)
@@ -553,11 +558,15 @@ int main(int argc, char **argv)
             getrusage(RUSAGE_SELF, &ru0);
             hub0 = hub_pid ? proc_cpu_s(hub_pid) : 0;
             measuring = true;
+            puts("{\"phase\":\"measure\"}"); /* for a caller counting its own side */
+            fflush(stdout);
         }
         if (!g_stopping && t >= g_end) {
             getrusage(RUSAGE_SELF, &ru1);
             hub1 = hub_pid ? proc_cpu_s(hub_pid) : 0;
             g_stopping = true;
+            puts("{\"phase\":\"stop\"}");
+            fflush(stdout);
         }
         int busy = 0;
         for (int i = 0; i < n; i++) {
@@ -597,5 +606,14 @@ int main(int argc, char **argv)
            pct_ms(g_lat[1].us, g_lat[1].n, 99), g_connects - (unsigned long long)n, user, sys,
            g_pairs ? (user + sys) * 1e6 / (double)g_pairs : 0,
            hub_pid && hub0 >= 0 && hub1 >= 0 ? hub1 - hub0 : -1.0);
+    for (int i = 0; i < n; i++) {
+        conn_close(&conns[i]);
+        free(conns[i].in);
+    }
+    free(conns);
+    free(all);
+    free(g_lat[0].us);
+    free(g_lat[1].us);
+    close(g_ep);
     return g_pairs ? 0 : 1;
 }
