@@ -2,7 +2,7 @@
 //
 //   RN_HUB_BIN=build/retronova-hub node tests/bench/queue_bench.js \
 //       [--sockets 1000] [--arcades 4] [--changes 300] [--clients 32] [--seconds 10]
-//       [--hub-args "--pg-pool 8"] [--load node|c] [--warmup 1] [--load-cpu N]
+//       [--hub-args "--pg-pool 8"] [--load c|node] [--warmup 1] [--load-cpu N]
 //
 // 1. Fan-out latency. --sockets phones subscribe to arcade:<id> over
 //    --arcades arcades (round robin). Then --changes reservations are made one
@@ -20,12 +20,15 @@
 //    also a queue change pushed to the subscribers), with the subscribers of
 //    part 1 still connected and receiving every change. The hub's CPU time
 //    per change from /proc.
-//    --load c: the same loops, users and tokens, run by build/tests/bench_rest
-//    (tests/bench/rest_load.c: one C process, epoll, keep-alive) instead of
-//    node's http clients, which burn much of the cores the hub shares; its
-//    --warmup seconds first (node has none), then --seconds measured, the
-//    hub's CPU over the same seconds. --load-cpu pins it (default: not).
-//    Both print the client's own CPU per pair (node: this whole process).
+//    The loops run in build/tests/bench_rest (tests/bench/rest_load.c: one C
+//    process, epoll, keep-alive; --load c, the default): --warmup seconds
+//    first, then --seconds measured, the hub's CPU and the snapshots counted
+//    over the same seconds; --load-cpu pins it (default: not). --load node
+//    runs them as node http clients in this process, as before (no warm-up,
+//    a fresh token per request): they burn ~15x the C client's CPU per pair
+//    on the cores the hub and PostgreSQL share, so node's number is lower.
+//    Both print the client's own CPU per pair (node: this whole process,
+//    subscribers included).
 //
 // Everything runs on this machine: the node clients, PostgreSQL and Redis
 // compete with the hub for the cores. Use a Release-ish build (build/).
@@ -46,7 +49,7 @@ const CHANGES = Number(args.changes || 300);
 const CLIENTS = Number(args.clients || 32);
 const SECONDS = Number(args.seconds || 10);
 const HUB_ARGS = (args['hub-args'] || '').split(' ').filter(Boolean);
-const LOAD = args.load || 'node';
+const LOAD = args.load || 'c';
 const WARMUP = Number(args.warmup ?? 1);
 const LOAD_CPU = args['load-cpu'];
 // the C load generator, built with the tree next to the hub (build/tests/)
