@@ -266,6 +266,8 @@ static void start(conn_t *c, int kind)
                      "Authorization: Bearer %s\r\n\r\n",
                      c->rid, g_host, g_port, c->token);
     }
+    if (n < 0 || (size_t)n >= sizeof c->out)
+        fail("a request does not fit in %zu bytes (the token is too long)", sizeof c->out);
     c->out_len = (size_t)n;
     c->busy = true;
     c->started = now_s();
