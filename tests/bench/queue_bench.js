@@ -2,7 +2,7 @@
 //
 //   RN_HUB_BIN=build/retronova-hub node tests/bench/queue_bench.js \
 //       [--sockets 1000] [--arcades 4] [--changes 300] [--clients 32] [--seconds 10]
-//       [--hub-args "--pg-pool 8"]
+//       [--hub-args "--pg-pool 8"] [--load c|node] [--warmup 1] [--load-cpu N]
 //
 // 1. Fan-out latency. --sockets phones subscribe to arcade:<id> over
 //    --arcades arcades (round robin). Then --changes reservations are made one
@@ -20,14 +20,25 @@
 //    also a queue change pushed to the subscribers), with the subscribers of
 //    part 1 still connected and receiving every change. The hub's CPU time
 //    per change from /proc.
+//    The loops run in build/tests/bench_rest (tests/bench/rest_load.c: one C
+//    process, epoll, keep-alive; --load c, the default): --warmup seconds
+//    first, then --seconds measured, the hub's CPU and the snapshots counted
+//    over the same seconds; --load-cpu pins it (default: not). --load node
+//    runs them as node http clients in this process, as before (no warm-up,
+//    a fresh token per request): they burn ~15x the C client's CPU per pair
+//    on the cores the hub and PostgreSQL share, so node's number is lower.
+//    Both print the client's own CPU per pair (node: this whole process,
+//    subscribers included).
 //
 // Everything runs on this machine: the node clients, PostgreSQL and Redis
 // compete with the hub for the cores. Use a Release-ish build (build/).
 import crypto from 'node:crypto';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import WebSocket from 'ws';
-import { applyDemo, cleanup, startHub, startPostgres, startRedis, token, waitFor } from '../lib/harness.js';
+import { HUB_BIN, applyDemo, cleanup, startHub, startPostgres, startRedis, tmpDir, token, waitFor } from '../lib/harness.js';
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -38,6 +49,13 @@ const CHANGES = Number(args.changes || 300);
 const CLIENTS = Number(args.clients || 32);
 const SECONDS = Number(args.seconds || 10);
 const HUB_ARGS = (args['hub-args'] || '').split(' ').filter(Boolean);
+const LOAD = args.load || 'c';
+const WARMUP = Number(args.warmup ?? 1);
+const LOAD_CPU = args['load-cpu'];
+// the C load generator, built with the tree next to the hub (build/tests/)
+const REST_BIN = process.env.RN_REST_BIN || path.join(path.dirname(HUB_BIN), 'tests', 'bench_rest');
+if (LOAD !== 'node' && LOAD !== 'c') throw new Error(`--load node|c, not ${LOAD}`);
+if (LOAD === 'c' && !fs.existsSync(REST_BIN)) throw new Error(`no ${REST_BIN} (cmake --build build; or set RN_REST_BIN)`);
 const GAME = 3; // Neon Racer, solo, 1 ticket
 
 const pct = (xs, p) => {
@@ -170,39 +188,90 @@ if (subs.length) {
 
 // ---- 2. throughput ---------------------------------------------------------
 
-let reserved = 0;
-let cancelled = 0;
-const errors = {};
-const deadline = Date.now() + SECONDS * 1000;
-const delivered0 = subs.reduce((n, s) => n + s.arrivals.length, 0);
-const cpu0 = cpuTicks(hub.pid);
-t0 = performance.now();
-await Promise.all(
-  Array.from({ length: CLIENTS }, async (_, c) => {
-    const who = `bench-${c + 1}`;
-    const arcade = 1 + (c % ARCADES);
-    while (Date.now() < deadline) {
-      const r = await call('POST', '/api/v1/reservations', who, { arcade_id: arcade, game_id: GAME });
-      if (r.status !== 201) {
-        errors[r.status] = (errors[r.status] || 0) + 1;
-        continue;
+const deliveredSoFar = () => subs.reduce((n, s) => n + s.arrivals.length, 0);
+
+// node: CLIENTS async loops in this process (a fresh token per request).
+async function loadNode() {
+  let reserved = 0;
+  let cancelled = 0;
+  const errors = {};
+  const deadline = Date.now() + SECONDS * 1000;
+  const cpu0 = cpuTicks(hub.pid);
+  const own0 = process.cpuUsage();
+  const delivered0 = deliveredSoFar();
+  const t = performance.now();
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async (_, c) => {
+      const who = `bench-${c + 1}`;
+      const arcade = 1 + (c % ARCADES);
+      while (Date.now() < deadline) {
+        const r = await call('POST', '/api/v1/reservations', who, { arcade_id: arcade, game_id: GAME });
+        if (r.status !== 201) {
+          errors[r.status] = (errors[r.status] || 0) + 1;
+          continue;
+        }
+        reserved++;
+        const d = await call('DELETE', `/api/v1/reservations/${JSON.parse(r.text).reservation.id}`, who);
+        if (d.status === 200) cancelled++;
+        else errors[`cancel ${d.status}`] = (errors[`cancel ${d.status}`] || 0) + 1;
       }
-      reserved++;
-      const d = await call('DELETE', `/api/v1/reservations/${JSON.parse(r.text).reservation.id}`, who);
-      if (d.status === 200) cancelled++;
-      else errors[`cancel ${d.status}`] = (errors[`cancel ${d.status}`] || 0) + 1;
-    }
-  }),
-);
-const secs = (performance.now() - t0) / 1000;
-const cpuSecs = (cpuTicks(hub.pid) - cpu0) / 100;
-await new Promise((r) => setTimeout(r, 500));
-const delivered = subs.reduce((n, s) => n + s.arrivals.length, 0) - delivered0;
+    }),
+  );
+  const own = process.cpuUsage(own0);
+  const secs = (performance.now() - t) / 1000;
+  const hubCpu = (cpuTicks(hub.pid) - cpu0) / 100;
+  await new Promise((r) => setTimeout(r, 500));
+  return {
+    secs,
+    reserved,
+    cancelled,
+    errors,
+    hubCpu,
+    clientCpu: (own.user + own.system) / 1e6,
+    delivered: deliveredSoFar() - delivered0,
+  };
+}
+
+// c: the same users and loops in bench_rest (tests/bench/rest_load.c), which
+// reads one `token arcade_id game_id` line per connection and prints one
+// JSON line; a non-201/200 answer or a timeout makes it exit non-zero.
+async function loadC() {
+  const file = path.join(tmpDir('rn-rest-load-'), 'clients.txt');
+  const lines = Array.from({ length: CLIENTS }, (_, c) =>
+    `${token(hub, `bench-${c + 1}`, { ttl: 7200 })} ${1 + (c % ARCADES)} ${GAME}`);
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  const argv = ['-p', String(hub.port), '-f', file, '-w', String(WARMUP), '-s', String(SECONDS), '-P', String(hub.pid)];
+  if (LOAD_CPU !== undefined) argv.push('-c', String(LOAD_CPU));
+  const child = spawn(REST_BIN, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const at = {}; // snapshots delivered when bench_rest opened and closed its measured window
+  child.stdout.on('data', (d) => {
+    out += d;
+    for (const phase of ['measure', 'stop'])
+      if (at[phase] === undefined && out.includes(`{"phase":"${phase}"}`)) at[phase] = deliveredSoFar();
+  });
+  const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? sig)));
+  if (code !== 0) throw new Error(`bench_rest exited ${code}: ${out}`);
+  const r = JSON.parse(out.trim().split('\n').pop());
+  console.log(`bench_rest: ${JSON.stringify(r)}`);
+  return {
+    secs: r.seconds,
+    reserved: r.pairs,
+    cancelled: r.pairs,
+    errors: {},
+    hubCpu: r.hub_cpu_s,
+    clientCpu: r.client_user_s + r.client_sys_s,
+    delivered: at.stop - at.measure,
+  };
+}
+
+const { secs, reserved, cancelled, errors, hubCpu, clientCpu, delivered } = LOAD === 'c' ? await loadC() : await loadNode();
 console.log(
-  `throughput: ${CLIENTS} clients, ${secs.toFixed(1)} s: ${(reserved / secs).toFixed(0)} reservations/s ` +
+  `throughput: ${CLIENTS} clients (${LOAD}), ${secs.toFixed(1)} s: ${(reserved / secs).toFixed(0)} reservations/s ` +
     `(+ ${(cancelled / secs).toFixed(0)} cancels/s; ${((reserved + cancelled) / secs).toFixed(0)} queue changes/s), ` +
-    `${delivered} snapshots delivered (conflated), hub CPU ${cpuSecs.toFixed(1)} s ` +
-    `= ${((cpuSecs * 1e6) / (reserved + cancelled)).toFixed(0)} us per change` +
+    `${delivered} snapshots delivered (conflated), hub CPU ${hubCpu.toFixed(1)} s ` +
+    `= ${((hubCpu * 1e6) / (reserved + cancelled)).toFixed(0)} us per change, ` +
+    `client CPU ${((clientCpu * 1e6) / reserved).toFixed(0)} us per pair` +
     (Object.keys(errors).length ? `, errors ${JSON.stringify(errors)}` : ''),
 );
 
