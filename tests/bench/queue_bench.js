@@ -176,6 +176,8 @@ const errors = {};
 const deadline = Date.now() + SECONDS * 1000;
 const delivered0 = subs.reduce((n, s) => n + s.arrivals.length, 0);
 const cpu0 = cpuTicks(hub.pid);
+// for strace -c / perf stat -p over a few seconds of this phase (tests/bench/README.md)
+console.log(`throughput phase: hub pid ${hub.pid}, metrics ${hub.url}/metrics`);
 t0 = performance.now();
 await Promise.all(
   Array.from({ length: CLIENTS }, async (_, c) => {
