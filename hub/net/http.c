@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "chunked.h"
@@ -145,7 +146,17 @@ struct http_conn {
  * WebSocket never gets one.
  */
 typedef struct http_peer {
-    char addr[CLIENTIP_MAX]; /* read once, not a getpeername() per request */
+    char addr[CLIENTIP_MAX]; /* read once, not a getpeername() per request; "" when unknown */
+    /*
+     * The last bearer token verified on this connection and what it gave: the
+     * same bytes again are not verified again while auth_still_valid() (a
+     * client sends its token with every request; a proxy's connection may
+     * carry several clients, so only identical bytes match).
+     */
+    char *token;
+    size_t token_len;
+    auth_identity_t identity;
+    auth_validity_t valid;
 } http_peer_t;
 
 /*
@@ -513,6 +524,72 @@ static bool headers_too_big(struct lws *wsi)
     return total > HTTP_HEADERS_MAX;
 }
 
+/* The connection's http_peer_t, made at its first use; NULL when out of memory. */
+static http_peer_t *peer_of(struct lws *wsi)
+{
+    http_peer_t *peer = lws_get_opaque_user_data(wsi);
+    if (peer || !(peer = calloc(1, sizeof *peer)))
+        return peer;
+    if (!lws_get_peer_simple(wsi, peer->addr, sizeof peer->addr))
+        peer->addr[0] = '\0';
+    lws_set_opaque_user_data(wsi, peer);
+    return peer;
+}
+
+static void peer_forget_token(http_peer_t *peer)
+{
+    if (peer->token) {
+        OPENSSL_cleanse(peer->token, peer->token_len);
+        free(peer->token);
+    }
+    peer->token = NULL;
+    peer->token_len = 0;
+}
+
+static void peer_free(http_peer_t *peer)
+{
+    if (!peer)
+        return;
+    peer_forget_token(peer);
+    free(peer);
+}
+
+/* The connection's peer address (NULL: read it from the socket). */
+static const char *peer_addr(struct lws *wsi)
+{
+    http_peer_t *peer = peer_of(wsi);
+    return peer && *peer->addr ? peer->addr : NULL;
+}
+
+/*
+ * Verifies a bearer token into req->identity, unless it is the one this
+ * connection sent last and that still holds (http_peer_t). 0, or -1 with *why.
+ */
+static int verify_token(http_req_t *req, const char *token, size_t len, const char **why)
+{
+    const auth_t *auth = hub_auth(req->hub);
+    time_t now = time(NULL);
+    http_peer_t *peer = peer_of(req->wsi);
+    if (peer && peer->token && peer->token_len == len &&
+        CRYPTO_memcmp(peer->token, token, len) == 0 && auth_still_valid(auth, &peer->valid, now)) {
+        req->identity = peer->identity;
+        return 0;
+    }
+    auth_validity_t valid;
+    if (auth_verify_until(auth, token, now, &req->identity, &valid, why) != 0)
+        return -1;
+    if (peer) {
+        peer_forget_token(peer);
+        if ((peer->token = malloc(len)) != NULL) {
+            memcpy(peer->token, token, len);
+            peer->token_len = len;
+            peer->identity = req->identity;
+            peer->valid = valid;
+        }
+    }
+    return 0;
+}
+
 /* Verifies "Authorization: Bearer <token>" if present. -1 when present but invalid. */
 static int read_identity(http_req_t *req, const char **why)
 {
@@ -532,7 +609,7 @@ static int read_identity(http_req_t *req, const char **why)
     int rc = -1;
     if (strncasecmp(hdr, "Bearer ", 7) != 0) {
         *why = "expected: Authorization: Bearer <token>";
-    } else if (auth_verify(hub_auth(req->hub), hdr + 7, time(NULL), &req->identity, why) == 0) {
+    } else if (verify_token(req, hdr + 7, strlen(hdr + 7), why) == 0) {
         req->has_identity = true;
         rc = 0;
     } else if (*why && strcmp(*why, "unknown_kid") == 0 && hub_firebase_keys(req->hub) &&
@@ -838,21 +915,6 @@ static int read_target(http_req_t *req, char *uri, int urilen)
     return 0;
 }
 
-/* The connection's peer address, read once per connection (http_peer_t); NULL when unknown. */
-static const char *peer_addr(struct lws *wsi)
-{
-    http_peer_t *peer = lws_get_opaque_user_data(wsi);
-    if (peer)
-        return peer->addr;
-    peer = malloc(sizeof *peer);
-    if (!peer || !lws_get_peer_simple(wsi, peer->addr, sizeof peer->addr)) {
-        free(peer);
-        return NULL;
-    }
-    lws_set_opaque_user_data(wsi, peer);
-    return peer->addr;
-}
-
 /* Access rule, identity and Idempotency-Key of a matched route. 0 to go on, -1 after answering. */
 static int check_access(http_req_t *req)
 {
@@ -1133,7 +1195,7 @@ static int on_callback(struct lws *wsi, enum lws_callback_reasons reason, http_c
             conn_release(conn->req);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY: /* every connection's last call, WebSockets too */
-        free(lws_get_opaque_user_data(wsi));
+        peer_free(lws_get_opaque_user_data(wsi));
         lws_set_opaque_user_data(wsi, NULL);
         return 0;
     default:

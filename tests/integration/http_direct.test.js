@@ -5,10 +5,12 @@
 // order, once it reads again, and its keep-alive connection then serves the
 // requests pipelined behind it; Connection: close closes only after the whole
 // answer; HEAD has no body; a client that leaves mid-answer costs nothing
-// (the harness fails the file on a crash or a sanitizer report).
+// (the harness fails the file on a crash or a sanitizer report). And the
+// connection's memory of the last token it verified: only the same bytes
+// skip the verification, and only until the token expires.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { http, parseMetrics, startHub, startPostgres, startRedis, waitFor } from '../lib/harness.js';
+import { http, parseMetrics, sleep, startHub, startPostgres, startRedis, token, waitFor } from '../lib/harness.js';
 import { rawConnect } from '../lib/rawhttp.js';
 
 let hub;
@@ -96,5 +98,30 @@ test('clients that leave in the middle of a large answer cost nothing', async ()
   const c = await rawConnect(hub);
   await c.send(big(100));
   assertPadded((await c.responses(1))[0], 100);
+  c.destroy();
+});
+
+test('a keep-alive connection verifies a token once: other bytes are verified, an expired one is refused', async () => {
+  const now = Math.floor(Date.now() / 1000);
+  const admin = token(hub, 'memo-admin', { admin: true });
+  const player = token(hub, 'memo-player');
+  const flip = (t) => t.slice(0, -2) + (t.at(-2) === 'A' ? 'B' : 'A') + t.at(-1); // same length, bad signature
+  const soon = token(hub, 'memo-admin', { admin: true, iat: now - 100, exp: now - 58 }); // the 60 s leeway ends in ~2 s
+  const audit = (tok) => `GET /api/v1/admin/audit?limit=1 HTTP/1.1\r\n${H}Authorization: Bearer ${tok}\r\n\r\n`;
+  const c = await rawConnect(hub);
+  const ask = async (tok, n) => {
+    await c.send(audit(tok));
+    return (await c.responses(n))[n - 1];
+  };
+  assert.equal((await ask(admin, 1)).status, 200);
+  assert.equal((await ask(player, 2)).status, 403, 'another token is not the remembered identity');
+  assert.equal((await ask(admin, 3)).status, 200);
+  const bad = await ask(flip(admin), 4);
+  assert.equal(bad.status, 401, 'same length, other bytes: verified, and refused');
+  assert.equal((await ask(soon, 5)).status, 200);
+  await sleep(3000);
+  const late = await ask(soon, 6);
+  assert.equal(late.status, 401, 'the remembered token expired');
+  assert.equal(c.ended, false);
   c.destroy();
 });
