@@ -84,8 +84,7 @@ void http_set_routes(const route_table_t *const *tables, size_t n)
 #define CORS_EXPOSE_HEADERS "Retry-After"
 #define CORS_MAX_AGE "600"
 
-/* The answer: none yet, given and waiting for a WRITEABLE turn, written (or the connection gone).
- */
+/* The answer: none yet, given and waiting for a WRITEABLE turn, written (or no connection). */
 typedef enum resp_state { RESP_NONE = 0, RESP_WAITING, RESP_DONE } resp_state_t;
 
 typedef struct http_conn http_conn_t;
@@ -1088,8 +1087,7 @@ static int add_headers(struct lws *wsi, http_req_t *req, unsigned char **p, unsi
 #undef ADD
 }
 
-/* The status line and headers of req's answer into buf. Their length, or -1 when they do not fit.
- */
+/* The status line and headers of req's answer into buf: their length, or -1 if they do not fit. */
 static int build_headers(struct lws *wsi, http_req_t *req, unsigned char *buf, size_t size)
 {
     unsigned char *p = buf, *end = buf + size - 1;
