@@ -42,6 +42,8 @@ static const option_spec_t options[] = {
     {"pg-pool", "HUB_PG_POOL", OPT_INT, O(pg_pool_size), "4", "PostgreSQL connections"},
     {"pg-statement-timeout-ms", "HUB_PG_STATEMENT_TIMEOUT_MS", OPT_INT, O(pg_statement_timeout_ms),
      "10000", "server-side statement timeout"},
+    {"pg-prepared", "HUB_PG_PREPARED", OPT_BOOL, O(pg_prepared), "on",
+     "prepare each statement once per connection (off behind PgBouncer in transaction mode)"},
     {"jwt-hs256-secret", "HUB_JWT_HS256_SECRET", OPT_STR, O(jwt_hs256_secret), NULL,
      "accept HS256 dev tokens signed with this secret (never in production)"},
     {"firebase-project", "HUB_FIREBASE_PROJECT", OPT_STR, O(firebase_project), NULL,
@@ -129,6 +131,21 @@ static const option_spec_t options[] = {
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
+/* A boolean setting's value: 1 (1, true, yes, on), 0 (0, false, no, off) or -1. */
+static int bool_word(const char *v)
+{
+    static const char *const on[] = {"1", "true", "yes", "on"};
+    static const char *const off[] = {"0", "false", "no", "off"};
+
+    for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+        if (!strcmp(v, on[i]))
+            return 1;
+        if (!strcmp(v, off[i]))
+            return 0;
+    }
+    return -1;
+}
+
 static int set_value(hub_config_t *cfg, const option_spec_t *o, const char *value)
 {
     void *field = (char *)cfg + o->offset;
@@ -146,12 +163,9 @@ static int set_value(hub_config_t *cfg, const option_spec_t *o, const char *valu
         return 0;
     }
     case OPT_BOOL:
-        if (!strcmp(value, "1") || !strcmp(value, "true") || !strcmp(value, "yes"))
-            *(bool *)field = true;
-        else if (!strcmp(value, "0") || !strcmp(value, "false") || !strcmp(value, "no"))
-            *(bool *)field = false;
-        else
+        if (bool_word(value) < 0)
             return -1;
+        *(bool *)field = bool_word(value) == 1;
         return 0;
     }
     return -1;
@@ -197,8 +211,9 @@ int config_parse_args(hub_config_t *cfg, int argc, char **argv, int first)
             return -1;
         }
         const char *value = eq ? eq + 1 : NULL;
+        /* a switch alone is on; "--flag off" (a word of bool_word next) sets it */
         if (!value && o->kind == OPT_BOOL)
-            value = "1";
+            value = i + 1 < argc && bool_word(argv[i + 1]) >= 0 ? argv[++i] : "1";
         if (!value && i + 1 < argc)
             value = argv[++i];
         if (!value || set_value(cfg, o, value) != 0) {

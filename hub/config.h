@@ -16,6 +16,7 @@ typedef struct hub_config {
     const char *redis_url;        /* REDIS_URL */
     int pg_pool_size;             /* HUB_PG_POOL, 4 */
     int pg_statement_timeout_ms;  /* HUB_PG_STATEMENT_TIMEOUT_MS, 10000 */
+    bool pg_prepared;             /* HUB_PG_PREPARED, on: named prepared statements */
     const char *jwt_hs256_secret; /* HUB_JWT_HS256_SECRET (dev only) */
     const char *firebase_project; /* HUB_FIREBASE_PROJECT */
     const char *firebase_certs;   /* HUB_FIREBASE_CERTS: kid -> PEM JSON file */

@@ -181,6 +181,7 @@ uint64_t hub_now_ms(hub_t *hub)
 void hub_gauges(hub_t *hub, metrics_gauges_t *g)
 {
     g->pg_connections = hub->pool ? pg_pool_connected(hub->pool) : 0;
+    g->pg_prepares = pg_pool_prepares(hub->pool);
     g->bus_up = hub->bus ? bus_is_up(hub->bus) : 0;
     g->bus_reconnects = hub->bus ? bus_reconnects(hub->bus) : 0;
     g->pgbus_listening = pg_bus_listening(hub->pgbus);
@@ -450,6 +451,7 @@ static void start_pool(hub_t *hub)
     pg_pool_config_t pc = {.conninfo = cfg->database_url,
                            .size = cfg->pg_pool_size,
                            .statement_timeout_ms = cfg->pg_statement_timeout_ms,
+                           .prepared = cfg->pg_prepared,
                            .observe = on_query_observed,
                            .log = on_pool_log,
                            .on_up = on_pool_up,

@@ -5,45 +5,37 @@
  * this file then keeps the URL, the channel table (interest counts) and the
  * public entry points, which call into it. Everything below is single Redis.
  *
- * Two hiredis async contexts on our own loop adapter (redis_uv.h): `sub`
- * carries SUBSCRIBE/UNSUBSCRIBE and the messages, `cmd` carries PUBLISH and a
- * periodic PING. Each link is closed -> connecting -> connected, and becomes
- * ready after its first round trip (the PONG, or the confirmation of every
- * channel re-subscribed on it). The bus is up when both links are ready.
+ * Two links (redis_link.h, the one Redis client both modes share): `sub`, a
+ * push link, carries SUBSCRIBE/UNSUBSCRIBE and the messages; `cmd` carries
+ * PUBLISH and bus_command(). Each link checks its own health (a PING every
+ * ping interval; three unanswered is a loss) and is ready after its first
+ * PONG. The sub link's first command, pipelined behind that PING, is one
+ * SUBSCRIBE naming every channel with interest; it is ready for the bus
+ * once every one of them is confirmed. The bus is up when both are ready.
  *
- * The two links live and die together: the PING on `cmd` is the only health
- * check, and a Redis that stopped answering it (frozen, or behind a dead
- * network path that sends no RST) has stopped feeding `sub` as well, with no
- * error ever showing on that socket. So any failure of either link -- a
- * connect error, a disconnect, a connect or handshake that misses its
- * deadline, a PING unanswered for three intervals -- frees both contexts and
- * builds two new ones from one backoff timer.
+ * The two links live and die together: a Redis that stopped answering one
+ * (frozen, or behind a dead network path that sends no RST) has stopped
+ * feeding the other as well, with no error ever showing on that socket. So
+ * any loss of either link -- a connect error, a disconnect, a deadline
+ * missed, a PING unanswered -- frees both and builds two new ones from one
+ * backoff timer (bus_next_backoff, shared with the cluster mode).
  *
- * hiredis 0.14 rules this file keeps:
- *  - A context is never freed from inside its own connect or disconnect
- *    callback (hiredis frees it after they return, and 0.14 does not mark
- *    them as "in callback", so redisAsyncFree there would free it twice).
- *    Failures found there are deferred to the link's timer (link_fail_soon).
- *  - Before we free a context we clear ac->data; every callback checks it
- *    first, because hiredis calls pending reply callbacks with a NULL reply,
- *    and the disconnect callback, while it frees.
- *  - UNSUBSCRIBE is sent only for a channel SUBSCRIBEd on the current
- *    context and not unsubscribed since: an unsubscribe reply that arrives
- *    after hiredis has left subscribed mode trips an assert.
- *  - User callbacks run only from reply callbacks or timers, never from the
- *    connect/disconnect callbacks of the context that is being freed, so a
- *    user may call bus_close() from any of them.
- *  - hiredis resolves a host name with a blocking getaddrinfo(): a name in
- *    the URL is resolved here first (storage/resolve.c, off the loop), again
- *    before every reconnect so that a failover that moves it is followed,
- *    and hiredis is handed the address. The resolution runs under the sub
- *    link's connect deadline; a failure is a failed attempt like any other.
+ * A link may be freed from inside its own callbacks (redis_link.h), so a
+ * loss is handled where it is reported. A failure found inside a call of
+ * the user's (bus_subscribe) is deferred to link_timer instead, so that
+ * on_link(0) never runs inside one.
+ *
+ * hiredis would resolve a host name with a blocking getaddrinfo(), and
+ * redis_link takes addresses only: a name in the URL is resolved here first
+ * (storage/resolve.c, off the loop), again before every reconnect so that a
+ * failover that moves it is followed. The resolution runs under the connect
+ * deadline; a failure is a failed attempt like any other.
  */
 #include "bus.h"
 
 #include "bus_cluster.h"
 #include "bus_priv.h"
-#include "redis_uv.h"
+#include "redis_link.h"
 #include "resolve.h"
 
 #include <ctype.h>
@@ -54,8 +46,6 @@
 #include <string.h>
 
 static void bus_lost(bus_t *bus);
-static void bus_on_link_timer(uv_timer_t *timer);
-static void bus_on_ping_timer(uv_timer_t *timer);
 
 /* ---- channel table ---- */
 
@@ -129,33 +119,32 @@ static void bus_chan_remove(bus_t *bus, bus_chan_t *chan)
 
 /* ---- links ---- */
 
-/* Turns a failure found where the context may not be freed into a loss on the next tick. */
-static void bus_link_fail_soon(bus_link_t *link)
+static void bus_on_link_timer(uv_timer_t *timer)
 {
-    if (link->state != LINK_CLOSED)
-        uv_timer_start(&link->timer, bus_on_link_timer, 0, 0);
+    bus_lost(timer->data);
 }
 
-/* Forgets the link's context (freeing it, or leaving it to hiredis if ac was detached). */
+/* A failure found inside a call of the user's: the loss is handled on the next tick. */
+static void bus_fail_soon(bus_t *bus)
+{
+    if (!bus->closing)
+        uv_timer_start(&bus->link_timer, bus_on_link_timer, 0, 0);
+}
+
+/* Frees the link (a command waiting there gets its NULL reply now). */
 static void bus_link_close(bus_link_t *link)
 {
     bus_t *bus = link->bus;
-    redisAsyncContext *ac = link->ac;
+    redis_link_t *rl = link->rl;
 
-    uv_timer_stop(&link->timer);
-    link->ac = NULL;
-    link->state = LINK_CLOSED;
+    link->rl = NULL; /* first: a reply callback may come back into the bus */
     link->ready = 0;
     link->resub_pending = 0;
-    link->ping_outstanding = 0;
     if (link == &bus->sub)
         for (size_t i = 0; i < bus->nbuckets; i++)
             for (bus_chan_t *c = bus->buckets[i]; c != NULL; c = c->next)
                 c->subscribed = 0;
-    if (ac != NULL) {
-        ac->data = NULL;
-        redisAsyncFree(ac); /* deferred by hiredis if we are inside one of its reply callbacks */
-    }
+    redis_link_free(rl);
 }
 
 void bus_went_up(bus_t *bus)
@@ -185,99 +174,78 @@ static void bus_link_ready(bus_link_t *link)
     bus_t *bus = link->bus;
 
     link->ready = 1;
-    uv_timer_stop(&link->timer);
-    if (bus->sub.ready && bus->cmd.ready)
+    if (bus->sub.ready && bus->cmd.ready) {
+        uv_timer_stop(&bus->link_timer);
         bus_went_up(bus);
+    }
 }
 
-static void bus_on_pong(redisAsyncContext *ac, void *r, void *privdata)
+static void bus_on_link_state(void *arg, redis_link_t *rl, int up)
 {
-    bus_link_t *link = ac->data;
-    redisReply *reply = r;
+    bus_link_t *link = arg;
 
-    (void)privdata;
-    if (link == NULL || reply == NULL) /* context being freed */
-        return;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        /* NOAUTH, LOADING, ...: this server cannot carry our traffic yet. */
-        bus_link_fail_soon(link);
-        return;
-    }
-    link->ping_outstanding = 0;
-    if (!link->ready)
+    (void)rl;
+    if (!up)
+        bus_lost(link->bus);
+    else if (link->resub_pending == 0)
         bus_link_ready(link);
 }
 
-static int bus_ping(bus_link_t *link)
+/* Every push on the sub link: subscribe/unsubscribe confirmations, messages, errors. */
+static void bus_on_push(void *arg, redisReply *reply)
 {
-    if (redisAsyncCommand(link->ac, bus_on_pong, NULL, "PING") != REDIS_OK)
-        return -1;
-    link->ping_outstanding = 1;
-    link->ping_sent = uv_now(link->bus->loop);
-    return 0;
-}
+    bus_link_t *link = arg;
+    bus_t *bus = link->bus;
+    redisReply *kind, *chan, *payload;
 
-/* Every reply on the sub context: subscribe/unsubscribe confirmations and messages. */
-static void bus_on_sub(redisAsyncContext *ac, void *r, void *privdata)
-{
-    bus_link_t *link = ac->data;
-    redisReply *reply = r, *kind, *chan, *payload;
-    bus_t *bus;
-    bus_chan_t *c;
-
-    (void)privdata;
-    if (link == NULL || reply == NULL)
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* A refused SUBSCRIBE (an ACL, say): which channels hold is unknown now. */
+        bus_log(bus, 1, "Redis refused a subscription: %s", reply->str);
+        bus_lost(bus);
         return;
-    bus = link->bus;
+    }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-        reply->element[0]->type != REDIS_REPLY_STRING)
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
         return;
     kind = reply->element[0];
     chan = reply->element[1];
     payload = reply->element[2];
+    /* bus_deliver*: only while there is interest (an UNSUBSCRIBE may be in flight). */
     if (strcmp(kind->str, "message") == 0) {
-        if (chan->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING)
-            return;
-        /* Interest may have dropped while the UNSUBSCRIBE was in flight. */
-        c = bus_chan_find(bus, chan->str, chan->len);
-        if (c != NULL && c->interest > 0 && bus->on_message != NULL)
-            bus->on_message(bus->arg, chan->str, payload->str, payload->len);
+        if (payload->type == REDIS_REPLY_STRING)
+            bus_deliver(bus, chan->str, payload->str, payload->len);
     } else if (strcmp(kind->str, "subscribe") == 0) {
         /* The resubscribe went out first, so its confirmations come first. */
         if (link->resub_pending > 0) {
             if (--link->resub_pending == 0)
                 bus_link_ready(link);
-        } else if (bus->on_subscribed != NULL && chan->type == REDIS_REPLY_STRING) {
-            c = bus_chan_find(bus, chan->str, chan->len);
-            if (c != NULL && c->interest > 0)
-                bus->on_subscribed(bus->arg, c->name);
+        } else {
+            bus_deliver_gap(bus, chan->str); /* a channel new on this link: catch it up */
         }
     }
 }
 
 static int bus_send_chan(bus_t *bus, const char *verb, bus_chan_t *c)
 {
-    return redisAsyncCommand(bus->sub.ac, bus_on_sub, NULL, "%s %b", verb, c->name, c->len) ==
-                   REDIS_OK
-               ? 0
-               : -1;
+    const char *argv[] = {verb, c->name};
+    size_t lens[] = {strlen(verb), c->len};
+
+    return redis_link_command(bus->sub.rl, 2, argv, lens, NULL, NULL);
 }
 
 /*
- * First command on a new sub context: one SUBSCRIBE naming every channel
- * with interest, or a PING when there is none, so that readiness is always
- * a round trip. While hiredis is not yet in subscribed mode a PING is an
- * ordinary command, and its reply precedes any later SUBSCRIBE's.
+ * The first command on a new sub link, behind its PING: one SUBSCRIBE
+ * naming every channel with interest (none: the PONG alone makes it ready).
  */
 static int bus_resubscribe(bus_t *bus)
 {
-    bus_link_t *link = &bus->sub;
     const char **argv;
     size_t *lens, n = 1;
     int rc;
 
     if (bus->nchans == 0)
-        return bus_ping(link);
+        return 0;
     argv = malloc((bus->nchans + 1) * sizeof(*argv));
     lens = malloc((bus->nchans + 1) * sizeof(*lens));
     if (argv == NULL || lens == NULL)
@@ -289,15 +257,15 @@ static int bus_resubscribe(bus_t *bus)
             argv[n] = c->name;
             lens[n++] = c->len;
         }
-    rc = redisAsyncCommandArgv(link->ac, bus_on_sub, NULL, (int)n, argv, lens);
+    rc = redis_link_command(bus->sub.rl, (int)n, argv, lens, NULL, NULL);
     free(argv);
     free(lens);
-    if (rc != REDIS_OK)
+    if (rc != 0)
         return -1;
     for (size_t i = 0; i < bus->nbuckets; i++)
         for (bus_chan_t *c = bus->buckets[i]; c != NULL; c = c->next)
             c->subscribed = 1;
-    link->resub_pending = n - 1;
+    bus->sub.resub_pending = n - 1;
     return 0;
 fail:
     free(argv);
@@ -305,76 +273,28 @@ fail:
     return -1;
 }
 
-static void bus_on_connect(const redisAsyncContext *cac, int status)
+redis_link_t *bus_redis_link(bus_t *bus, const char *host, int port, const char *path,
+                             redis_link_state_cb on_state, redis_link_reply_cb on_push, void *arg)
 {
-    bus_link_t *link = cac->data;
-    bus_t *bus;
-    int rc;
+    redis_link_config_t lc = {.host = host,
+                              .port = port,
+                              .path = path,
+                              .timeout_ms = bus->connect_timeout_ms,
+                              .ping_ms = bus->ping_interval_ms,
+                              .on_state = on_state,
+                              .on_push = on_push,
+                              .arg = arg};
 
-    if (link == NULL)
-        return;
-    bus = link->bus;
-    if (status != REDIS_OK) {
-        /* hiredis frees the context when we return. */
-        link->ac = NULL;
-        bus_lost(bus);
-        return;
-    }
-    link->state = LINK_CONNECTED;
-    if (link == &bus->sub) {
-        rc = bus_resubscribe(bus);
-    } else {
-        rc = bus_ping(link);
-        uv_timer_start(&bus->ping_timer, bus_on_ping_timer, (uint64_t)bus->ping_interval_ms,
-                       (uint64_t)bus->ping_interval_ms);
-    }
-    if (rc != 0)
-        bus_link_fail_soon(link);
+    return redis_link_new(bus->loop, &lc);
 }
 
-static void bus_on_disconnect(const redisAsyncContext *cac, int status)
-{
-    bus_link_t *link = cac->data;
-
-    (void)status;
-    if (link == NULL) /* we freed it ourselves */
-        return;
-    /* hiredis frees the context when we return. */
-    link->ac = NULL;
-    bus_lost(link->bus);
-}
-
-/* Connect timeout, handshake timeout, or a deferred failure. */
-static void bus_on_link_timer(uv_timer_t *timer)
-{
-    bus_link_t *link = timer->data;
-
-    bus_lost(link->bus);
-}
-
-static int bus_link_open(bus_link_t *link)
+static int bus_link_open(bus_link_t *link, int push)
 {
     bus_t *bus = link->bus;
-    redisAsyncContext *ac;
 
-    if (bus->is_unix)
-        ac = redisAsyncConnectUnix(bus->path);
-    else
-        ac = redisAsyncConnect(bus->host, bus->port);
-    if (ac == NULL)
-        return -1;
-    if (ac->err != 0 || redis_uv_attach(ac, bus->loop) != 0) {
-        redisAsyncFree(ac);
-        return -1;
-    }
-    ac->data = link;
-    link->ac = ac;
-    link->state = LINK_CONNECTING;
-    /* The connect callback must come after attach: setting it starts the write watch. */
-    redisAsyncSetConnectCallback(ac, bus_on_connect);
-    redisAsyncSetDisconnectCallback(ac, bus_on_disconnect);
-    uv_timer_start(&link->timer, bus_on_link_timer, (uint64_t)bus->connect_timeout_ms, 0);
-    return 0;
+    link->rl = bus_redis_link(bus, bus->host, bus->port, bus->is_unix ? bus->path : NULL,
+                              bus_on_link_state, push ? bus_on_push : NULL, link);
+    return link->rl != NULL ? 0 : -1;
 }
 
 void bus_log(bus_t *bus, int warn, const char *fmt, ...)
@@ -390,9 +310,12 @@ void bus_log(bus_t *bus, int warn, const char *fmt, ...)
     bus->log(bus->log_arg, warn, line);
 }
 
+/* Both links, under one deadline that also covers the resubscribe's confirmations. */
 static void bus_open_links(bus_t *bus)
 {
-    if (bus_link_open(&bus->sub) != 0 || bus_link_open(&bus->cmd) != 0)
+    uv_timer_start(&bus->link_timer, bus_on_link_timer, (uint64_t)bus->connect_timeout_ms, 0);
+    if (bus_link_open(&bus->sub, 1) != 0 || bus_resubscribe(bus) != 0 ||
+        bus_link_open(&bus->cmd, 0) != 0)
         bus_lost(bus);
 }
 
@@ -417,7 +340,6 @@ static void bus_on_resolved(void *arg, int status, const resolve_result_t *res)
     }
     bus->resolve_failing = 0;
     memcpy(bus->host, res->addr[bus->pick % (unsigned)res->n], sizeof(bus->host));
-    uv_timer_stop(&bus->sub.timer);
     bus_open_links(bus);
 }
 
@@ -429,8 +351,8 @@ static void bus_connect(bus_t *bus)
         bus_open_links(bus);
         return;
     }
-    /* The sub link's deadline covers the lookup; bus_lost cancels it. */
-    uv_timer_start(&bus->sub.timer, bus_on_link_timer, (uint64_t)bus->connect_timeout_ms, 0);
+    /* The connect deadline covers the lookup; bus_lost cancels it. */
+    uv_timer_start(&bus->link_timer, bus_on_link_timer, (uint64_t)bus->connect_timeout_ms, 0);
     bus->resolving = resolve_start(bus->loop, bus->name, bus_on_resolved, bus, &err);
     if (bus->resolving == NULL) {
         bus_log(bus, 1, "cannot resolve Redis host %s: %s", bus->name, uv_strerror(err));
@@ -452,9 +374,9 @@ static void bus_lost(bus_t *bus)
     bus->resolving = NULL;
     if (!was_up)
         bus->pick++; /* this address failed: the next attempt tries the name's next one */
+    uv_timer_stop(&bus->link_timer);
     bus_link_close(&bus->sub);
-    bus_link_close(&bus->cmd);
-    uv_timer_stop(&bus->ping_timer);
+    bus_link_close(&bus->cmd); /* a reply callback with NULL may bus_close() */
     if (bus->closing)
         return;
     uv_timer_start(&bus->retry_timer, bus_on_retry, bus_next_backoff(bus), 0);
@@ -471,23 +393,6 @@ uint64_t bus_next_backoff(bus_t *bus)
     else
         bus->backoff_ms *= 2;
     return delay;
-}
-
-static void bus_on_ping_timer(uv_timer_t *timer)
-{
-    bus_t *bus = timer->data;
-    bus_link_t *link = &bus->cmd;
-
-    if (link->state != LINK_CONNECTED)
-        return;
-    if (link->ping_outstanding) {
-        if (uv_now(bus->loop) - link->ping_sent >=
-            (uint64_t)bus->ping_interval_ms * BUS_PING_MISSES)
-            bus_lost(bus);
-        return;
-    }
-    if (bus_ping(link) != 0)
-        bus_lost(bus);
 }
 
 /* ---- URL ---- */
@@ -521,7 +426,7 @@ static int bus_host_name_ok(const char *s, size_t n)
 }
 
 /*
- * An [IPv6] or IPv4 literal goes to hiredis as is (into host); a name is
+ * An [IPv6] or IPv4 literal is connected to as is (into host); a name is
  * resolved first (into name, host left empty). Both buffers are as big as
  * struct bus's.
  */
@@ -719,14 +624,10 @@ static bus_t *bus_create(uv_loop_t *loop, const bus_config_t *cfg, bus_message_c
     bus->cmd.bus = bus;
 
     /* uv_timer_init cannot fail on a live loop; from here on, free only via close. */
-    uv_timer_init(loop, &bus->sub.timer);
-    uv_timer_init(loop, &bus->cmd.timer);
+    uv_timer_init(loop, &bus->link_timer);
     uv_timer_init(loop, &bus->retry_timer);
-    uv_timer_init(loop, &bus->ping_timer);
-    bus->sub.timer.data = &bus->sub;
-    bus->cmd.timer.data = &bus->cmd;
+    bus->link_timer.data = bus;
     bus->retry_timer.data = bus;
-    bus->ping_timer.data = bus;
 
     if (bus->nseeds > 0 && bus_cluster_start(bus) != 0) {
         *err = "bus: out of memory";
@@ -773,12 +674,12 @@ int bus_subscribe(bus_t *bus, const char *channel)
         bus_cluster_subscribe(bus, c);
         return 0;
     }
-    /* Before the resubscribe has gone out, it will carry this channel. */
-    if (bus->sub.state == LINK_CONNECTED) {
+    /* No sub link yet: the resubscribe of the next one will carry this channel. */
+    if (bus->sub.rl != NULL) {
         if (bus_send_chan(bus, "SUBSCRIBE", c) == 0)
             c->subscribed = 1;
         else
-            bus_link_fail_soon(&bus->sub);
+            bus_fail_soon(bus);
     }
     return 0;
 }
@@ -793,8 +694,8 @@ int bus_unsubscribe(bus_t *bus, const char *channel)
         return 0;
     if (bus->cl != NULL)
         bus_cluster_unsubscribe(bus, c);
-    else if (c->subscribed && bus_send_chan(bus, "UNSUBSCRIBE", c) != 0)
-        bus_link_fail_soon(&bus->sub);
+    else if (c->subscribed && bus->sub.rl != NULL && bus_send_chan(bus, "UNSUBSCRIBE", c) != 0)
+        bus_fail_soon(bus);
     bus_chan_remove(bus, c);
     return 0;
 }
@@ -809,16 +710,16 @@ int bus_publish_fallback(bus_t *bus, const char *channel, const char *payload, s
 
 int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len)
 {
-    if (payload == NULL)
-        payload = "";
+    const char *argv[] = {"PUBLISH", channel, payload != NULL ? payload : ""};
+    size_t lens[] = {7, strlen(channel), len};
+
     if (bus->cl != NULL && !bus->closing)
-        return bus_cluster_publish(bus, channel, payload, len);
+        return bus_cluster_publish(bus, channel, argv[2], len);
     if (bus->closing || !bus->cmd.ready)
-        return bus_publish_fallback(bus, channel, payload, len);
-    /* No reply callback: a lost or refused PUBLISH shows up as a lost link. */
-    if (redisAsyncCommand(bus->cmd.ac, NULL, NULL, "PUBLISH %b %b", channel, strlen(channel),
-                          payload, len) != REDIS_OK)
-        return bus_publish_fallback(bus, channel, payload, len);
+        return bus_publish_fallback(bus, channel, argv[2], len);
+    /* No reply callback: a lost PUBLISH shows up as a lost link. */
+    if (redis_link_command(bus->cmd.rl, 3, argv, lens, NULL, NULL) != 0)
+        return bus_publish_fallback(bus, channel, argv[2], len);
     return 0;
 }
 
@@ -852,42 +753,16 @@ void bus_deliver_gap(bus_t *bus, const char *channel)
         bus->on_subscribed(bus->arg, c->name);
 }
 
-/* A bus_command() in flight: whose callback to call. */
-typedef struct bus_call {
-    bus_reply_cb cb;
-    void *arg;
-} bus_call_t;
-
-/* hiredis calls this with the reply, or with NULL while it frees the context. */
-static void bus_on_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    bus_call_t *call = privdata;
-
-    (void)ac;
-    call->cb(call->arg, r);
-    free(call);
-}
-
 int bus_command(bus_t *bus, int key, int argc, const char **argv, const size_t *lens,
                 bus_reply_cb cb, void *arg)
 {
-    bus_call_t *call;
-
     if (bus->closing || cb == NULL || argc < 1 || key >= argc)
         return -1;
     if (bus->cl != NULL)
         return bus_cluster_command(bus, key, argc, argv, lens, cb, arg);
     if (!bus->cmd.ready)
         return -1;
-    if ((call = malloc(sizeof(*call))) == NULL)
-        return -1;
-    call->cb = cb;
-    call->arg = arg;
-    if (redisAsyncCommandArgv(bus->cmd.ac, bus_on_reply, call, argc, argv, lens) != REDIS_OK) {
-        free(call);
-        return -1;
-    }
-    return 0;
+    return redis_link_command(bus->cmd.rl, argc, argv, lens, cb, arg);
 }
 
 int bus_is_up(const bus_t *bus)
@@ -927,13 +802,9 @@ void bus_close(bus_t *bus)
     bus->cl = NULL;
     resolve_cancel(bus->resolving);
     bus->resolving = NULL;
-    bus_link_close(&bus->sub);
-    bus_link_close(&bus->cmd);
-    bus->open_handles = 4;
-    bus->sub.timer.data = bus;
-    bus->cmd.timer.data = bus;
-    uv_close((uv_handle_t *)&bus->sub.timer, bus_on_handle_close);
-    uv_close((uv_handle_t *)&bus->cmd.timer, bus_on_handle_close);
+    bus->open_handles = 2;
+    uv_close((uv_handle_t *)&bus->link_timer, bus_on_handle_close);
     uv_close((uv_handle_t *)&bus->retry_timer, bus_on_handle_close);
-    uv_close((uv_handle_t *)&bus->ping_timer, bus_on_handle_close);
+    bus_link_close(&bus->sub);
+    bus_link_close(&bus->cmd); /* commands waiting there get their NULL reply now */
 }

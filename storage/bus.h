@@ -1,13 +1,14 @@
 /*
- * bus: Redis pub/sub between hub processes (hiredis on our libuv loop).
+ * bus: Redis pub/sub between hub processes (storage/redis_link.h on our
+ * libuv loop).
  *
- * Two hiredis async contexts: one for SUBSCRIBE, one for PUBLISH. Each has a
- * connect timeout on a uv timer (hiredis has none) and is rebuilt from a
- * backoff timer after any disconnect; subscriptions are restored on the new
- * link. Interest is counted per channel: the first bus_subscribe() sends
+ * Two links: one for SUBSCRIBE, one for PUBLISH and commands. Each has a
+ * connect timeout and a PING health check, and both are rebuilt from a
+ * backoff timer after any loss of either; subscriptions are restored on the
+ * new link. Interest is counted per channel: the first bus_subscribe() sends
  * SUBSCRIBE, the last bus_unsubscribe() sends UNSUBSCRIBE.
  *
- * The link callback fires with up=1 when both contexts are connected and all
+ * The link callback fires with up=1 when both links are connected and all
  * channels are subscribed again: messages may have been missed, so callers
  * resynchronise from PostgreSQL then. It fires with up=0 when the link is lost.
  *
@@ -50,7 +51,7 @@ typedef struct bus_config {
     int connect_timeout_ms; /* default 2000 */
     int backoff_min_ms;     /* default 100 */
     int backoff_max_ms;     /* default 800; each wait is jittered between half and all */
-    int ping_interval_ms;   /* health check on the publish link, default 1000 */
+    int ping_interval_ms;   /* health check on every link, default 1000 */
     bus_log_cb log;         /* optional */
 } bus_config_t;
 
@@ -130,7 +131,7 @@ int bus_is_up(const bus_t *bus);
 /* How many times a lost link has been re-established. */
 unsigned long bus_reconnects(const bus_t *bus);
 
-/* Stops timers, closes both contexts; frees itself once its handles are closed. */
+/* Stops timers, closes both links; frees itself once its handles are closed. */
 void bus_close(bus_t *bus);
 
 #endif

@@ -211,15 +211,8 @@ static void cl_on_link_state(void *arg, redis_link_t *link, int up)
 
 static redis_link_t *cl_node_link(cl_node_t *n, int push)
 {
-    bus_t *bus = n->cl->bus;
-    redis_link_config_t lc = {.host = n->addr.host,
-                              .port = n->addr.port,
-                              .timeout_ms = bus->connect_timeout_ms,
-                              .ping_ms = bus->ping_interval_ms,
-                              .on_state = cl_on_link_state,
-                              .on_push = push ? cl_on_push : NULL,
-                              .arg = n};
-    redis_link_t *link = redis_link_new(bus->loop, &lc);
+    redis_link_t *link = bus_redis_link(n->cl->bus, n->addr.host, n->addr.port, NULL,
+                                        cl_on_link_state, push ? cl_on_push : NULL, n);
 
     if (link == NULL)
         cl_refresh_later(n->cl, 1); /* no socket now: try again later */
@@ -495,15 +488,9 @@ static void cl_on_probe_state(void *arg, redis_link_t *link, int up)
 
 static void cl_probe(bus_cluster_t *cl, const char *host, int port)
 {
-    redis_link_config_t lc = {.host = host,
-                              .port = port,
-                              .timeout_ms = cl->bus->connect_timeout_ms,
-                              .ping_ms = cl->bus->ping_interval_ms,
-                              .on_state = cl_on_probe_state,
-                              .arg = cl};
-
     snprintf(cl->asked, sizeof(cl->asked), "%s", host);
-    if ((cl->probe = redis_link_new(cl->bus->loop, &lc)) == NULL)
+    cl->probe = bus_redis_link(cl->bus, host, port, NULL, cl_on_probe_state, NULL, cl);
+    if (cl->probe == NULL)
         cl_refresh_done(cl, 1);
 }
 

@@ -7,10 +7,10 @@
 #define RN_BUS_PRIV_H
 
 #include "bus.h"
+#include "redis_link.h"
 #include "resolve.h"
 
 #include <arpa/inet.h>
-#include <hiredis/async.h>
 #include <stdint.h>
 #include <sys/un.h>
 
@@ -19,26 +19,16 @@ enum {
     BUS_DEFAULT_BACKOFF_MIN_MS = 100,
     BUS_DEFAULT_BACKOFF_MAX_MS = 800, /* back within 1 s of Redis (issue 8) */
     BUS_DEFAULT_PING_INTERVAL_MS = 1000,
-    BUS_PING_MISSES = 3, /* unanswered intervals before the link counts as lost */
     BUS_INITIAL_BUCKETS = 64,
     BUS_MAX_SEEDS = 16, /* redis-cluster:// seed nodes */
 };
 
-typedef enum link_state {
-    LINK_CLOSED,     /* no context */
-    LINK_CONNECTING, /* context made, TCP/unix connect in progress */
-    LINK_CONNECTED,  /* connected; handshake sent (ready says if answered) */
-} link_state_t;
-
+/* Single Redis: one of the bus's two links (bus.c). */
 typedef struct bus_link {
     bus_t *bus;
-    redisAsyncContext *ac; /* NULL unless state != LINK_CLOSED */
-    link_state_t state;
-    int ready;            /* first round trip answered; connect timer stopped */
-    uv_timer_t timer;     /* connect + handshake deadline; also link_fail_soon */
+    redis_link_t *rl;     /* NULL between a loss and the next attempt */
+    int ready;            /* rl is ready and (sub) the resubscribe confirmed */
     size_t resub_pending; /* sub: confirmations still due for the resubscribe */
-    int ping_outstanding; /* cmd: a PING is waiting for its PONG */
-    uint64_t ping_sent;   /* cmd: loop time the outstanding PING was sent */
 } bus_link_t;
 
 /* One channel with interest > 0. Entries with no interest are removed at once. */
@@ -46,7 +36,7 @@ typedef struct bus_chan {
     struct bus_chan *next;
     uint32_t hash;
     unsigned interest;
-    int subscribed; /* SUBSCRIBE sent on the current sub context, no UNSUBSCRIBE since */
+    int subscribed; /* SUBSCRIBE sent on the current sub link, no UNSUBSCRIBE since */
     int node;       /* cluster: the master SSUBSCRIBE went to (-1: none yet) */
     int confirmed;  /* cluster: and it confirmed */
     size_t len;
@@ -78,7 +68,7 @@ struct bus {
     int backoff_ms; /* delay before the next reconnect */
 
     int is_unix;
-    char host[INET6_ADDRSTRLEN]; /* the address hiredis connects to */
+    char host[INET6_ADDRSTRLEN]; /* the address the links connect to */
     int port;
     char name[256];           /* the URL's host when it is a name: resolve it first */
     resolve_req_t *resolving; /* a resolution of name in flight */
@@ -95,9 +85,9 @@ struct bus {
 
     bus_link_t sub;
     bus_link_t cmd;
-    uv_timer_t retry_timer;
-    uv_timer_t ping_timer;
-    int open_handles; /* timers still to close after bus_close() */
+    uv_timer_t link_timer;  /* resolve + connect + resubscribe deadline; bus_fail_soon */
+    uv_timer_t retry_timer; /* the next attempt, after the backoff */
+    int open_handles;       /* timers still to close after bus_close() */
 
     bus_chan_t **buckets; /* chained hash table, power-of-two size */
     size_t nbuckets;
@@ -120,5 +110,12 @@ void bus_went_up(bus_t *bus);
 void bus_went_down(bus_t *bus);
 /* The next reconnect delay: jittered between half and all of the backoff, which then doubles. */
 uint64_t bus_next_backoff(bus_t *bus);
+/*
+ * A redis_link (redis_link_new's contract) to host:port, or to the unix
+ * socket path when it is not NULL, with the bus's connect timeout and ping
+ * interval: every link of either mode is made here.
+ */
+redis_link_t *bus_redis_link(bus_t *bus, const char *host, int port, const char *path,
+                             redis_link_state_cb on_state, redis_link_reply_cb on_push, void *arg);
 
 #endif

@@ -22,7 +22,18 @@
  *
  * The poll handle is always closed before PQfinish() closes its fd: uv_close
  * removes the fd from epoll at once, and a uv handle must never outlive the
- * fd it watches.
+ * fd it watches. Once connected the mask stays UV_READABLE: UV_WRITABLE is
+ * added only while PQflush() says bytes are left (a statement bigger than
+ * the socket buffer), because libuv turns every mask change into
+ * EPOLL_CTL_DEL + EPOLL_CTL_ADD.
+ *
+ * Prepared statements: the pool numbers each distinct SQL text once
+ * (pool->stmts, a short array searched by hash: a few dozen texts); a
+ * connection keeps a bitmap of the numbers it has prepared, named
+ * "rn<epoch>_<number>". The bitmap is cleared whenever the session is new
+ * (conn_drop) or may have lost its statements (conn_forget: after a DISCARD
+ * or DEALLOCATE sent through the pool, or a stale statement; it also moves
+ * to fresh names, so a retried prepare never meets an old name).
  *
  * Queries wait in one FIFO. pg_pool_query() never sends or calls back on the
  * caller's stack: it queues and wakes an idle handle, which hands the queue to
@@ -43,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "resolve.h"
 
@@ -55,6 +67,8 @@
 /* capped at 1 s: a database that is back is used within about a second (issue 8) */
 #define BACKOFF_MAX_MS 1000
 #define MAX_PARAMS 65535 /* the protocol's limit */
+/* SQL texts given a statement name; the hub has a few dozen, later ones run unnamed */
+#define MAX_STATEMENTS 128
 
 typedef enum {
     CONN_DOWN,       /* waiting for the backoff timer */
@@ -69,6 +83,9 @@ typedef struct pg_query {
     pg_query_cb cb;
     void *arg;
     uint64_t sent_ns; /* uv_hrtime() at send; 0 while queued */
+    int stmt;         /* index in pool->stmts, or -1: sent as an unnamed statement */
+    int retried;      /* prepared and run again once already (stmt_stale) */
+    int resets;       /* DISCARD or DEALLOCATE: the session's statements go */
     int nparams;
     const char *const *params; /* points into the same allocation */
     const char *sql;
@@ -82,7 +99,10 @@ typedef struct pg_conn {
     uv_poll_t *poll; /* NULL when not watching; freed in its close callback */
     int poll_fd;
     int poll_events;
-    int flushing;     /* PQflush() returned 1: watch UV_WRITABLE until it returns 0 */
+    int flushing;   /* PQflush() returned 1: watch UV_WRITABLE until it returns 0 */
+    int preparing;  /* the round trip in flight prepares inflight's statement */
+    unsigned epoch; /* in statement names; bumped by conn_forget */
+    uint64_t prepared[MAX_STATEMENTS / 64]; /* bit n: statement n is prepared here */
     PGresult *result; /* the in-flight query's result, until PQgetResult says NULL */
     uv_timer_t timer; /* connect timeout (CONNECTING) or backoff (DOWN) */
     int backoff_ms;
@@ -100,6 +120,7 @@ struct pg_pool {
     char *options;      /* "-c statement_timeout=N", after any options of conninfo */
     int connect_timeout_ms;
     int max_queued;
+    int prepared; /* use named statements (pg_pool_config_t.prepared) */
     pg_observe_cb observe;
     void *observe_arg;
     pg_log_cb log;
@@ -115,6 +136,13 @@ struct pg_pool {
 
     pg_query_t *head, *tail;
     int nqueued;
+
+    struct {
+        uint32_t hash;
+        char *sql;
+    } stmts[MAX_STATEMENTS]; /* statement n's text; the first nstmts are used */
+    int nstmts;
+    unsigned long prepares; /* prepare round trips that succeeded, all connections */
 
     uv_idle_t kick; /* hands queued queries to free connections, off the caller's stack */
     int open_handles;
@@ -184,6 +212,8 @@ static void pool_handle_closed(pg_pool_t *pool)
     free(pool->resolve_host);
     free(pool->last_addrs);
     free(pool->options);
+    for (int i = 0; i < pool->nstmts; i++)
+        free(pool->stmts[i].sql);
     free(pool);
 }
 
@@ -233,6 +263,9 @@ static pg_query_t *query_new(const char *sql, int nparams, const char *const *pa
     q->cb = cb;
     q->arg = arg;
     q->sent_ns = 0;
+    q->stmt = -1;
+    q->retried = 0;
+    q->resets = 0;
     q->nparams = nparams;
     pp = (const char **)(q + 1);
     p = (char *)(pp + nparams);
@@ -301,6 +334,83 @@ static pg_query_t *queue_pop(pg_pool_t *pool)
     return q;
 }
 
+/* ---- prepared statements ---- */
+
+/* FNV-1a: texts are few and chosen by the hub's code, not by clients. */
+static uint32_t stmt_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/*
+ * The statement number of sql: found, or the next free one (a copy of sql
+ * is kept). -1 when the table is full or out of memory: run it unnamed.
+ */
+static int stmt_number(pg_pool_t *pool, const char *sql)
+{
+    uint32_t h = stmt_hash(sql);
+    char *copy;
+
+    for (int i = 0; i < pool->nstmts; i++)
+        if (pool->stmts[i].hash == h && strcmp(pool->stmts[i].sql, sql) == 0)
+            return i;
+    if (pool->nstmts == MAX_STATEMENTS || !(copy = strdup(sql)))
+        return -1;
+    pool->stmts[pool->nstmts].hash = h;
+    pool->stmts[pool->nstmts].sql = copy;
+    return pool->nstmts++;
+}
+
+/*
+ * DISCARD ALL and DEALLOCATE drop a session's prepared statements (every
+ * DISCARD is taken alike: a needless prepare at worst). Such a statement is
+ * never prepared itself, and its connection forgets its set once it ran.
+ */
+static int sql_resets_session(const char *sql)
+{
+    static const char *const words[] = {"DISCARD", "DEALLOCATE"};
+
+    while (isspace((unsigned char)*sql))
+        sql++;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(sql, words[i], n) == 0 && !isalnum((unsigned char)sql[n]) && sql[n] != '_')
+            return 1;
+    }
+    return 0;
+}
+
+static int conn_has_stmt(const pg_conn_t *c, int n)
+{
+    return (int)((c->prepared[n / 64] >> (n % 64)) & 1);
+}
+
+/* The session may have lost its statements: prepare again, under new names. */
+static void conn_forget(pg_conn_t *c)
+{
+    memset(c->prepared, 0, sizeof(c->prepared));
+    c->epoch++;
+}
+
+/*
+ * A named statement failed in a way a fresh prepare may cure, before
+ * anything ran: its result type changed under it (a function dropped and
+ * re-created, 0A000 "cached plan must not change result type"), the session
+ * no longer has it (26000: a DISCARD ALL, a pooler that moved us) or has one
+ * of its name already (42P05: the same pooler).
+ */
+static int stmt_stale(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    return state && (strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0 ||
+                     strcmp(state, "42P05") == 0);
+}
+
 /* ---- connection plumbing ---- */
 
 static void conn_unwatch(pg_conn_t *c)
@@ -360,6 +470,8 @@ static void conn_drop(pg_conn_t *c)
         c->pg = NULL;
     }
     c->flushing = 0;
+    c->preparing = 0;
+    memset(c->prepared, 0, sizeof(c->prepared)); /* the next session has none */
 }
 
 /*
@@ -559,21 +671,28 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-/* Sends the next queued query if c is free. */
-static void conn_dispatch(pg_conn_t *c)
+/*
+ * Sends one round trip of c->inflight: the statement unnamed when it has no
+ * number; else its prepare when c has not prepared it yet (conn_complete
+ * then sends the execution), else its execution by name. Then flushes, and
+ * watches for writability only if bytes are left. A failure loses c.
+ */
+static void conn_send(pg_conn_t *c)
 {
-    pg_pool_t *pool = c->pool;
-    pg_query_t *q;
-    char line[512];
+    pg_query_t *q = c->inflight;
+    char line[512], name[32];
     int r;
 
-    if (pool->closing || c->state != CONN_READY || !pool->head)
-        return;
-    q = queue_pop(pool);
-    c->inflight = q;
-    c->state = CONN_BUSY;
-    q->sent_ns = uv_hrtime();
-    if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+    if (q->stmt < 0) {
+        r = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+    } else {
+        snprintf(name, sizeof(name), "rn%u_%d", c->epoch, q->stmt);
+        c->preparing = !conn_has_stmt(c, q->stmt);
+        /* NULL types: the server infers them, as for an unnamed statement */
+        r = c->preparing ? PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL)
+                         : PQsendQueryPrepared(c->pg, name, q->nparams, q->params, NULL, NULL, 0);
+    }
+    if (!r) {
         conn_lost(c, pg_one_line(PQerrorMessage(c->pg), line, sizeof(line)));
         return;
     }
@@ -585,6 +704,21 @@ static void conn_dispatch(pg_conn_t *c)
     c->flushing = r == 1;
     if (conn_watch(c, c->flushing ? UV_READABLE | UV_WRITABLE : UV_READABLE, 0) < 0)
         conn_lost(c, "cannot watch the socket");
+}
+
+/* Sends the next queued query if c is free. */
+static void conn_dispatch(pg_conn_t *c)
+{
+    pg_pool_t *pool = c->pool;
+    pg_query_t *q;
+
+    if (pool->closing || c->state != CONN_READY || !pool->head)
+        return;
+    q = queue_pop(pool);
+    c->inflight = q;
+    c->state = CONN_BUSY;
+    q->sent_ns = uv_hrtime();
+    conn_send(c);
 }
 
 /* Hands queued queries to every free connection. */
@@ -618,6 +752,32 @@ static int is_connection_error(const PGresult *res)
            || strcmp(state, "57P03") == 0; /* cannot_connect_now */
 }
 
+/*
+ * The round trip just ended was not the query's last: its statement is now
+ * prepared, or its named statement was stale (stmt_stale; once per query).
+ * Sends the next one and returns 1; 0 when the query is complete.
+ * A failed prepare completes the query with its error, as the unnamed
+ * statement would have.
+ */
+static int conn_next_step(pg_conn_t *c, const PGresult *res)
+{
+    pg_query_t *q = c->inflight;
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+    if (c->preparing && st == PGRES_COMMAND_OK) {
+        c->prepared[q->stmt / 64] |= UINT64_C(1) << (q->stmt % 64);
+        c->pool->prepares++;
+    } else if (q->stmt >= 0 && !q->retried && st == PGRES_FATAL_ERROR && stmt_stale(res)) {
+        q->retried = 1;
+        conn_forget(c);
+    } else {
+        c->preparing = 0;
+        return 0;
+    }
+    conn_send(c); /* sets c->preparing again */
+    return 1;
+}
+
 /* The in-flight query's results are all in (PQgetResult returned NULL). */
 static void conn_complete(pg_conn_t *c)
 {
@@ -637,9 +797,15 @@ static void conn_complete(pg_conn_t *c)
         conn_lost(c, line);
         return;
     }
+    if (conn_next_step(c, res)) {
+        PQclear(res);
+        return;
+    }
 
     c->inflight = NULL;
     c->state = CONN_READY;
+    if (q->resets)
+        conn_forget(c);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
         status = PG_OK;
         line[0] = '\0';
@@ -837,6 +1003,7 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_pool_config_t *cfg)
     statement_timeout_ms =
         cfg->statement_timeout_ms ? cfg->statement_timeout_ms : DEFAULT_STATEMENT_TIMEOUT_MS;
     pool->max_queued = cfg->max_queued ? cfg->max_queued : DEFAULT_MAX_QUEUED;
+    pool->prepared = cfg->prepared != 0;
     pool->observe = cfg->observe;
     pool->observe_arg = cfg->observe_arg;
     pool->log = cfg->log;
@@ -919,6 +1086,8 @@ int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *con
     q = query_new(sql, nparams, params, cb, arg);
     if (!q)
         return PG_EUNAVAILABLE;
+    q->resets = sql_resets_session(q->sql);
+    q->stmt = pool->prepared && !q->resets ? stmt_number(pool, q->sql) : -1;
     if (pool->tail)
         pool->tail->next = q;
     else
@@ -932,6 +1101,11 @@ int pg_pool_query(pg_pool_t *pool, const char *sql, int nparams, const char *con
 int pg_pool_connected(const pg_pool_t *pool)
 {
     return pool ? pool->nup : 0;
+}
+
+unsigned long pg_pool_prepares(const pg_pool_t *pool)
+{
+    return pool ? pool->prepares : 0;
 }
 
 void pg_pool_close(pg_pool_t *pool)

@@ -2,7 +2,21 @@
  * pg_pool: a small pool of non-blocking libpq connections driven by one libuv
  * loop. Nothing here ever blocks: connections are opened with
  * PQconnectStartParams/PQconnectPoll, queries are sent with PQsendQueryParams
- * and read with PQconsumeInput/PQisBusy under a uv_poll_t on PQsocket().
+ * (or, prepared, PQsendQueryPrepared) and read with PQconsumeInput/PQisBusy
+ * under a uv_poll_t on PQsocket(), watched for writability only while libpq
+ * holds unsent bytes.
+ *
+ * Prepared statements (pg_pool_config_t.prepared): the first time a
+ * connection runs an SQL text it prepares it under a name (one more round
+ * trip, once per connection and text), then executes it by name: PostgreSQL
+ * no longer parses and plans the top-level statement at every call. A
+ * reconnect, or a DISCARD / DEALLOCATE sent through the pool (never
+ * prepared itself), starts the connection over with none. A function re-created under a
+ * prepared statement is re-planned by PostgreSQL; if its result type changed
+ * ("cached plan must not change result type") or the statement vanished (a
+ * DISCARD, a pooler), the connection forgets its statements and the query is
+ * prepared and run once more (the failed attempt ran nothing: an error
+ * rolls the statement's implicit transaction back).
  *
  * One statement in flight per connection. Work that needs several statements
  * in one transaction lives in SQL functions (storage/sql), so every
@@ -59,7 +73,14 @@ typedef struct pg_pool_config {
     int connect_timeout_ms;   /* default 5000 */
     int statement_timeout_ms; /* default 10000; sent as the connection's statement_timeout */
     int max_queued;           /* queued queries beyond which pg_pool_query fails (default 10000) */
-    pg_observe_cb observe;    /* optional */
+    /*
+     * 1: named prepared statements (see the top). 0 (the default): every
+     * call an unnamed statement, as a pooler in transaction mode (PgBouncer
+     * before 1.21) needs. The first 128 distinct SQL texts get a name; later
+     * ones (SQL built at run time) run unnamed.
+     */
+    int prepared;
+    pg_observe_cb observe; /* optional */
     void *observe_arg;
     pg_log_cb log; /* optional */
     void *log_arg;
@@ -101,6 +122,9 @@ const char *pg_one_line(const char *msg, char *buf, size_t len);
 
 /* Number of connections currently established (0 means: answer 503). */
 int pg_pool_connected(const pg_pool_t *pool);
+
+/* Statements prepared so far, every connection (a reconnect prepares again): for metrics. */
+unsigned long pg_pool_prepares(const pg_pool_t *pool);
 
 /*
  * Fails every queued and in-flight query with PG_EUNAVAILABLE (those

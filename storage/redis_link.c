@@ -3,9 +3,19 @@
  * commands and read replies. See redis_link.h.
  *
  * A redisContext in non-blocking mode owns the socket and both buffers;
- * redisBufferWrite/redisBufferRead move bytes when uv_poll says the socket
- * is ready, and redisGetReplyFromReader hands out whole replies. The
- * struct's memory is released only in the close callbacks of its two
+ * redisBufferRead moves bytes in when uv_poll says the socket is readable,
+ * and redisGetReplyFromReader hands out whole replies.
+ *
+ * Writes: a command is appended to the output buffer and a uv_prepare_t is
+ * started. libuv runs it after this turn's callbacks and before it waits in
+ * epoll, so every command queued in one loop turn leaves in one write(2),
+ * with no WRITABLE event waited for. Only what the socket does not take
+ * (EAGAIN) makes us watch WRITABLE, until it is gone. So the poll mask stays
+ * READABLE from connect to close in the usual case: in libuv each
+ * uv_poll_start() costs an EPOLL_CTL_DEL and an EPOLL_CTL_ADD, which a mask
+ * toggled around every command (hiredis's async layer) paid per command.
+ *
+ * The struct's memory is released only in the close callbacks of its three
  * handles, so a user callback may free the link while we are still inside
  * one of its loops: `lost` stops those loops.
  */
@@ -30,12 +40,14 @@ struct redis_link {
     uv_loop_t *loop;
     redisContext *c;
     uv_poll_t poll;
-    uv_timer_t timer; /* connect deadline, then the ping interval */
+    uv_timer_t timer;   /* connect deadline, then the ping interval */
+    uv_prepare_t flush; /* active while queued bytes wait for the end of the loop turn */
     int events;
     int connected; /* the TCP connect finished */
     int ready;
-    int lost;  /* lost or freed: nothing more is read, written or called back */
-    int freed; /* redis_link_free() ran */
+    int lost;   /* lost or freed: nothing more is read, written or called back */
+    int broken; /* a command could not be queued: lost at the next tick */
+    int freed;  /* redis_link_free() ran */
     int open_handles;
     int ping_ms;
     int timeout_ms;
@@ -48,7 +60,9 @@ struct redis_link {
 };
 
 static void redis_link_on_poll(uv_poll_t *handle, int status, int events);
+static void redis_link_on_flush(uv_prepare_t *handle);
 
+/* READABLE; WRITABLE too while connecting or while the socket holds our bytes back. */
 static void redis_link_watch(redis_link_t *link)
 {
     int events = UV_READABLE;
@@ -61,6 +75,13 @@ static void redis_link_watch(redis_link_t *link)
         link->events = events;
         uv_poll_start(&link->poll, events, redis_link_on_poll);
     }
+}
+
+/* Bytes were queued: they leave at the end of this loop turn, or on the WRITABLE awaited. */
+static void redis_link_schedule(redis_link_t *link)
+{
+    if (!link->lost && link->connected && !(link->events & UV_WRITABLE))
+        uv_prepare_start(&link->flush, redis_link_on_flush);
 }
 
 /* Every call still waiting gets NULL, oldest first. */
@@ -86,6 +107,7 @@ static void redis_link_lose(redis_link_t *link)
     link->ready = 0;
     uv_poll_stop(&link->poll);
     uv_timer_stop(&link->timer);
+    uv_prepare_stop(&link->flush);
     redis_link_fail_calls(link);
     if (link->on_state != NULL)
         link->on_state(link->arg, link, 0);
@@ -118,7 +140,7 @@ static int redis_link_ping(redis_link_t *link)
         return -1;
     link->ping_outstanding = 1;
     link->ping_sent = uv_now(link->loop);
-    redis_link_watch(link);
+    redis_link_schedule(link);
     return 0;
 }
 
@@ -126,7 +148,8 @@ static void redis_link_on_timer(uv_timer_t *timer)
 {
     redis_link_t *link = timer->data;
 
-    if (!link->ready) { /* the connect or the first PONG missed its deadline */
+    /* Broken (redis_link_command), or the connect or the first PONG missed its deadline. */
+    if (link->broken || !link->ready) {
         redis_link_lose(link);
         return;
     }
@@ -143,7 +166,7 @@ static void redis_link_on_timer(uv_timer_t *timer)
 static void redis_link_pong(redis_link_t *link)
 {
     link->ping_outstanding = 0;
-    if (link->ready)
+    if (link->ready || link->broken)
         return;
     link->ready = 1;
     uv_timer_start(&link->timer, redis_link_on_timer, (uint64_t)link->ping_ms,
@@ -210,9 +233,35 @@ static void redis_link_read(redis_link_t *link)
     }
 }
 
+/* Writes the output buffer until it is empty or the socket says EAGAIN. 0, or -1: lost. */
+static int redis_link_send(redis_link_t *link)
+{
+    size_t left;
+
+    while ((left = sdslen(link->c->obuf)) > 0) {
+        if (redisBufferWrite(link->c, NULL) != REDIS_OK) {
+            redis_link_lose(link);
+            return -1;
+        }
+        if (sdslen(link->c->obuf) == left) /* EAGAIN (or EINTR): WRITABLE tells us when */
+            break;
+    }
+    return 0;
+}
+
+/* The end of a loop turn in which commands were queued: one write for all of them. */
+static void redis_link_on_flush(uv_prepare_t *handle)
+{
+    redis_link_t *link = handle->data;
+
+    uv_prepare_stop(&link->flush);
+    if (!link->lost && redis_link_send(link) == 0)
+        redis_link_watch(link);
+}
+
+/* WRITABLE: the connect finished, or the socket takes what it held back. */
 static void redis_link_write(redis_link_t *link)
 {
-    int done = 0;
     int err = 0;
     socklen_t len = sizeof(err);
 
@@ -224,11 +273,9 @@ static void redis_link_write(redis_link_t *link)
         link->connected = 1;
         link->c->flags |= REDIS_CONNECTED;
     }
-    if (sdslen(link->c->obuf) > 0 && redisBufferWrite(link->c, &done) != REDIS_OK) {
-        redis_link_lose(link);
-        return;
-    }
-    redis_link_watch(link);
+    uv_prepare_stop(&link->flush); /* written here instead */
+    if (redis_link_send(link) == 0)
+        redis_link_watch(link);
 }
 
 static void redis_link_on_poll(uv_poll_t *handle, int status, int events)
@@ -259,7 +306,10 @@ redis_link_t *redis_link_new(uv_loop_t *loop, const redis_link_config_t *cfg)
 
     if (link == NULL)
         return NULL;
-    link->c = redisConnectNonBlock(cfg->host, cfg->port);
+    if (cfg->path != NULL)
+        link->c = redisConnectUnixNonBlock(cfg->path);
+    else
+        link->c = redisConnectNonBlock(cfg->host, cfg->port);
     if (link->c == NULL || link->c->err != 0 || uv_poll_init(loop, &link->poll, link->c->fd) != 0) {
         if (link->c != NULL)
             redisFree(link->c);
@@ -275,12 +325,15 @@ redis_link_t *redis_link_new(uv_loop_t *loop, const redis_link_config_t *cfg)
     link->poll.data = link;
     uv_timer_init(loop, &link->timer);
     link->timer.data = link;
-    link->open_handles = 2;
+    uv_prepare_init(loop, &link->flush);
+    link->flush.data = link;
+    link->open_handles = 3;
     /* The first command is our PING: its answer makes the link ready. */
     if (redis_link_ping(link) != 0) {
         redis_link_free(link);
         return NULL;
     }
+    redis_link_watch(link); /* WRITABLE says the connect finished */
     uv_timer_start(&link->timer, redis_link_on_timer, (uint64_t)link->timeout_ms, 0);
     return link;
 }
@@ -288,19 +341,22 @@ redis_link_t *redis_link_new(uv_loop_t *loop, const redis_link_config_t *cfg)
 int redis_link_command(redis_link_t *link, int argc, const char **argv, const size_t *lens,
                        redis_link_reply_cb cb, void *arg)
 {
-    if (link->lost || argc < 1)
+    if (link->lost || link->broken || argc < 1)
         return -1;
     if (link->on_push == NULL && redis_link_push_call(link, cb, arg, 0) != 0)
         return -1;
     if (redisAppendCommandArgv(link->c, argc, argv, lens) != REDIS_OK) {
-        /* Out of memory: the queue is no longer in step with the socket. */
-        if (link->on_push == NULL) {
+        /*
+         * Out of memory, and the context is marked failed: lost, on the next
+         * tick, as no callback may run inside this call.
+         */
+        if (link->on_push == NULL)
             link->tail->cb = NULL;
-            redis_link_lose(link);
-        }
+        link->broken = 1;
+        uv_timer_start(&link->timer, redis_link_on_timer, 0, 0);
         return -1;
     }
-    redis_link_watch(link);
+    redis_link_schedule(link);
     return 0;
 }
 
@@ -320,6 +376,7 @@ void redis_link_free(redis_link_t *link)
     /* Closing the poll handle stops the watch at once, so the fd may go now. */
     uv_close((uv_handle_t *)&link->poll, redis_link_on_close);
     uv_close((uv_handle_t *)&link->timer, redis_link_on_close);
+    uv_close((uv_handle_t *)&link->flush, redis_link_on_close);
     redisFree(link->c);
     link->c = NULL;
 }

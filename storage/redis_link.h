@@ -1,9 +1,12 @@
 /*
- * redis_link: one RESP connection to one Redis node, for the cluster bus
- * (bus_cluster.c). hiredis's reply reader on a non-blocking socket of our
- * own, watched by one uv_poll_t, instead of hiredis's async layer: hiredis
- * 0.14 knows SUBSCRIBE but not Redis 7's sharded SSUBSCRIBE, and its async
- * context asserts on the 'smessage' pushes that follow one.
+ * redis_link: one RESP connection to one Redis node, the only Redis client
+ * of the hub: the single-instance bus (bus.c) and the cluster bus
+ * (bus_cluster.c) both run on it. hiredis's reply reader on a non-blocking
+ * socket of our own, watched by one uv_poll_t, instead of hiredis's async
+ * layer: hiredis 0.14 knows SUBSCRIBE but not Redis 7's sharded SSUBSCRIBE,
+ * and its async context asserts on the 'smessage' pushes that follow one;
+ * and it toggles the poll mask around every command (two epoll_ctl calls
+ * each way in libuv), where we keep it still (see redis_link.c).
  *
  * A link is connecting, then ready (its own first PING was answered within
  * timeout_ms), then lost. It checks its own health: a PING every ping_ms, and
@@ -11,9 +14,15 @@
  * free it and make a new one.
  *
  * Two kinds. A command link answers each redis_link_command() in order.
- * A push link (on_push set: sharded pub/sub) hands every reply to on_push
- * ("ssubscribe", "smessage", "sunsubscribe" arrays, and error replies);
- * redis_link_command() callbacks are not used there and must be NULL.
+ * A push link (on_push set: pub/sub, plain or sharded) hands every reply to
+ * on_push ("subscribe", "message", "ssubscribe", "smessage", ... arrays, and
+ * error replies) once it is ready; redis_link_command() callbacks are not
+ * used there and must be NULL. Commands queued before the link is ready go
+ * out behind its first PING, so their replies come after it.
+ *
+ * Commands queued in one loop turn are written together at the end of that
+ * turn (before the loop waits for events again), in as few write(2) calls as
+ * the socket allows.
  *
  * Loop thread only. host must be a numeric address: nothing is resolved.
  */
@@ -31,15 +40,16 @@ typedef void (*redis_link_reply_cb)(void *arg, struct redisReply *reply);
 /*
  * The link became ready (up 1) or was lost (up 0: a connect error, a
  * timeout, a disconnect, a protocol error). Called once each at most, never
- * from redis_link_new() or redis_link_free().
+ * from redis_link_new(), redis_link_command() or redis_link_free().
  */
 typedef void (*redis_link_state_cb)(void *arg, redis_link_t *link, int up);
 
 typedef struct redis_link_config {
-    const char *host;
+    const char *host; /* a numeric address */
     int port;
-    int timeout_ms; /* connect + first round trip */
-    int ping_ms;    /* health check interval */
+    const char *path; /* or a unix socket: then host and port are not used */
+    int timeout_ms;   /* connect + first round trip */
+    int ping_ms;      /* health check interval */
     redis_link_state_cb on_state;
     redis_link_reply_cb on_push; /* NULL: a command link */
     void *arg;                   /* for on_state and on_push */

@@ -83,8 +83,32 @@ static void get_debug_sleep(http_req_t *req)
     }
 }
 
+static void on_discarded(void *arg, int status, PGresult *res, const char *errmsg)
+{
+    (void)res;
+    if (status == PG_OK)
+        http_respond_json(arg, 200, json_pack("{s:b}", "discarded", 1));
+    else
+        http_respond_error(arg, status == PG_EUNAVAILABLE ? 503 : 500, "db_error", "%s", errmsg);
+}
+
+/*
+ * POST /api/v1/debug/discard: DISCARD ALL through the pool (tests only): the
+ * connection that runs it loses its prepared statements (pg_prepared.test.js).
+ */
+static void post_debug_discard(http_req_t *req)
+{
+    if (!hub_config(http_req_hub(req))->debug_routes) {
+        http_respond_error(req, 404, "not_found", "debug routes are off");
+        return;
+    }
+    if (pg_pool_query(hub_pool(http_req_hub(req)), "DISCARD ALL", 0, NULL, on_discarded, req) != 0)
+        http_respond_error(req, 503, "db_unavailable", "database unavailable");
+}
+
 static const route_t routes[] = {
     {HTTP_GET, "/api/v1/debug/sleep", ROUTE_PUBLIC, get_debug_sleep},
+    {HTTP_POST, "/api/v1/debug/discard", ROUTE_PUBLIC, post_debug_discard},
 };
 
 const route_table_t api_debug_routes = {routes, sizeof routes / sizeof routes[0]};

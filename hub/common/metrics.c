@@ -300,11 +300,14 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
     put(&t,
         "# HELP rn_pg_connections Established PostgreSQL connections.\n"
         "# TYPE rn_pg_connections gauge\nrn_pg_connections %d\n"
+        "# HELP rn_pg_prepares_total Statements prepared: once per connection and SQL text "
+        "(--pg-prepared), again after a reconnect.\n"
+        "# TYPE rn_pg_prepares_total counter\nrn_pg_prepares_total %lu\n"
         "# HELP rn_bus_up 1 while the Redis bus is connected.\n"
         "# TYPE rn_bus_up gauge\nrn_bus_up %d\n"
         "# HELP rn_bus_reconnects_total Times the Redis bus link was re-established.\n"
         "# TYPE rn_bus_reconnects_total counter\nrn_bus_reconnects_total %lu\n",
-        g->pg_connections, g->bus_up, g->bus_reconnects);
+        g->pg_connections, g->pg_prepares, g->bus_up, g->bus_reconnects);
     put(&t,
         "# HELP rn_bus_pg_listening 1 while the bus's PostgreSQL fallback is listening.\n"
         "# TYPE rn_bus_pg_listening gauge\nrn_bus_pg_listening %d\n"

@@ -107,6 +107,7 @@ void metrics_catchup(catchup_event_t ev);
 /* Gauges owned elsewhere, sampled when rendering. */
 typedef struct metrics_gauges { /* hub_gauges() samples them */
     int pg_connections;
+    unsigned long pg_prepares; /* statements prepared (pg_pool_prepares) */
     int bus_up;
     unsigned long bus_reconnects;
     int pgbus_listening;                      /* the bus's PostgreSQL fallback listens */

@@ -18,11 +18,12 @@
 --   * first locks the arcade row (SELECT ... FOR UPDATE): one arcade's
 --     transitions are serialised, whichever hub process runs them; lock order
 --     is always arcade, then user (balance), so they cannot deadlock;
---   * bumps arcades.queue_version once, before it writes its events, so that
+--   * bumps its queue version once (rn_queue_bump: arcade_queue, migration
+--     0016), before it writes its events, so that
 --     every event and snapshot it makes carries the new version;
 --   * returns its answer (hub/db.h) with the new public snapshot as "arcade".
 -- A call that changes nothing (a repeated transition, a second process trying
--- the same one) leaves queue_version alone and returns no "arcade".
+-- the same one) leaves the version alone and returns no "arcade".
 --
 -- Reservations are served in id order: the head of an arcade's queue is its
 -- lowest waiting id, position = 1 + the number of waiting ids below. At most
@@ -50,6 +51,30 @@
 --   * event order is kept: the rows of one INSERT ... SELECT ... ORDER BY get
 --     their ids (the serial default) in that order, and every array lists
 --     them by id, booker before player 2.
+
+-- THE writer of an arcade's queue version (arcade_queue, migration 0016): the
+-- order of the arcade's snapshots and events. +1, returned. The caller holds
+-- the arcade's row lock (FOR UPDATE), which serialises the bumps.
+CREATE OR REPLACE FUNCTION rn_queue_bump(p_arcade_id bigint)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v bigint;
+BEGIN
+    UPDATE arcade_queue SET version = version + 1 WHERE arcade_id = p_arcade_id
+    RETURNING version INTO v;
+    RETURN v;
+END
+$$;
+
+-- The payload of a position event: a waiting reservation's place and ETA.
+-- LANGUAGE sql and immutable: inlined into the queries that use it.
+CREATE OR REPLACE FUNCTION rn_position_payload(p_reservation_id bigint, p_arcade_id bigint,
+                                               p_position integer, p_avg integer)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('reservation_id', p_reservation_id, 'arcade_id', p_arcade_id,
+                              'position', p_position, 'eta_s', p_position * p_avg,
+                              'eta_is_estimate', true)
+$$;
 
 -- A fresh 6-digit unlock code from the server's CSPRNG. gen_random_uuid()
 -- (core since PostgreSQL 13, no extension) draws from pg_strong_random(); the
@@ -133,7 +158,7 @@ END
 $$;
 
 -- rn_queue_snapshot for an arcade row the caller already holds (as it is
--- now, queue_version included) and its rolling mean game length p_avg
+-- now) and its rolling mean game length p_avg
 -- (rn_avg_game_s). NULL for a deleted arcade. Players by pseudo only.
 -- At most one reservation of an arcade is called or playing (the unique
 -- index reservations_one_active_per_arcade): one query finds it.
@@ -146,7 +171,7 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT jsonb_build_object(
-               'type', 'queue', 'arcade_id', a.id, 'v', a.queue_version, 'name', a.name,
+               'type', 'queue', 'arcade_id', a.id, 'v', (SELECT q.version FROM arcade_queue q WHERE q.arcade_id = a.id), 'name', a.name,
                'status', a.status,
                'maintenance', a.maintenance, 'maintenance_message', a.maintenance_message,
                'called', CASE WHEN act.status = 'called' THEN act.obj END,
@@ -223,9 +248,7 @@ BEGIN
     WITH ins AS (
         INSERT INTO user_events (user_id, kind, payload, created_at)
         SELECT p.uid, 'position',
-               jsonb_build_object('reservation_id', t.id, 'arcade_id', p_arcade_id,
-                                  'position', t.pos, 'eta_s', t.pos * p_avg,
-                                  'eta_is_estimate', true),
+               rn_position_payload(t.id, p_arcade_id, t.pos, p_avg),
                clock_timestamp()
         FROM (SELECT r.id, r.user_id, r.player2_id,
                      row_number() OVER (ORDER BY r.id)::integer AS pos
@@ -261,9 +284,7 @@ BEGIN
               FROM unnest(p_users, p_kinds, p_payloads) WITH ORDINALITY AS t (u, k, p, n)
               UNION ALL
               SELECT 1, w.id, p.n, p.uid, 'position',
-                     jsonb_build_object('reservation_id', w.id, 'arcade_id', p_arcade_id,
-                                        'position', w.pos, 'eta_s', w.pos * p_avg,
-                                        'eta_is_estimate', true)
+                     rn_position_payload(w.id, p_arcade_id, w.pos, p_avg)
               FROM (SELECT r.id, r.user_id, r.player2_id,
                            row_number() OVER (ORDER BY r.id)::integer AS pos
                     FROM reservations r
@@ -475,6 +496,7 @@ DECLARE
     v_pos integer;
     v_avg integer;
     v_reservation jsonb;
+    v_position jsonb;
     v_events jsonb;
     v_called jsonb;
     v_slot_down boolean;
@@ -592,8 +614,7 @@ BEGIN
     END IF;
 
     -- Every check passed: from here on, change things.
-    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id
-    RETURNING * INTO a;
+    PERFORM rn_queue_bump(a.id);
     INSERT INTO reservations (arcade_id, game_id, user_id, player2_id, unlock_code, cost)
     VALUES (a.id, p_game_id, p_user_id, v_p2, rn_unlock_code(), v_cost)
     RETURNING * INTO r;
@@ -609,11 +630,15 @@ BEGIN
     v_reservation := jsonb_build_object(
         'reservation_id', r.id, 'arcade_id', a.id, 'game_id', p_game_id,
         'status', 'waiting', 'position', v_pos);
-    v_events := rn_step_events_x(
-        ARRAY[p_user_id, r.user_id, r.player2_id],
-        ARRAY['balance', 'reservation', 'reservation'],
-        ARRAY[v_post -> 'payload', v_reservation, v_reservation],
-        a.id, r.id - 1, v_avg);
+    -- The new reservation is the queue's tail (its id is the arcade's
+    -- highest: ids are drawn under the arcade's lock), so the only position
+    -- that changed is its own: the position events rn_step_events_x(...,
+    -- r.id - 1, ...) would write, without their query.
+    v_position := rn_position_payload(r.id, a.id, v_pos, v_avg);
+    v_events := rn_users_events_x(
+        ARRAY[p_user_id, r.user_id, r.player2_id, r.user_id, r.player2_id],
+        ARRAY['balance', 'reservation', 'reservation', 'position', 'position'],
+        ARRAY[v_post -> 'payload', v_reservation, v_reservation, v_position, v_position]);
     -- rn_call_next calls only on an idle arcade (this row is locked, and
     -- nothing here changed its status).
     IF a.status = 'idle' THEN
@@ -706,8 +731,7 @@ BEGIN
                                r.status),
                         jsonb_build_object('status', r.status));
     END IF;
-    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = v_arcade
-    RETURNING * INTO a;
+    PERFORM rn_queue_bump(v_arcade);
     v_post := rn_reservation_refund(r, p_event => false); -- its event: in the batch below
     v_balance := (v_post ->> 'balance')::integer;
 
@@ -744,8 +768,9 @@ BEGIN
     IF NOT FOUND THEN
         RETURN rn_error(404, 'arcade_not_found', format('no arcade %s', p_arcade_id));
     END IF;
+    PERFORM rn_queue_bump(a.id);
     UPDATE arcades
-       SET cabinet_epoch = cabinet_epoch + 1, queue_version = queue_version + 1,
+       SET cabinet_epoch = cabinet_epoch + 1,
            status = CASE
                WHEN status = 'maintenance' THEN 'maintenance'
                WHEN EXISTS (SELECT 1 FROM reservations
@@ -779,7 +804,8 @@ BEGIN
     IF a.cabinet_epoch <> p_epoch OR a.status = 'offline' THEN
         RETURN rn_answer(200, jsonb_build_object('changed', false, 'epoch', a.cabinet_epoch));
     END IF;
-    UPDATE arcades SET status = 'offline', queue_version = queue_version + 1 WHERE id = a.id;
+    PERFORM rn_queue_bump(a.id);
+    UPDATE arcades SET status = 'offline' WHERE id = a.id;
     v_events := rn_uncall(a.id);
     RETURN rn_queue_answer(200, jsonb_build_object('changed', true, 'epoch', a.cabinet_epoch),
                            v_events, a.id);
@@ -817,7 +843,8 @@ BEGIN
                            WHERE arcade_id = a.id AND status = 'waiting')) THEN
         RETURN rn_answer(200, jsonb_build_object('status', a.status, 'changed', false));
     END IF;
-    UPDATE arcades SET status = p_state, queue_version = queue_version + 1 WHERE id = a.id;
+    PERFORM rn_queue_bump(a.id);
+    UPDATE arcades SET status = p_state WHERE id = a.id;
     IF p_state = 'maintenance' THEN
         v_events := rn_uncall(a.id);
     ELSE
@@ -861,7 +888,7 @@ RETURNS TABLE (reservation_id bigint, unlock_code text, locked_for_s integer)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN QUERY
-    SELECT r.id, r.unlock_code, rn_unlock_locked_for_s(a.id)
+    SELECT r.id, r.unlock_code::text, rn_unlock_locked_for_s(a.id)
     FROM arcades a
     LEFT JOIN reservations r ON r.arcade_id = a.id AND r.status = 'called'
     WHERE a.id = p_arcade_id AND a.deleted_at IS NULL;
@@ -922,7 +949,8 @@ BEGIN
                         format('reservation %s is %s, not called', r.id, r.status),
                         jsonb_build_object('status', r.status));
     END IF;
-    UPDATE arcades SET status = 'playing', queue_version = queue_version + 1 WHERE id = a.id;
+    PERFORM rn_queue_bump(a.id);
+    UPDATE arcades SET status = 'playing' WHERE id = a.id;
     UPDATE reservations SET status = 'playing', started_at = now()
      WHERE id = r.id
     RETURNING * INTO r;
@@ -1049,10 +1077,8 @@ BEGIN
         v_tie := false;
     END IF;
 
-    UPDATE arcades
-       SET queue_version = queue_version + 1,
-           status = CASE WHEN status = 'playing' THEN 'idle' ELSE status END
-     WHERE id = a.id;
+    PERFORM rn_queue_bump(a.id);
+    UPDATE arcades SET status = 'idle' WHERE id = a.id AND status = 'playing';
     INSERT INTO scores (reservation_id, user_id, score, is_winner, is_tie)
     SELECT r.id, v_uids[i], v_scores[i], v_n = 2 AND NOT v_tie AND v_scores[i] = v_best,
            v_tie
@@ -1153,7 +1179,7 @@ BEGIN
     UPDATE reservations SET status = 'expired', ended_at = now()
      WHERE id = r.id
     RETURNING * INTO r;
-    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id;
+    PERFORM rn_queue_bump(a.id);
 
     IF coalesce(p_refund, false) THEN
         v_events := v_events || jsonb_build_array(rn_reservation_refund(r) -> 'event');
@@ -1386,7 +1412,7 @@ $$;
 -- locked) as p_status ('voided' or 'timed_out') for p_reason, refunded
 -- through rn_reservation_refund when p_refund. A reservation that held the
 -- cabinet (called or playing) frees it (playing -> idle) and the next one is
--- called; the cabinet always learns its new queue. Bumps queue_version.
+-- called; the cabinet always learns its new queue. Bumps the queue version.
 -- Returns the events: balance, reservation {status, reason, refunded} to its
 -- players, then those of the call or the positions.
 CREATE OR REPLACE FUNCTION rn_reservation_end_x(a arcades, r reservations, p_status text,
@@ -1399,10 +1425,10 @@ DECLARE
     v_events jsonb := '[]';
     v_called jsonb;
 BEGIN
-    UPDATE arcades
-       SET queue_version = queue_version + 1,
-           status = CASE WHEN v_was = 'playing' AND status = 'playing' THEN 'idle' ELSE status END
-     WHERE id = a.id;
+    PERFORM rn_queue_bump(a.id);
+    IF v_was = 'playing' THEN
+        UPDATE arcades SET status = 'idle' WHERE id = a.id AND status = 'playing';
+    END IF;
     UPDATE reservations SET status = p_status, ended_at = now()
      WHERE id = r.id
     RETURNING * INTO r;
@@ -1632,10 +1658,10 @@ BEGIN
     v_was := a.maintenance;
     UPDATE arcades
        SET maintenance = p_on,
-           maintenance_message = CASE WHEN p_on THEN nullif(btrim(p_message), '') END,
-           queue_version = queue_version + 1
+           maintenance_message = CASE WHEN p_on THEN nullif(btrim(p_message), '') END
      WHERE id = a.id
     RETURNING * INTO a;
+    PERFORM rn_queue_bump(a.id);
     IF p_on THEN
         v_events := rn_uncall(a.id);
         IF coalesce(p_refund_waiting, false) THEN
@@ -1835,7 +1861,7 @@ BEGIN
         RETURN rn_error(404, 'slot_not_found', format('arcade %s has no slot %s', a.id, p_slot));
     END IF;
     UPDATE arcade_games SET maintenance = p_on WHERE arcade_id = a.id AND slot = p_slot;
-    UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id RETURNING * INTO a;
+    PERFORM rn_queue_bump(a.id);
     IF p_on THEN
         IF EXISTS (SELECT 1 FROM reservations WHERE arcade_id = a.id AND status = 'called'
                                                 AND game_id = ag.game_id) THEN

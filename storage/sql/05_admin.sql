@@ -370,7 +370,7 @@ $$;
 -- retire (DELETE: arcades get deleted_at, games, offers and promo codes
 -- active = false), one audit row with the target before and after
 -- (06_audit.sql), and, when cabinets or phones show what changed, a push
--- (rn_catalogue_push): each affected arcade's queue_version is bumped, its
+-- (rn_catalogue_push): each affected arcade's queue version is bumped, its
 -- new snapshot returned in "arcades" and a cabinet_config event written for
 -- its cabinet. Lock order: the arcades first, by id, then the edited row:
 -- the queue's own order (a reservation locks its arcade, then its INSERT
@@ -393,7 +393,7 @@ BEGIN
     END IF;
     RETURN jsonb_build_object(
         'arcade_id', a.id, 'name', a.name, 'location', a.location, 'status', a.status,
-        'retired', a.deleted_at IS NOT NULL, 'v', a.queue_version,
+        'retired', a.deleted_at IS NOT NULL, 'v', (SELECT q.version FROM arcade_queue q WHERE q.arcade_id = a.id),
         'maintenance', jsonb_build_object(
             'active', a.status = 'maintenance' OR a.maintenance,
             'message', a.maintenance_message),
@@ -412,7 +412,7 @@ END
 $$;
 
 -- Pushes a catalogue change to the given arcades (live ones; any order,
--- duplicates ignored): each is locked, its queue_version bumped, a
+-- duplicates ignored): each is locked, its queue version bumped, a
 -- cabinet_config event written for its cabinet; the answer gets the events
 -- and, in "arcades", each new public snapshot.
 CREATE OR REPLACE FUNCTION rn_catalogue_push(p_answer jsonb, p_arcade_ids bigint[])
@@ -425,7 +425,7 @@ BEGIN
     FOR a IN SELECT * FROM arcades
              WHERE id = ANY (p_arcade_ids) AND deleted_at IS NULL
              ORDER BY id FOR UPDATE LOOP
-        UPDATE arcades SET queue_version = queue_version + 1 WHERE id = a.id;
+        PERFORM rn_queue_bump(a.id);
         v_events := v_events || jsonb_build_array(
                         rn_cabinet_event(a.id, 'cabinet_config', rn_cabinet_config(a.id)));
         v_arcades := v_arcades || jsonb_build_array(rn_queue_snapshot(a.id));
@@ -520,9 +520,9 @@ BEGIN
                         jsonb_build_object('reservation_ids', v_live));
     END IF;
     v_before := rn_arcade_json(a) || jsonb_build_object('deleted_at', NULL);
-    UPDATE arcades SET deleted_at = now(), status = 'offline', queue_version = queue_version + 1
-     WHERE id = a.id
+    UPDATE arcades SET deleted_at = now(), status = 'offline' WHERE id = a.id
     RETURNING * INTO a;
+    PERFORM rn_queue_bump(a.id);
     RETURN rn_with_audit(
         rn_answer(200, jsonb_build_object('arcade', rn_arcade_json(a)
                                                     || jsonb_build_object('deleted_at', a.deleted_at)))

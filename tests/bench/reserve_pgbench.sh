@@ -4,10 +4,9 @@
 # transitions cost in PostgreSQL: the ceiling for reservations/s through a hub.
 # Starts its own ephemeral PostgreSQL (scripts/services.sh, RN_EPHEMERAL=1),
 # applies the migrations the hub binary embeds (retronova-hub migrate) and
-# storage/demo.sql, adds arcades and users with a million tickets each, then
-# warms up (WARMUP seconds of the same load, then VACUUM ANALYZE: a live
-# database has statistics, and plans cached while the tables were empty scan
-# them sequentially until an ANALYZE), then runs pgbench with 1 and with 4
+# storage/demo.sql, adds arcades and users with a million tickets each and
+# warms up (tests/bench/reserve_setup.sh, shared with reserve_callgrind.sh,
+# which counts the instructions of the same pair), then runs pgbench with 1 and with 4
 # clients and prints pairs/s (one pair = one rn_reserve + one rn_cancel) and
 # the latency of each statement. Ends with the audit of the books (rn_audit)
 # and stops PostgreSQL.
@@ -16,8 +15,10 @@
 #   env: RN_HUB_BIN (default build/retronova-hub: its migrations are the ones
 #        measured), ARCADES (32; clients are spread over them round robin),
 #        CLIENTS ("1 4": the pgbench client counts to run), ROUNDS (2 per
-#        client count), PGBENCH_MODE (extended: as the hub sends, an unnamed
-#        statement per call; prepared or simple to compare), WARMUP (3 s;
+#        client count), PGBENCH_MODE (prepared: as the hub sends with its
+#        default --pg-prepared on, each statement prepared once per
+#        connection and run by name; extended: an unnamed statement per call,
+#        as the hub with --pg-prepared off; simple to compare), WARMUP (3 s;
 #        0: none, measure the cold plans), KEEP=1 leaves
 #        PostgreSQL running (its URL is printed) for EXPLAIN / auto_explain.
 set -euo pipefail
@@ -27,7 +28,7 @@ seconds="${1:-${BENCH_SECONDS:-10}}"
 arcades="${ARCADES:-32}"
 clients="${CLIENTS:-1 4}"
 rounds="${ROUNDS:-2}"
-mode="${PGBENCH_MODE:-extended}"
+mode="${PGBENCH_MODE:-prepared}" # what the hub sends (--pg-prepared on)
 warmup="${WARMUP:-3}"
 [[ -x "$hub" ]] || { echo "no hub binary at $hub (set RN_HUB_BIN)" >&2; exit 2; }
 command -v pgbench >/dev/null || { echo "pgbench not found (postgresql client)" >&2; exit 2; }
@@ -37,28 +38,8 @@ for c in $clients; do if ((c > users)); then users=$c; fi; done
 
 # shellcheck source=tests/bench/ephemeral_pg.sh
 . "$src/tests/bench/ephemeral_pg.sh"
-psql_q <<SQL >/dev/null
-INSERT INTO arcades (id, name, status)
-SELECT g, 'Bench ' || g, 'offline' FROM generate_series(4, greatest(3, $arcades)) g
-ON CONFLICT DO NOTHING;
-SELECT setval(pg_get_serial_sequence('arcades', 'id'), (SELECT max(id) FROM arcades));
-INSERT INTO arcade_games (arcade_id, slot, game_id)
-SELECT g, 9, 3 FROM generate_series(1, $arcades) g ON CONFLICT DO NOTHING;
-INSERT INTO users (firebase_uid, pseudo)
-SELECT 'bench-' || g, 'bench' || g FROM generate_series(1, $users) g;
-WITH u AS (UPDATE users SET tickets_balance = 1000000 WHERE firebase_uid LIKE 'bench-%'
-           RETURNING id, tickets_balance)
-INSERT INTO ledger (user_id, delta, balance_after, kind, reason)
-SELECT id, 1000000, tickets_balance, 'adjustment', 'bench' FROM u;
-VACUUM ANALYZE;
-SQL
-
-if ((warmup > 0)); then
-    pgbench -n -M "$mode" -c 4 -j 2 -T "$warmup" -D narcades="$arcades" \
-        -f "$src/tests/bench/reserve.pgbench" "$url" >/dev/null 2>&1 ||
-        { echo "warm-up failed" >&2; exit 1; }
-    psql_q -c "VACUUM ANALYZE" >/dev/null
-fi
+# shellcheck source=tests/bench/reserve_setup.sh
+. "$src/tests/bench/reserve_setup.sh"
 migrations="$(psql_q -c "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations" 2>/dev/null || echo '?')"
 echo "reserve_pgbench: $hub (migrations $migrations), $arcades arcades, ${seconds} s per run," \
      "warm-up ${warmup} s, pgbench -M $mode, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"

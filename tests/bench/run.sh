@@ -5,7 +5,7 @@
 # a test suite give noise, not numbers). tests/bench/README.md says what each
 # measures and which knobs it takes.
 #
-#   tests/bench/run.sh [NAME ...]      names: floor fanout idle queue reserve purchases workers reports outage sockets floor-node
+#   tests/bench/run.sh [NAME ...]      names: floor fanout idle queue reserve reserve-cg purchases workers reports outage sockets floor-node
 #                                      (default: all, in that order)
 #   env: RN_HUB_BIN (default build/retronova-hub)
 set -uo pipefail
@@ -23,13 +23,14 @@ run_one() {
     idle) (ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; node bench/idle_sockets.mjs) ;;
     queue) node bench/queue_bench.js ;;
     reserve) bash bench/reserve_pgbench.sh ;;
+    reserve-cg) bash bench/reserve_callgrind.sh ;; # a count: any load, not in the default run (valgrind, ~1 min)
     purchases) bash bench/purchases.sh ;;
     workers) (ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; node bench/workers.mjs) ;;
     reports) bash bench/reports.sh ;;
     outage) node bench/bus_outage.mjs ;;
     # the hub raises its own soft limit to the hard one; the client processes raise theirs
     sockets) node bench/sockets45k.mjs ;;
-    *) echo "bench: unknown benchmark '$1' (floor fanout idle queue reserve purchases workers reports outage sockets floor-node)" >&2; return 2 ;;
+    *) echo "bench: unknown benchmark '$1' (floor fanout idle queue reserve reserve-cg purchases workers reports outage sockets floor-node)" >&2; return 2 ;;
     esac
 }
 

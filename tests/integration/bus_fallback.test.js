@@ -45,7 +45,7 @@ const dbEventIds = async (uid) =>
     .split('\n')
     .filter(Boolean)
     .map(Number);
-const dbVersion = async (arcade) => Number(await world.pg.psql(`SELECT queue_version FROM arcades WHERE id = ${arcade}`));
+const dbVersion = async (arcade) => Number(await world.pg.psql(`SELECT version FROM arcade_queue WHERE arcade_id = ${arcade}`));
 
 /* A phone watching arcade QUIET, every message stamped with its arrival time. */
 async function watcher(hub, uid) {

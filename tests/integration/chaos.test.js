@@ -164,7 +164,7 @@ test('randomized combined faults: audit 0, every stored event delivered live, vi
         'events', (SELECT json_object_agg(u.firebase_uid, (SELECT coalesce(json_agg(e.id ORDER BY e.id), '[]')
                                                           FROM user_events e WHERE e.user_id = u.id))
                    FROM users u WHERE u.firebase_uid LIKE 'chaos-%'),
-        'versions', (SELECT json_object_agg(id, queue_version) FROM arcades WHERE id IN (${ARCADES})))`),
+        'versions', (SELECT json_object_agg(arcade_id, version) FROM arcade_queue WHERE arcade_id IN (${ARCADES})))`),
   );
   const want = players.map((p) => ({ p, ids: truth.events[p.uid] || [] }));
   const versions = truth.versions;

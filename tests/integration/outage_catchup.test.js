@@ -36,7 +36,7 @@ const dbEventIds = async (uid) =>
     .split('\n')
     .filter(Boolean)
     .map(Number);
-const dbVersion = async (arcade) => Number(await world.pg.psql(`SELECT queue_version FROM arcades WHERE id = ${arcade}`));
+const dbVersion = async (arcade) => Number(await world.pg.psql(`SELECT version FROM arcade_queue WHERE arcade_id = ${arcade}`));
 
 /* A new player with tickets (unique per test: the database is shared). */
 async function player(prefix) {

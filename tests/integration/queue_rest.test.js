@@ -144,7 +144,7 @@ test('reserve solo: 201, debited once through the ledger, position and ETA, no c
   assert.equal(second.status, 201, second.text);
   assert.equal(second.json.reservation.position, 2);
   assert.equal(second.json.reservation.eta_s, 360);
-  assert.equal(await pg.psql(`SELECT queue_version FROM arcades WHERE id = ${arcade}`), '2');
+  assert.equal(await pg.psql(`SELECT version FROM arcade_queue WHERE arcade_id = ${arcade}`), '2');
 });
 
 test('reserve duo: alice books with bob; both see it, the booker pays', async () => {
@@ -371,7 +371,7 @@ test('the public queue: positions 1..n, pseudos only, never a uid or a code', as
   const s = q.json;
   assert.equal(s.type, 'queue');
   assert.equal(s.arcade_id, arcade);
-  assert.equal(s.v, Number(await pg.psql(`SELECT queue_version FROM arcades WHERE id = ${arcade}`)));
+  assert.equal(s.v, Number(await pg.psql(`SELECT version FROM arcade_queue WHERE arcade_id = ${arcade}`)));
   assert.equal(s.status, 'offline');
   assert.equal(s.called, null);
   assert.equal(s.playing, null);

@@ -65,7 +65,7 @@ export async function startHub(opts) {
 }
 
 export async function queueVersion(pg, arcadeId = ARCADE) {
-  return Number(await pg.psql(`SELECT queue_version FROM arcades WHERE id = ${arcadeId}`));
+  return Number(await pg.psql(`SELECT version FROM arcade_queue WHERE arcade_id = ${arcadeId}`));
 }
 
 /* POST /api/v1/reservations as uid. Resolves the response; throws unless 201. */

@@ -8,14 +8,14 @@
  */
 #include "bus.h"
 #include "check.h"
+#include "redis_link.h"
 #include "redis_server.h"
-#include "redis_uv.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
@@ -122,23 +122,18 @@ static int publish_str(peer_t *p, const char *chan, const char *payload)
     return bus_publish(p->bus, chan, payload, strlen(payload));
 }
 
-/* ---- PUBSUB NUMSUB through a context of the test's own (also exercises redis_uv) ---- */
+/* ---- PUBSUB NUMSUB through a link of the test's own (also exercises redis_link) ---- */
 
 static struct {
     int state; /* 0 idle, 1 waiting, 2 answered, -1 failed */
     long long arcade1, user7;
+    redis_link_t *link;
 } numsub;
 
-static void on_numsub(redisAsyncContext *ac, void *r, void *privdata)
+static void on_numsub(void *arg, redisReply *reply)
 {
-    redisReply *reply = r;
-
-    (void)privdata;
-    if (reply == NULL) { /* connection failed or freed: hiredis is freeing ac */
-        numsub.state = -1;
-        return;
-    }
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 &&
+    (void)arg;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 &&
         reply->element[1]->type == REDIS_REPLY_INTEGER &&
         reply->element[3]->type == REDIS_REPLY_INTEGER) {
         numsub.arcade1 = reply->element[1]->integer;
@@ -147,22 +142,28 @@ static void on_numsub(redisAsyncContext *ac, void *r, void *privdata)
     } else {
         numsub.state = -1;
     }
-    redisAsyncDisconnect(ac);
+    redis_link_free(numsub.link); /* from inside its own reply callback */
+    numsub.link = NULL;
+}
+
+static void on_numsub_state(void *arg, redis_link_t *link, int up)
+{
+    (void)arg, (void)link;
+    if (!up) /* lost before the answer: on_numsub got NULL already */
+        numsub.state = -1;
 }
 
 static void numsub_query(void)
 {
-    redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", redis_port);
+    static const char *argv[] = {"PUBSUB", "NUMSUB", "rn:arcade:1", "rn:user:7"};
+    redis_link_config_t lc = {.host = "127.0.0.1", .port = redis_port, .on_state = on_numsub_state};
 
     numsub.state = -1;
-    if (ac == NULL)
+    if ((numsub.link = redis_link_new(loop, &lc)) == NULL)
         return;
-    if (ac->err != 0 || redis_uv_attach(ac, loop) != 0) {
-        redisAsyncFree(ac);
-        return;
-    }
     numsub.state = 1;
-    if (redisAsyncCommand(ac, on_numsub, NULL, "PUBSUB NUMSUB rn:arcade:1 rn:user:7") != REDIS_OK)
+    /* Queued while connecting: it goes out behind the link's first PING. */
+    if (redis_link_command(numsub.link, 4, argv, NULL, on_numsub, NULL) != 0)
         numsub.state = -1;
 }
 
@@ -177,44 +178,33 @@ static int numsub_expect(int first, long long arcade1, long long user7)
     return numsub.state == -1 ? -1 : 0;
 }
 
-/* ---- a refused connect through redis_uv alone ---- */
+/* ---- a refused connect through redis_link alone ---- */
 
 static struct {
-    int state; /* 0 waiting, 1 connect callback said REDIS_ERR, -1 anything else */
+    int state; /* 0 waiting, 1 on_state(0) came, -1 anything else */
+    redis_link_t *link;
 } probe;
 
-static void on_probe_connect(const redisAsyncContext *ac, int status)
+static void on_probe_state(void *arg, redis_link_t *link, int up)
 {
-    (void)ac; /* hiredis frees it after a failed connect */
-    probe.state = status == REDIS_ERR ? 1 : -1;
-}
-
-static void on_probe_disconnect(const redisAsyncContext *ac, int status)
-{
-    (void)ac, (void)status;
+    (void)arg;
+    probe.state = !up && link == probe.link ? 1 : -1;
+    redis_link_free(link); /* from inside its own state callback */
+    probe.link = NULL;
 }
 
 /*
- * Loopback connect(2) to a closed redis_port ends in POLLERR, which libuv reports
- * as an error status with the handle stopped: hiredis's own libuv adapter
- * drops it and the connect callback never comes.
+ * Loopback connect(2) to a closed redis_port ends in POLLERR, which libuv
+ * reports as an error status with the handle stopped: it must still reach
+ * on_state(0) (hiredis's own libuv adapter dropped it).
  */
 static int step_refused_connect_reported(int first)
 {
     if (first) {
-        redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", redis_port);
-        if (ac == NULL)
-            return -1;
-        if (ac->err != 0) { /* refused synchronously: reported too */
-            redisAsyncFree(ac);
-            return 1;
-        }
-        if (redis_uv_attach(ac, loop) != 0) {
-            redisAsyncFree(ac);
-            return -1;
-        }
-        redisAsyncSetConnectCallback(ac, on_probe_connect);
-        redisAsyncSetDisconnectCallback(ac, on_probe_disconnect);
+        redis_link_config_t lc = {
+            .host = "127.0.0.1", .port = redis_port, .on_state = on_probe_state};
+        if ((probe.link = redis_link_new(loop, &lc)) == NULL)
+            return 1; /* refused synchronously: reported too */
         return 0;
     }
     return probe.state;
@@ -432,8 +422,7 @@ static const struct step {
     step_fn fn;
     int timeout_ms;
 } steps[] = {
-    {"redis_uv: a refused connect reaches the connect callback", step_refused_connect_reported,
-     1000},
+    {"redis_link: a refused connect reaches on_state(0)", step_refused_connect_reported, 1000},
     {"nothing listening: link stays down, retries, no hang", step_down_while_nothing_listens, 3000},
     {"start redis-server", step_start_redis, 1000},
     {"on_link(1) once Redis listens", step_initial_up, 5000},
