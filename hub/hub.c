@@ -137,12 +137,12 @@ userstate_t *hub_userstate(hub_t *hub)
     return hub->userstate;
 }
 
-void hub_client_ip(hub_t *hub, struct lws *wsi, char *out)
+void hub_client_ip(hub_t *hub, struct lws *wsi, const char *peer, char *out)
 {
-    char peer[CLIENTIP_MAX], *xff = NULL;
+    char own[CLIENTIP_MAX], *xff = NULL;
     int n;
 
-    if (!lws_get_peer_simple(wsi, peer, sizeof peer)) {
+    if (!peer && !(peer = lws_get_peer_simple(wsi, own, sizeof own))) {
         clientip_pick(hub->trusted_proxies, NULL, NULL, out);
         return;
     }

@@ -66,9 +66,10 @@ userstate_t *hub_userstate(hub_t *hub);
  * The client's address of a connection (clientip.h: the peer, or from
  * X-Forwarded-For behind a trusted proxy) into out (CLIENTIP_MAX bytes).
  * While its headers are still there (an HTTP request, a WebSocket at
- * ESTABLISHED).
+ * ESTABLISHED). peer is the connection's own address when the caller has it
+ * already (http.c keeps it per connection), NULL to read it from the socket.
  */
-void hub_client_ip(hub_t *hub, struct lws *wsi, char *out);
+void hub_client_ip(hub_t *hub, struct lws *wsi, const char *peer, char *out);
 
 /* Every process's gauges, published and read back each second (deploy.h). */
 typedef struct deploy deploy_t;

@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api.h"
 #include "http.h"
@@ -13,14 +14,32 @@
 typedef struct sleep_call {
     http_req_t *req;
     long ms;
+    size_t pad;
 } sleep_call_t;
+
+#define PAD_MAX (8 * 1024 * 1024)
+
+/* {"slept_ms":ms}, and "pad":"xxx..." of pad bytes when asked (a large answer given from a query).
+ */
+static json_t *slept(const sleep_call_t *call)
+{
+    if (!call->pad)
+        return json_pack("{s:i}", "slept_ms", (int)call->ms);
+    char *pad = malloc(call->pad);
+    if (!pad)
+        return NULL;
+    memset(pad, 'x', call->pad);
+    json_t *body = json_pack("{s:i, s:s%}", "slept_ms", (int)call->ms, "pad", pad, call->pad);
+    free(pad);
+    return body;
+}
 
 static void on_slept(void *arg, int status, PGresult *res, const char *errmsg)
 {
     (void)res;
     sleep_call_t *call = arg;
     if (status == PG_OK)
-        http_respond_json(call->req, 200, json_pack("{s:i}", "slept_ms", (int)call->ms));
+        http_respond_json(call->req, 200, slept(call));
     else if (status == PG_EUNAVAILABLE)
         http_respond_error(call->req, 503, "db_unavailable", "database unavailable: %s", errmsg);
     else
@@ -28,7 +47,10 @@ static void on_slept(void *arg, int status, PGresult *res, const char *errmsg)
     free(call);
 }
 
-/* GET /api/v1/debug/sleep?ms=N: SELECT pg_sleep through the pool (tests only). */
+/*
+ * GET /api/v1/debug/sleep?ms=N[&pad=BYTES]: SELECT pg_sleep through the pool,
+ * then an answer with BYTES of padding (tests only).
+ */
 static void get_debug_sleep(http_req_t *req)
 {
     hub_t *hub = http_req_hub(req);
@@ -38,8 +60,9 @@ static void get_debug_sleep(http_req_t *req)
         return;
     }
     long ms = http_req_query(req, "ms", ms_text, sizeof ms_text) > 0 ? atol(ms_text) : 0;
-    if (ms < 0 || ms > 60000) {
-        http_respond_error(req, 400, "bad_request", "ms must be 0..60000");
+    long pad = http_req_query(req, "pad", ms_text, sizeof ms_text) > 0 ? atol(ms_text) : 0;
+    if (ms < 0 || ms > 60000 || pad < 0 || pad > PAD_MAX) {
+        http_respond_error(req, 400, "bad_request", "ms must be 0..60000, pad 0..%d", PAD_MAX);
         return;
     }
     sleep_call_t *call = malloc(sizeof *call);
@@ -49,6 +72,7 @@ static void get_debug_sleep(http_req_t *req)
     }
     call->req = req;
     call->ms = ms;
+    call->pad = (size_t)pad;
     char seconds[32];
     snprintf(seconds, sizeof seconds, "%.3f", (double)ms / 1000.0);
     const char *params[] = {seconds};

@@ -53,6 +53,7 @@ struct auth {
     int leeway_s;
     auth_key_t *keys;
     size_t nkeys;
+    unsigned long keys_generation;      /* bumped by each auth_set_certs() that succeeds */
     auth_unknown_kid_cb on_unknown_kid; /* may refetch the keys */
     void *unknown_kid_arg;
 };
@@ -205,6 +206,7 @@ int auth_set_certs(auth_t *auth, const char *json, size_t len, char *err, size_t
     keys_free(auth->keys, auth->nkeys);
     auth->keys = keys;
     auth->nkeys = n;
+    auth->keys_generation++;
     return 0;
 
 fail:
@@ -445,9 +447,12 @@ static const char *claim_time(json_t *claims, const char *name, long long *v)
     return NULL;
 }
 
-/* Checks a verified token's claims at now. NULL when acceptable, else the reason. */
+/*
+ * Checks a verified token's claims at now. NULL when acceptable (and *expires
+ * is its exp), else the reason.
+ */
 static const char *check_claims(const auth_t *auth, json_t *claims, bool firebase, time_t now,
-                                auth_identity_t *out)
+                                auth_identity_t *out, long long *expires)
 {
     long long exp, iat, auth_time, nbf;
     long long lo = (long long)now - auth->leeway_s, hi = (long long)now + auth->leeway_s;
@@ -495,13 +500,26 @@ static const char *check_claims(const auth_t *auth, json_t *claims, bool firebas
     memset(out, 0, sizeof(*out));
     memcpy(out->uid, json_string_value(j), json_string_length(j));
     out->admin = json_is_true(json_object_get(claims, "admin"));
+    *expires = exp;
     return NULL;
 }
 
 int auth_verify(const auth_t *auth, const char *token, time_t now, auth_identity_t *out,
                 const char **why)
 {
+    return auth_verify_until(auth, token, now, out, NULL, why);
+}
+
+bool auth_still_valid(const auth_t *auth, const auth_validity_t *valid, time_t now)
+{
+    return auth && valid && (long long)now < valid->until && valid->keys == auth->keys_generation;
+}
+
+int auth_verify_until(const auth_t *auth, const char *token, time_t now, auth_identity_t *out,
+                      auth_validity_t *valid, const char **why)
+{
     const char *reason = "malformed", *dot1, *dot2, *alg, *typ;
+    long long exp = 0;
     const unsigned char *key = NULL;
     size_t len, key_len = 0, siglen;
     json_t *hdr = NULL, *claims = NULL, *kid;
@@ -595,9 +613,14 @@ int auth_verify(const auth_t *auth, const char *token, time_t now, auth_identity
         goto fail;
     }
 
-    reason = check_claims(auth, claims, firebase, now, out);
+    reason = check_claims(auth, claims, firebase, now, out, &exp);
     if (reason != NULL)
         goto fail;
+    if (valid != NULL) {
+        /* refused once exp <= now - leeway (check_claims); exp is far from LLONG_MAX there */
+        valid->until = exp > LLONG_MAX - auth->leeway_s ? LLONG_MAX : exp + auth->leeway_s;
+        valid->keys = auth->keys_generation;
+    }
 
     jwt_free(jwt);
     json_decref(claims);

@@ -68,6 +68,26 @@ int auth_verify(const auth_t *auth, const char *token, time_t now, auth_identity
                 const char **why);
 
 /*
+ * How long a token auth_verify_until() accepted stays accepted, so that a
+ * caller holding the same bytes (a keep-alive connection sending its token
+ * with every request) need not verify it again: until its exp (plus the
+ * leeway), and while the keys are the ones it was verified with (each
+ * auth_set_certs() that succeeds replaces them). Every other check gives the
+ * same answer for the same bytes later (signature, issuer, audience, subject;
+ * iat, auth_time and nbf were already in the past).
+ */
+typedef struct auth_validity {
+    long long until;    /* refused from this time on (exp + leeway) */
+    unsigned long keys; /* the key set it was verified with */
+} auth_validity_t;
+
+/* auth_verify(), and on success how long its answer holds (valid may be NULL). */
+int auth_verify_until(const auth_t *auth, const char *token, time_t now, auth_identity_t *out,
+                      auth_validity_t *valid, const char **why);
+/* true while an answer of auth_verify_until() holds at now. */
+bool auth_still_valid(const auth_t *auth, const auth_validity_t *valid, time_t now);
+
+/*
  * Mints an HS256 dev token for uid (claims sub, iat, exp = now + ttl_s, and
  * admin when asked). Returns a malloc'd string the caller frees, or NULL.
  */

@@ -23,7 +23,7 @@ static const char *const delivery_kinds[] = {"your_turn",   "position", "score",
 
 static struct {
     long conns[CONN_KIND_COUNT];
-    unsigned long ws_in, ws_out, ws_partial;
+    unsigned long ws_in, ws_out, ws_partial, http_partial;
     unsigned long http[6]; /* by status class 1xx..5xx; [0] other */
     unsigned long queries[3];
     histogram_t query_seconds;
@@ -80,6 +80,11 @@ void metrics_ws_out(unsigned long n)
 void metrics_ws_partial(void)
 {
     m.ws_partial++;
+}
+
+void metrics_http_partial(void)
+{
+    m.http_partial++;
 }
 
 void metrics_http_response(int status)
@@ -254,6 +259,11 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
             "# TYPE rn_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         put(&t, "rn_http_responses_total{code=\"%dxx\"} %lu\n", c, m.http[c]);
+    put(&t,
+        "# HELP rn_http_writes_partial_total REST answers the kernel did not take whole at "
+        "once (the socket was full; lws keeps the rest).\n"
+        "# TYPE rn_http_writes_partial_total counter\nrn_http_writes_partial_total %lu\n",
+        m.http_partial);
     put(&t, "# HELP rn_http_refused_total Requests refused at the edge, before routing.\n"
             "# TYPE rn_http_refused_total counter\n");
     for (int w = 0; w < HTTP_REFUSED_COUNT; w++)

@@ -25,6 +25,8 @@ void metrics_ws_in(void);
 void metrics_ws_out(unsigned long n);
 /* A direct write the kernel did not take whole (a full socket; lws keeps the rest). */
 void metrics_ws_partial(void);
+/* A REST answer the kernel did not take whole at its first write (lws keeps the rest). */
+void metrics_http_partial(void);
 void metrics_http_response(int status);
 
 /* Requests refused at the edge, before routing: rn_http_refused_total{why}. */

@@ -1,7 +1,18 @@
 /*
  * http: gathers REST requests from lws, routes them, and writes the answers
- * (see http.h). Responses are written in two WRITEABLE turns, headers then
- * body, keeping to one lws_write per callback.
+ * (see http.h).
+ *
+ * How an answer is written: status line, headers and body together, one
+ * sendmsg() on a plain socket (sendv.h: lws keeps what the kernel does not
+ * take), then lws_http_transaction_completed() for the next request of a
+ * keep-alive connection. When: at once, when the answer comes from outside
+ * lws (a query, the limits' Redis reply, a timer: the hot path), so no
+ * WRITEABLE round trip and its poll-mask changes (each an EPOLL_CTL_DEL +
+ * ADD through lws's libuv plugin); in a WRITEABLE turn when it is given
+ * inside one of lws's callbacks of this connection (completing the
+ * transaction there would reset the request lws is still parsing), when the
+ * connection is to close after it (only a return from a callback lets lws
+ * close after flushing), or while lws holds unsent bytes.
  *
  * Who frees a request: it is reference-counted. The connection holds one
  * reference from LWS_CALLBACK_HTTP until the answer is written or lws drops
@@ -22,6 +33,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "chunked.h"
@@ -32,6 +44,7 @@
 #include "hex.h"
 #include "log.h"
 #include "metrics.h"
+#include "sendv.h"
 
 /*
  * Every API module's routes, matched in order (http_set_routes). Process-wide
@@ -71,7 +84,8 @@ void http_set_routes(const route_table_t *const *tables, size_t n)
 #define CORS_EXPOSE_HEADERS "Retry-After"
 #define CORS_MAX_AGE "600"
 
-typedef enum resp_state { RESP_NONE = 0, RESP_HEADERS, RESP_BODY, RESP_DONE } resp_state_t;
+/* The answer: none yet, given and waiting for a WRITEABLE turn, written (or no connection). */
+typedef enum resp_state { RESP_NONE = 0, RESP_WAITING, RESP_DONE } resp_state_t;
 
 typedef struct http_conn http_conn_t;
 
@@ -114,10 +128,41 @@ struct http_req {
     size_t resp_len;
 };
 
-/* lws's per-connection memory for this protocol: just the live request. */
+/*
+ * lws's per-connection memory for this protocol, freed and made again by lws
+ * for every request of a keep-alive connection: the live request, and
+ * whether the connection is to close at its next WRITEABLE turn.
+ */
 struct http_conn {
     http_req_t *req;
+    bool close_pending;
 };
+
+/*
+ * What a TCP connection keeps across its keep-alive requests: made at its
+ * first routed request (lws_set_opaque_user_data, which outlives
+ * http_conn_t), freed with the connection (LWS_CALLBACK_WSI_DESTROY). A
+ * WebSocket never gets one.
+ */
+typedef struct http_peer {
+    char addr[CLIENTIP_MAX]; /* read once, not a getpeername() per request; "" when unknown */
+    /*
+     * The last bearer token verified on this connection and what it gave: the
+     * same bytes again are not verified again while auth_still_valid() (a
+     * client sends its token with every request; a proxy's connection may
+     * carry several clients, so only identical bytes match).
+     */
+    char *token;
+    size_t token_len;
+    auth_identity_t identity;
+    auth_validity_t valid;
+} http_peer_t;
+
+/*
+ * How deep the loop is inside lws's callbacks of this protocol: an answer
+ * given there waits for a WRITEABLE turn (see the top).
+ */
+static int lws_depth;
 
 size_t http_pss_size(void)
 {
@@ -304,9 +349,12 @@ json_t *http_req_json(http_req_t *req)
     return req->json;
 }
 
+static void answer_now(http_req_t *req);
+
 /*
- * Stores the answer and asks lws for a WRITEABLE turn, then drops the
- * handler's reference: a detached request is freed here.
+ * Stores the answer and writes it at once or asks lws for a WRITEABLE turn
+ * (see the top), then drops the handler's reference: a detached request is
+ * freed here.
  */
 static void respond_bytes(http_req_t *req, int status, const char *content_type, char *resp,
                           size_t len)
@@ -328,13 +376,17 @@ static void respond_bytes(http_req_t *req, int status, const char *content_type,
     req->content_type = content_type;
     req->resp = resp;
     req->resp_len = len;
-    req->state = req->conn ? RESP_HEADERS : RESP_DONE;
-    if (req->conn)
+    req->state = req->conn ? RESP_WAITING : RESP_DONE;
+    req->refs++; /* ours across the calls into lws */
+    if (req->conn && !lws_depth && !req->close_after && !lws_partial_buffered(req->wsi))
+        answer_now(req);
+    else if (req->conn)
         lws_callback_on_writable(req->wsi);
     if (req->handler_owns) {
         req->handler_owns = false;
         req_unref(req);
     }
+    req_unref(req);
 }
 
 void http_respond_json(http_req_t *req, int status, json_t *body)
@@ -471,6 +523,72 @@ static bool headers_too_big(struct lws *wsi)
     return total > HTTP_HEADERS_MAX;
 }
 
+/* The connection's http_peer_t, made at its first use; NULL when out of memory. */
+static http_peer_t *peer_of(struct lws *wsi)
+{
+    http_peer_t *peer = lws_get_opaque_user_data(wsi);
+    if (peer || !(peer = calloc(1, sizeof *peer)))
+        return peer;
+    if (!lws_get_peer_simple(wsi, peer->addr, sizeof peer->addr))
+        peer->addr[0] = '\0';
+    lws_set_opaque_user_data(wsi, peer);
+    return peer;
+}
+
+static void peer_forget_token(http_peer_t *peer)
+{
+    if (peer->token) {
+        OPENSSL_cleanse(peer->token, peer->token_len);
+        free(peer->token);
+    }
+    peer->token = NULL;
+    peer->token_len = 0;
+}
+
+static void peer_free(http_peer_t *peer)
+{
+    if (!peer)
+        return;
+    peer_forget_token(peer);
+    free(peer);
+}
+
+/* The connection's peer address (NULL: read it from the socket). */
+static const char *peer_addr(struct lws *wsi)
+{
+    http_peer_t *peer = peer_of(wsi);
+    return peer && *peer->addr ? peer->addr : NULL;
+}
+
+/*
+ * Verifies a bearer token into req->identity, unless it is the one this
+ * connection sent last and that still holds (http_peer_t). 0, or -1 with *why.
+ */
+static int verify_token(http_req_t *req, const char *token, size_t len, const char **why)
+{
+    const auth_t *auth = hub_auth(req->hub);
+    time_t now = time(NULL);
+    http_peer_t *peer = peer_of(req->wsi);
+    if (peer && peer->token && peer->token_len == len &&
+        CRYPTO_memcmp(peer->token, token, len) == 0 && auth_still_valid(auth, &peer->valid, now)) {
+        req->identity = peer->identity;
+        return 0;
+    }
+    auth_validity_t valid;
+    if (auth_verify_until(auth, token, now, &req->identity, &valid, why) != 0)
+        return -1;
+    if (peer) {
+        peer_forget_token(peer);
+        if ((peer->token = malloc(len)) != NULL) {
+            memcpy(peer->token, token, len);
+            peer->token_len = len;
+            peer->identity = req->identity;
+            peer->valid = valid;
+        }
+    }
+    return 0;
+}
+
 /* Verifies "Authorization: Bearer <token>" if present. -1 when present but invalid. */
 static int read_identity(http_req_t *req, const char **why)
 {
@@ -490,7 +608,7 @@ static int read_identity(http_req_t *req, const char **why)
     int rc = -1;
     if (strncasecmp(hdr, "Bearer ", 7) != 0) {
         *why = "expected: Authorization: Bearer <token>";
-    } else if (auth_verify(hub_auth(req->hub), hdr + 7, time(NULL), &req->identity, why) == 0) {
+    } else if (verify_token(req, hdr + 7, strlen(hdr + 7), why) == 0) {
         req->has_identity = true;
         rc = 0;
     } else if (*why && strcmp(*why, "unknown_kid") == 0 && hub_firebase_keys(req->hub) &&
@@ -809,7 +927,7 @@ static int check_access(http_req_t *req)
         req->params[i][p->len] = '\0';
     }
     const char *why = NULL;
-    hub_client_ip(req->hub, req->wsi, req->client_ip);
+    hub_client_ip(req->hub, req->wsi, peer_addr(req->wsi), req->client_ip);
     if (read_identity(req, &why) != 0) {
         hold_for_answer(req); /* a failed token is charged to the client IP (guard.h) */
         guard_http_bad_token(req, why ? why : "invalid token");
@@ -969,40 +1087,92 @@ static int add_headers(struct lws *wsi, http_req_t *req, unsigned char **p, unsi
 #undef ADD
 }
 
+/* The status line and headers of req's answer into buf: their length, or -1 if they do not fit. */
+static int build_headers(struct lws *wsi, http_req_t *req, unsigned char *buf, size_t size)
+{
+    unsigned char *p = buf, *end = buf + size - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)req->status, req->content_type, req->resp_len,
+                                    &p, end) ||
+        add_headers(wsi, req, &p, end) ||
+        (req->retry_after_s && add_retry_after(wsi, req->retry_after_s, &p, end)) ||
+        lws_finalize_http_header(wsi, &p, end))
+        return -1;
+    return (int)(p - buf);
+}
+
+/*
+ * Writes req's answer, headers and body (none for HEAD) in one go: one
+ * sendmsg() on a plain socket, lws_write() on TLS. The connection lets go of
+ * the request (before lws may drop its memory). 0, or -1 when the connection
+ * is unusable.
+ */
+static int write_answer(struct lws *wsi, http_req_t *req)
+{
+    unsigned char hdrs[LWS_PRE + 2048], *start = hdrs + LWS_PRE;
+    int hlen = build_headers(wsi, req, start, sizeof hdrs - LWS_PRE);
+    size_t blen = req->method == HTTP_HEAD ? 0 : req->resp_len;
+    unsigned char *body = blen ? (unsigned char *)req->resp + LWS_PRE : NULL;
+    int fd = sendv_fd(wsi), rc = 0;
+    if (hlen < 0) {
+        rc = -1;
+    } else if (fd >= 0) {
+        struct iovec iov[2] = {{start, (size_t)hlen}, {body, blen}};
+        ssize_t sent = sendv(wsi, fd, iov, blen ? 2 : 1);
+        if (sent >= 0 && (size_t)sent < (size_t)hlen + blen)
+            metrics_http_partial();
+        rc = sent < 0 ? -1 : 0;
+    } else if (lws_write(wsi, start, (size_t)hlen, LWS_WRITE_HTTP_HEADERS) != hlen ||
+               (blen && lws_write(wsi, body, blen, LWS_WRITE_HTTP_FINAL) < 0)) {
+        rc = -1;
+    }
+    req->state = RESP_DONE;
+    conn_release(req);
+    return rc;
+}
+
+/*
+ * The answer, outside lws's callbacks: written now, and the transaction
+ * completed for the next request. When lws wants the connection closed (an
+ * HTTP/1.0 client, Connection: close, a client that shut its side), that
+ * happens at the next WRITEABLE turn, which lws gives only once what it holds
+ * is sent: an asynchronous kill would drop it.
+ */
+static void answer_now(http_req_t *req)
+{
+    struct lws *wsi = req->wsi;
+    if (write_answer(wsi, req) != 0) {
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (!lws_http_transaction_completed(wsi))
+        return;
+    http_conn_t *conn = lws_wsi_user(wsi); /* still ours, unless lws ran out of memory */
+    if (conn) {
+        conn->close_pending = true;
+        lws_callback_on_writable(wsi);
+    } else {
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
+/* WRITEABLE: an answer given inside a callback, or a close after one (see the top). */
 static int on_writeable(struct lws *wsi, http_conn_t *conn)
 {
+    if (conn->close_pending)
+        return -1;
     http_req_t *req = conn->req;
-    if (!req || (req->state != RESP_HEADERS && req->state != RESP_BODY))
+    if (!req || req->state != RESP_WAITING)
         return 0;
-    if (req->state == RESP_HEADERS) {
-        unsigned char hdrs[LWS_PRE + 2048];
-        unsigned char *start = hdrs + LWS_PRE, *p = start, *end = hdrs + sizeof hdrs - 1;
-        if (lws_add_http_common_headers(wsi, (unsigned)req->status, req->content_type,
-                                        req->resp_len, &p, end) ||
-            add_headers(wsi, req, &p, end) ||
-            (req->retry_after_s && add_retry_after(wsi, req->retry_after_s, &p, end)) ||
-            lws_finalize_write_http_header(wsi, start, &p, end))
-            return -1;
-        req->state = RESP_BODY;
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    int n = req->method == HTTP_HEAD || !req->resp_len
-                ? 0
-                : lws_write(wsi, (unsigned char *)req->resp + LWS_PRE, req->resp_len,
-                            LWS_WRITE_HTTP_FINAL);
     bool close = req->close_after;
-    req->state = RESP_DONE;
-    conn_release(req); /* before lws may drop the connection's memory */
-    if (n < 0 || close)
+    if (write_answer(wsi, req) != 0 || close)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                  size_t len)
+/* The callback's work; http_callback counts how deep the loop is inside it. */
+static int on_callback(struct lws *wsi, enum lws_callback_reasons reason, http_conn_t *conn,
+                       void *in, size_t len)
 {
-    http_conn_t *conn = user;
     switch (reason) {
     case LWS_CALLBACK_HTTP:
         return conn ? on_request(wsi, conn) : -1;
@@ -1022,7 +1192,20 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (conn)
             conn_release(conn->req);
         return 0;
+    case LWS_CALLBACK_WSI_DESTROY: /* every connection's last call, WebSockets too */
+        peer_free(lws_get_opaque_user_data(wsi));
+        lws_set_opaque_user_data(wsi, NULL);
+        return 0;
     default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
+        return lws_callback_http_dummy(wsi, reason, conn, in, len);
     }
+}
+
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    lws_depth++;
+    int rc = on_callback(wsi, reason, user, in, len);
+    lws_depth--;
+    return rc;
 }

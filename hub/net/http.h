@@ -10,6 +10,12 @@
  * (it is reference-counted: see http.c). Paths outside the API are served
  * from the web root, through the same answer path (HEAD included).
  *
+ * An answer is one write (status line, headers, body), made as soon as it
+ * is given unless lws is inside a callback of that connection (http.c). A
+ * keep-alive connection verifies a bearer token once: the same bytes on a
+ * later request get the same identity until the token expires or the keys
+ * change (auth_still_valid).
+ *
  * Before any route runs, the edge checks: target size (414), header size
  * (431), UTF-8 of the path, query and used headers (400), framing
  * (Content-Length digits only, or chunked on POST/PUT/PATCH up to

@@ -15,6 +15,7 @@
 #include "firebase_keys.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "sendv.h"
 #include "session_priv.h"
 #include "userstate.h"
 
@@ -774,7 +775,7 @@ static void on_established(struct lws *wsi, session_t *s)
     s->hub = hub;
     /* written directly (session_out.c) only when the socket is ours alone and plain:
      * not TLS, not a stream inside a multiplexed (h2) connection */
-    s->fd = lws_is_ssl(wsi) || lws_get_network_wsi(wsi) != wsi ? -1 : (int)lws_get_socket_fd(wsi);
+    s->fd = sendv_fd(wsi);
     s->kind = CONN_PENDING;
     s->rate_ts_ms = hub_now_ms(hub);
     s->rate_tokens = 2.0 * hub_config(hub)->msg_rate;
@@ -787,7 +788,7 @@ static void on_established(struct lws *wsi, session_t *s)
         return;
     }
     char ip[CLIENTIP_MAX];
-    hub_client_ip(hub, wsi, ip);
+    hub_client_ip(hub, wsi, NULL, ip);
     clientip_limit_key(ip, s->client_ip, sizeof s->client_ip);
     ws_check_t *c = ws_check_new(WS_CHECK_CONNECT, false, 0);
     if (c)

@@ -30,8 +30,8 @@
  * socket; lws_write would redo the header, its checks and its bookkeeping per
  * socket. The hub negotiates no extension (no permessage-deflate), so the
  * frame lws would write is byte for byte the same. What the kernel does not
- * take is handed to lws as raw bytes (lws_write LWS_WRITE_HTTP, which a
- * WebSocket connection sends as is): from then on lws owns the remainder
+ * take is handed to lws as raw bytes (sendv.h, shared with the REST
+ * answers): from then on lws owns the remainder
  * exactly as after a partial lws_write, and no frame of ours or of lws's
  * (a pong, a close) can cut into it. TLS sockets, and every write while lws
  * holds a remainder, go through lws_write, one frame per turn.
@@ -43,15 +43,14 @@
  * peer is gone) never closes on the caller's stack: lws is asked to kill the
  * connection from its own timer (LWS_TO_KILL_ASYNC).
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "envelope.h"
 #include "log.h"
+#include "sendv.h"
 #include "session_priv.h"
 
 /* ---- the write queue -------------------------------------------------- */
@@ -296,10 +295,7 @@ static unsigned char *frame_of(msgbuf_t *b, size_t *len)
     return p - b->frame_hd;
 }
 
-/*
- * Writes n frames straight to the socket in one sendmsg(); what the kernel
- * does not take goes to lws as raw bytes (see the top). -1: unusable.
- */
+/* Writes n frames straight to the socket in one sendmsg() (sendv.h). -1: unusable. */
 static int write_direct(session_t *s, msgbuf_t **bufs, unsigned n)
 {
     struct iovec iov[WRITE_BATCH];
@@ -308,27 +304,11 @@ static int write_direct(session_t *s, msgbuf_t **bufs, unsigned n)
         iov[i].iov_base = frame_of(bufs[i], &iov[i].iov_len);
         total += iov[i].iov_len;
     }
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
-    ssize_t sent = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return -1;
-        sent = 0;
-    }
+    ssize_t sent = sendv(s->wsi, s->fd, iov, n);
+    if (sent < 0)
+        return -1;
     if ((size_t)sent < total)
         metrics_ws_partial();
-    size_t skip = (size_t)sent;
-    for (unsigned i = 0; i < n && skip < total; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            total -= iov[i].iov_len;
-            continue;
-        }
-        unsigned char *rest = (unsigned char *)iov[i].iov_base + skip;
-        if (lws_write(s->wsi, rest, iov[i].iov_len - skip, LWS_WRITE_HTTP) < 0)
-            return -1;
-        skip = 0;
-    }
     return 0;
 }
 

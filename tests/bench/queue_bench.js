@@ -265,6 +265,8 @@ async function loadC() {
   };
 }
 
+// for strace -c / perf stat -p over a few seconds of this phase (tests/bench/README.md)
+console.log(`throughput phase: hub pid ${hub.pid}, metrics ${hub.url}/metrics`);
 const { secs, reserved, cancelled, errors, hubCpu, clientCpu, delivered } = LOAD === 'c' ? await loadC() : await loadNode();
 console.log(
   `throughput: ${CLIENTS} clients (${LOAD}), ${secs.toFixed(1)} s: ${(reserved / secs).toFixed(0)} reservations/s ` +

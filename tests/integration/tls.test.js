@@ -1,4 +1,5 @@
-// TLS: with --tls-cert/--tls-key the one port speaks https and wss only.
+// TLS: with --tls-cert/--tls-key the one port speaks https and wss only; a large
+// answer written at once reaches a reader that waits (lws_write keeps the rest).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -32,7 +33,7 @@ test('https and wss on the one port; plain http is refused', async () => {
   const secret = 'tls-test-secret';
   const proc = spawn(HUB_BIN, ['serve', '--listen', '127.0.0.1', '--port', String(port),
     '--database-url', pg.url, '--redis-url', redis.url, '--jwt-hs256-secret', secret,
-    '--tls-cert', cert, '--tls-key', key], { stdio: 'ignore' });
+    '--tls-cert', cert, '--tls-key', key, '--debug-routes'], { stdio: 'ignore' });
   const exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
   try {
     await waitFor(async () => (await get(port, '/healthz').catch(() => ({}))).status === 200,
@@ -41,6 +42,25 @@ test('https and wss on the one port; plain http is refused', async () => {
     await waitFor(async () => JSON.parse((await get(port, '/readyz')).body).status === 'ready',
       { timeoutMs: 20000, what: 'https /readyz ready' });
     await assert.rejects(http({ port }, 'GET', '/healthz', { timeoutMs: 2000 }), 'plain http is not served');
+
+    // an 8 MB answer given from a query (written at once, outside lws's callbacks), to a reader
+    // that waits before reading: over TLS, lws_write keeps what the socket does not take
+    const big = await new Promise((resolve, reject) => {
+      https
+        .get({ host: '127.0.0.1', port, path: '/api/v1/debug/sleep?ms=1&pad=8000000', rejectUnauthorized: false }, (res) => {
+          res.pause();
+          setTimeout(() => {
+            const chunks = [];
+            res.on('data', (d) => chunks.push(d));
+            res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+            res.resume();
+          }, 500);
+        })
+        .on('error', reject);
+    });
+    assert.equal(big.status, 200);
+    assert.equal(JSON.parse(big.body.toString()).pad.length, 8000000);
+    assert.equal((await get(port, '/healthz')).status, 200);
 
     const ws = new WebSocket(`wss://127.0.0.1:${port}/ws`, [SUBPROTOCOL], {
       rejectUnauthorized: false,

@@ -1049,6 +1049,48 @@ static void test_unknown_kid_hook(void)
     auth_free(fb);
 }
 
+/*
+ * auth_verify_until: how long an accepted token stays accepted without being
+ * verified again (http.c keeps it per connection): to exp + leeway, and only
+ * while the keys it was verified with are loaded.
+ */
+static void test_validity(void)
+{
+    auth_t *fb = make_auth(PROJECT, DEV_SECRET, 10, certs1);
+    auth_identity_t id;
+    auth_validity_t v;
+    const char *why = NULL;
+    char *dev = dev_token(DEV_SECRET, dev_claims()); /* exp NOW + 600 */
+    char *t1 = fb_token(key1, fb_claims());          /* exp NOW + 3500 */
+
+    CHECK(auth_verify_until(fb, dev, NOW, &id, &v, &why) == 0 && strcmp(id.uid, "dev-bob") == 0,
+          "dev token verified with its validity");
+    CHECK(v.until == (long long)NOW + 600 + 10, "valid until exp + leeway");
+    CHECK(auth_still_valid(fb, &v, NOW + 609), "still valid just before exp + leeway");
+    CHECK(!auth_still_valid(fb, &v, NOW + 610), "not at exp + leeway");
+    expect_fail(fb, dev, NOW + 610, "expired", "and verify refuses it then too");
+    CHECK(!auth_still_valid(fb, NULL, NOW), "no validity: not valid");
+
+    memset(&v, 0, sizeof v);
+    CHECK(auth_verify_until(fb, t1, NOW, &id, &v, &why) == 0, "Firebase token verified");
+    CHECK(auth_still_valid(fb, &v, NOW + 100), "valid while its keys are loaded");
+    CHECK(auth_set_certs(fb, certs1, strlen(certs1), NULL, 0) == 0, "the same keys again");
+    CHECK(!auth_still_valid(fb, &v, NOW + 100), "not once the keys were replaced");
+    CHECK(auth_verify_until(fb, t1, NOW, &id, &v, &why) == 0 && auth_still_valid(fb, &v, NOW),
+          "verified again: valid again");
+    CHECK(auth_set_certs(fb, "{", 1, NULL, 0) != 0 && auth_still_valid(fb, &v, NOW),
+          "a refused document changes no keys");
+
+    why = NULL;
+    v.until = 12345;
+    CHECK(auth_verify_until(fb, dev, NOW + 610, &id, &v, &why) == -1 && why != NULL &&
+              v.until == 12345,
+          "a refused token leaves the validity alone");
+    free(t1);
+    free(dev);
+    auth_free(fb);
+}
+
 int main(void)
 {
     key1 = rsa_key(2048);
@@ -1067,6 +1109,7 @@ int main(void)
     test_minted();
     test_garbage();
     test_unknown_kid_hook();
+    test_validity();
     verifiers_free();
 
     free(certs1);

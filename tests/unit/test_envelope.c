@@ -405,6 +405,23 @@ static void test_encode(void)
     free(buf);
     json_decref(o);
 
+    /* Larger than the first buffer, many times over: the same bytes as json_dumps. */
+    for (size_t size = 100; size <= 200000; size *= 7) {
+        char *pad = malloc(size + 1);
+        memset(pad, 'x', size);
+        pad[size] = '\0';
+        o = json_pack("{s:s, s:[i, i, {s:b}], s:s}", "type", "queue", "n", 1, 2, "ok", 1, "pad",
+                      pad);
+        char *want = json_dumps(o, JSON_COMPACT);
+        EXPECT(want != NULL && envelope_encode(o, 16, &buf, &len) == 0);
+        EXPECT(buf != NULL && len == strlen(want) && memcmp(buf + 16, want, len) == 0 &&
+               buf[16 + len] == '\0');
+        free(buf);
+        free(want);
+        free(pad);
+        json_decref(o);
+    }
+
     /* A scalar is not a message. */
     o = json_integer(3);
     buf = (char *)1;
