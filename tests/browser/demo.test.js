@@ -14,7 +14,7 @@
 // game is ended (the cabinet is free again); a price edit and opening hours
 // reach the cabinet's attract screen (its cabinet_config).
 
-import { describe, test, before, after } from 'node:test';
+import { describe, test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -72,6 +72,31 @@ async function makeRun({ pg, redis, port, varDir }) {
   };
 }
 
+/*
+ * What a failed step leaves for whoever reads the CI log: each open page's
+ * phase, its error and unlock lines and the newest lines of its event log,
+ * and the hub's newest log lines. A story step that times out says only
+ * which locator it waited for; this says what the pages showed instead.
+ */
+async function diagnose(t, pages, run) {
+  for (const [name, p] of Object.entries(pages)) {
+    if (!p?.page || p.page.isClosed()) continue;
+    const seen = await p.page.evaluate(() => ({
+      url: location.pathname,
+      phase: document.body.dataset.phase,
+      unlock: document.querySelector('#unlock-result')?.textContent,
+      errors: [...document.querySelectorAll('.error:not([hidden]), [role="alert"]:not([hidden])')]
+        .map((e) => e.textContent.trim()).filter(Boolean),
+      log: [...document.querySelectorAll('#log li')].slice(0, 15).map((li) => li.textContent),
+    })).catch((err) => ({ unreadable: err.message }));
+    t.diagnostic(`${name}: ${JSON.stringify(seen)}`);
+  }
+  // The hub's own log lines (JSON), not the links and tokens run.sh prints
+  // first; one diagnostic per line (TAP escapes a newline inside one).
+  const hubLog = run ? run.output().split('\n').filter((l) => l.startsWith('{')).slice(-30) : [];
+  for (const line of hubLog) t.diagnostic(`hub: ${line}`);
+}
+
 /* Types digits on the cabinet's physical keyboard, then Enter. */
 async function typeCode(cab, code) {
   await cab.keyboard.type(code);
@@ -81,6 +106,17 @@ async function typeCode(cab, code) {
 describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at ${CHROMIUM}` }, () => {
   let pg, redis, run, browser, port, varDir;
   const frames = []; // game_over frames the cabinet page sent: [reservation_id]
+  let alice, bob, carol, cab, admin, dave, daveReservation;
+
+  // Every step of the story: on failure, diagnose() before the error.
+  const test = (name, fn) => nodeTest(name, async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      await diagnose(t, { cabinet: cab, admin, alice, bob, carol }, run);
+      throw err;
+    }
+  });
 
   before(async () => {
     pg = await startPostgres();
@@ -95,8 +131,6 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     await browser?.close();
     if (run) await run.stop();
   });
-
-  let alice, bob, carol, cab, admin, dave, daveReservation;
 
   test('make run prints links that open each page signed in; the index shows them', async (t) => {
     for (const who of ['index', 'alice', 'bob', 'new', 'admin', 'cabinet1', 'cabinet2', 'cabinet3']) {
