@@ -57,9 +57,11 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "chunked.h"
 
 #define TOKEN_MAX 1024
 #define REQ_MAX (TOKEN_MAX + 512)
+#define ANSWER_MAX (1 << 20) /* a chunked answer's decoded body, at most */
 
 enum { REQ_RESERVE, REQ_CANCEL };
 
@@ -277,41 +279,6 @@ static const char *header(const char *head, size_t len, const char *name, size_t
 }
 
 /*
- * A chunked body from body[0..avail): its decoded length once the last chunk
- * came, -1 while more is needed. With decode, also moves the data in place
- * (the decoded bytes never outrun the encoded ones); only on a complete
- * body, since an answer read in parts is scanned again from its start.
- */
-static long dechunk(char *body, size_t avail, bool decode)
-{
-    size_t rd = 0, wr = 0;
-    for (;;) {
-        char *eol = memmem(body + rd, avail - rd, "\r\n", 2);
-        if (!eol)
-            return -1;
-        size_t size = strtoul(body + rd, NULL, 16);
-        size_t data = (size_t)(eol - body) + 2;
-        if (size == 0) { /* then trailers, each a line, up to an empty line */
-            size_t p = data;
-            for (;;) {
-                char *e = memmem(body + p, avail - p, "\r\n", 2);
-                if (!e)
-                    return -1;
-                if (e == body + p)
-                    return (long)wr;
-                p = (size_t)(e - body) + 2;
-            }
-        }
-        if (avail < data + size + 2)
-            return -1;
-        if (decode)
-            memmove(body + wr, body + data, size);
-        wr += size;
-        rd = data + size + 2;
-    }
-}
-
-/*
  * "reservation": {... "id": N ...}: the id key at depth 1 of that object
  * (jsonb puts short keys first, but nested objects may have ids too).
  */
@@ -408,9 +375,18 @@ static void on_readable(conn_t *c)
     long blen;
     if ((v = header(c->in, head, "transfer-encoding:", &vlen)) && vlen >= 7 &&
         strncasecmp(v, "chunked", 7) == 0) {
-        if (dechunk(body, c->in_len - head, false) < 0)
+        /* the hub's own decoder (hub/net/chunked.c), from the body's start at each read */
+        static char decoded[ANSWER_MAX + 1]; /* + the '\0' below; one thread */
+        chunked_t ck;
+        size_t used, dlen = 0;
+        chunked_init(&ck);
+        body = decoded;
+        int r = chunked_feed(&ck, c->in + head, c->in_len - head, &used, body, ANSWER_MAX, &dlen);
+        if (r == CHUNKED_MORE)
             return;
-        blen = dechunk(body, c->in_len - head, true);
+        if (r != CHUNKED_DONE)
+            fail("a malformed chunked answer, or one over %d bytes: %s", ANSWER_MAX, c->in);
+        blen = (long)dlen;
     } else if ((v = header(c->in, head, "content-length:", &vlen))) {
         blen = atol(v);
         if (c->in_len - head < (size_t)blen)
