@@ -11,6 +11,8 @@
 #   services.sh pg-url DIR PORT       prints postgresql://retronova@127.0.0.1:PORT/retronova
 #   services.sh redis-start DIR PORT  start in the background (pidfile DIR/redis.pid), wait for PONG
 #   services.sh redis-stop DIR        SIGTERM, then SIGKILL after 10 s
+#   services.sh pg-bin                prints the PostgreSQL server binaries' directory
+#   services.sh pg-user               prints the system user the server runs as when root
 #
 # PostgreSQL refuses to run as root: as root, the server runs as the system
 # user $RN_PG_USER (default rnpg, created by scripts/deps.sh, or here if
@@ -35,7 +37,7 @@ db_name=retronova
 
 die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
 usage() {
-    sed -n '6,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '6,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -299,5 +301,7 @@ pg-restart) (($# == 3)) || usage; pg_stop "$2"; pg_start "$2" "$3" ;;
 pg-url) (($# == 3)) || usage; pg_url "$2" "$3" ;;
 redis-start) (($# == 3)) || usage; redis_start "$2" "$3" ;;
 redis-stop) (($# == 2)) || usage; redis_stop "$2" ;;
+pg-bin) (($# == 1)) || usage; pg_bindir ;;
+pg-user) (($# == 1)) || usage; echo "$pg_user" ;;
 *) usage ;;
 esac

@@ -28,11 +28,8 @@ runs="${RUNS:-3}"
 started=$(date +%s)
 # Rows are written straight (not through rn_ledger_post): a history, not a
 # load; balance_after is not meaningful here, the reports do not read it.
+bench_arcades "$arcades"
 psql_q <<SQL >/dev/null
-INSERT INTO arcades (id, name, status)
-SELECT g, 'Bench ' || g, 'offline' FROM generate_series(4, greatest(3, $arcades)) g
-ON CONFLICT DO NOTHING;
-SELECT setval(pg_get_serial_sequence('arcades', 'id'), (SELECT max(id) FROM arcades));
 INSERT INTO users (firebase_uid, pseudo, tickets_balance)
 SELECT 'bench-' || g, 'bench' || g, g % 50 FROM generate_series(1, $users) g;
 CREATE TEMP TABLE b AS SELECT min(id) - 1 AS base FROM users WHERE firebase_uid LIKE 'bench-%';

@@ -42,8 +42,8 @@ if [[ -n "${EXTRA_SQL:-}" ]]; then psql_q -f "$EXTRA_SQL" >/dev/null; fi
 migrations="$(psql_q -c "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")"
 "$src/scripts/services.sh" pg-stop "$dir" >/dev/null
 
-pg_user="${RN_PG_USER:-rnpg}"
-bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+pg_user="$("$src/scripts/services.sh" pg-user)"
+bin="$("$src/scripts/services.sh" pg-bin)"
 # One pair per line: reserve (bench user k on arcade k's turn), then cancel
 # what it booked, both answers turned into text as the hub receives them.
 # MODE=prepared: the pair is PREPAREd once and EXECUTEd (the hub with its

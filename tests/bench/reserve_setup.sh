@@ -6,11 +6,8 @@
 # live database has statistics, and plans cached while the tables were empty
 # scan them sequentially until an ANALYZE). Needs $src, $url, psql_q,
 # $arcades, $users, $mode (pgbench -M) and $warmup.
+bench_arcades "$arcades"
 psql_q <<SQL >/dev/null
-INSERT INTO arcades (id, name, status)
-SELECT g, 'Bench ' || g, 'offline' FROM generate_series(4, greatest(3, $arcades)) g
-ON CONFLICT DO NOTHING;
-SELECT setval(pg_get_serial_sequence('arcades', 'id'), (SELECT max(id) FROM arcades));
 INSERT INTO arcade_games (arcade_id, slot, game_id)
 SELECT g, 9, 3 FROM generate_series(1, $arcades) g ON CONFLICT DO NOTHING;
 INSERT INTO users (firebase_uid, pseudo)
