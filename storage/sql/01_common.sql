@@ -89,6 +89,17 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
     SELECT (extract(epoch FROM p_ts) * 1000)::bigint
 $$;
 
+-- An event as a transaction's answer carries it and hub/events.h delivers it:
+-- {id, kind, payload, at_ms} and its recipient, p_to_key 'uid' (a user's
+-- firebase uid) or 'arcade_id' (a cabinet's). No query of its own: it
+-- inlines, and the caller's look-up of the recipient stays in its plan.
+CREATE OR REPLACE FUNCTION rn_event_json(p_id bigint, p_kind text, p_payload jsonb,
+                                         p_at timestamptz, p_to_key text, p_to jsonb)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('id', p_id, 'kind', p_kind, 'payload', p_payload,
+                              'at_ms', rn_ms(p_at), p_to_key, p_to)
+$$;
+
 -- Writes a private event for a user; returns it for the answer's "events".
 -- created_at is the clock, not the transaction start, so commit -> ack
 -- latency is measured from when the event was made.
@@ -101,10 +112,8 @@ BEGIN
     INSERT INTO user_events (user_id, kind, payload, created_at)
     VALUES (p_user_id, p_kind, p_payload, clock_timestamp())
     RETURNING id, created_at INTO v_id, v_at;
-    RETURN jsonb_build_object(
-        'id', v_id, 'kind', p_kind, 'payload', p_payload,
-        'at_ms', (extract(epoch FROM v_at) * 1000)::bigint,
-        'uid', (SELECT firebase_uid FROM users WHERE id = p_user_id));
+    RETURN rn_event_json(v_id, p_kind, p_payload, v_at, 'uid',
+                         to_jsonb((SELECT firebase_uid FROM users WHERE id = p_user_id)));
 END
 $$;
 
@@ -118,10 +127,7 @@ BEGIN
     INSERT INTO user_events (arcade_id, kind, payload, created_at)
     VALUES (p_arcade_id, p_kind, p_payload, clock_timestamp())
     RETURNING id, created_at INTO v_id, v_at;
-    RETURN jsonb_build_object(
-        'id', v_id, 'kind', p_kind, 'payload', p_payload,
-        'at_ms', (extract(epoch FROM v_at) * 1000)::bigint,
-        'arcade_id', p_arcade_id);
+    RETURN rn_event_json(v_id, p_kind, p_payload, v_at, 'arcade_id', to_jsonb(p_arcade_id));
 END
 $$;
 
@@ -141,11 +147,9 @@ BEGIN
         WHERE t.u IS NOT NULL
         ORDER BY t.n
         RETURNING id, user_id, kind, payload, created_at)
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', ins.id, 'kind', ins.kind, 'payload', ins.payload,
-               'at_ms', (extract(epoch FROM ins.created_at) * 1000)::bigint,
-               'uid', (SELECT u.firebase_uid FROM users u WHERE u.id = ins.user_id))
-               ORDER BY ins.id), '[]'::jsonb)
+    SELECT coalesce(jsonb_agg(rn_event_json(ins.id, ins.kind, ins.payload, ins.created_at, 'uid',
+                              to_jsonb((SELECT u.firebase_uid FROM users u WHERE u.id = ins.user_id)))
+                              ORDER BY ins.id), '[]'::jsonb)
     INTO v_events
     FROM ins;
     RETURN v_events;

@@ -256,11 +256,9 @@ BEGIN
         WHERE t.id > p_after_id AND p.uid IS NOT NULL
         ORDER BY t.id, p.n
         RETURNING id, user_id, kind, payload, created_at)
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', ins.id, 'kind', ins.kind, 'payload', ins.payload,
-               'at_ms', (extract(epoch FROM ins.created_at) * 1000)::bigint,
-               'uid', (SELECT u.firebase_uid FROM users u WHERE u.id = ins.user_id))
-               ORDER BY ins.id), '[]'::jsonb)
+    SELECT coalesce(jsonb_agg(rn_event_json(ins.id, ins.kind, ins.payload, ins.created_at, 'uid',
+                              to_jsonb((SELECT u.firebase_uid FROM users u WHERE u.id = ins.user_id)))
+                              ORDER BY ins.id), '[]'::jsonb)
     INTO v_events
     FROM ins;
     RETURN v_events;
@@ -293,11 +291,9 @@ BEGIN
         WHERE e.uid IS NOT NULL
         ORDER BY e.part, e.k1, e.k2
         RETURNING id, user_id, kind, payload, created_at)
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', ins.id, 'kind', ins.kind, 'payload', ins.payload,
-               'at_ms', (extract(epoch FROM ins.created_at) * 1000)::bigint,
-               'uid', (SELECT u.firebase_uid FROM users u WHERE u.id = ins.user_id))
-               ORDER BY ins.id), '[]'::jsonb)
+    SELECT coalesce(jsonb_agg(rn_event_json(ins.id, ins.kind, ins.payload, ins.created_at, 'uid',
+                              to_jsonb((SELECT u.firebase_uid FROM users u WHERE u.id = ins.user_id)))
+                              ORDER BY ins.id), '[]'::jsonb)
     INTO v_events
     FROM ins;
     RETURN v_events;
