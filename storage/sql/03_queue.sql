@@ -236,38 +236,19 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                               'arcade', rn_queue_snapshot(p_arcade_id))
 $$;
 
--- rn_position_events with the arcade's rolling mean game length given: one
--- INSERT for all of them (by reservation id, booker before player 2).
+-- rn_position_events with the arcade's rolling mean game length given:
+-- rn_step_events_x with no events of the step's own.
 CREATE OR REPLACE FUNCTION rn_position_events_x(p_arcade_id bigint, p_after_id bigint, p_avg integer)
 RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-    v_events jsonb;
 BEGIN
-    WITH ins AS (
-        INSERT INTO user_events (user_id, kind, payload, created_at)
-        SELECT p.uid, 'position',
-               rn_position_payload(t.id, p_arcade_id, t.pos, p_avg),
-               clock_timestamp()
-        FROM (SELECT r.id, r.user_id, r.player2_id,
-                     row_number() OVER (ORDER BY r.id)::integer AS pos
-              FROM reservations r
-              WHERE r.arcade_id = p_arcade_id AND r.status = 'waiting') t
-        CROSS JOIN LATERAL (VALUES (1, t.user_id), (2, t.player2_id)) AS p (n, uid)
-        WHERE t.id > p_after_id AND p.uid IS NOT NULL
-        ORDER BY t.id, p.n
-        RETURNING id, user_id, kind, payload, created_at)
-    SELECT coalesce(jsonb_agg(rn_event_json(ins.id, ins.kind, ins.payload, ins.created_at, 'uid',
-                              to_jsonb((SELECT u.firebase_uid FROM users u WHERE u.id = ins.user_id)))
-                              ORDER BY ins.id), '[]'::jsonb)
-    INTO v_events
-    FROM ins;
-    RETURN v_events;
+    RETURN rn_step_events_x('{}', '{}', '{}', p_arcade_id, p_after_id, p_avg); -- no own events
 END
 $$;
 
 -- A step's own events (rn_users_events_x's arrays) followed by the position
--- events rn_position_events_x(p_arcade_id, p_after_id, p_avg) would write:
--- the same rows in the same order, in one INSERT.
+-- events {reservation_id, arcade_id, position, eta_s, eta_is_estimate} of
+-- every waiting reservation of p_arcade_id above p_after_id (by reservation
+-- id, booker before player 2), all in one INSERT.
 CREATE OR REPLACE FUNCTION rn_step_events_x(p_users bigint[], p_kinds text[], p_payloads jsonb[],
                                  p_arcade_id bigint, p_after_id bigint, p_avg integer)
 RETURNS jsonb LANGUAGE plpgsql AS $$
