@@ -162,11 +162,13 @@ static int set_value(hub_config_t *cfg, const option_spec_t *o, const char *valu
         *(int *)field = (int)v;
         return 0;
     }
-    case OPT_BOOL:
-        if (bool_word(value) < 0)
+    case OPT_BOOL: {
+        int on = bool_word(value);
+        if (on < 0)
             return -1;
-        *(bool *)field = bool_word(value) == 1;
+        *(bool *)field = on == 1;
         return 0;
+    }
     }
     return -1;
 }
