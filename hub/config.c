@@ -127,9 +127,17 @@ static const option_spec_t options[] = {
      "refund reservations that end as timed_out (past the maximum, or unknown to the cabinet)"},
     {"game-timeout-sweep-ms", "HUB_GAME_TIMEOUT_SWEEP_MS", OPT_INT, O(game_timeout_sweep_ms),
      "5000", "how often every process looks for games past their maximum duration"},
+    {"events-keep-hours", "HUB_EVENTS_KEEP_HOURS", OPT_INT, O(events_keep_hours), "168",
+     "delete private events acked more than this many hours ago (unacked ones stay); "
+     "0: keep forever"},
+    {"events-expire-sweep-ms", "HUB_EVENTS_EXPIRE_SWEEP_MS", OPT_INT, O(events_expire_sweep_ms),
+     "60000", "how often each process deletes expired events (batches of 10,000)"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* 100 years: now() minus more would leave PostgreSQL's timestamp range. */
+#define EVENTS_KEEP_HOURS_MAX 876000
 
 /* A boolean setting's value: 1 (1, true, yes, on), 0 (0, false, no, off) or -1. */
 static int bool_word(const char *v)
@@ -265,8 +273,8 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     if (cfg->port < 1 || cfg->port > 65535 || cfg->pg_pool_size < 1 || cfg->workers < 1 ||
         cfg->max_frame < 256 || cfg->send_queue_max < 1 || cfg->msg_rate < 1 ||
         cfg->payment_timeout_ms < 1 || cfg->cabinet_lease_ms < 300 || cfg->game_max_s < 1 ||
-        cfg->game_timeout_sweep_ms < 100 || cfg->ws_ping_ms < 100 ||
-        cfg->ws_hangup_ms <= cfg->ws_ping_ms) {
+        cfg->game_timeout_sweep_ms < 100 || cfg->events_expire_sweep_ms < 100 ||
+        cfg->ws_ping_ms < 100 || cfg->ws_hangup_ms <= cfg->ws_ping_ms) {
         snprintf(err, errlen, "a numeric option is out of range (see --help)");
         return -1;
     }
@@ -278,6 +286,16 @@ int config_validate(const hub_config_t *cfg, char *err, size_t errlen)
     }
     if (cfg->firebase_refetch_ms < 1000) {
         snprintf(err, errlen, "--firebase-refetch-ms must be at least 1000");
+        return -1;
+    }
+    /* rn_call_due reads a call's acked your_turn for as long as the call can last */
+    if (cfg->events_keep_hours &&
+        ((long long)cfg->events_keep_hours * 3600 < 2LL * cfg->call_deadline_s ||
+         cfg->events_keep_hours > EVENTS_KEEP_HOURS_MAX)) {
+        snprintf(err, errlen,
+                 "--events-keep-hours must be 0 (forever) or cover twice --call-deadline-s, "
+                 "and at most %d",
+                 EVENTS_KEEP_HOURS_MAX);
         return -1;
     }
     if (!listen_address_ok(cfg->listen)) {

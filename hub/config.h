@@ -61,6 +61,8 @@ typedef struct hub_config {
     int game_grace_s;              /* HUB_GAME_GRACE_S, 60: past the maximum, before timed_out */
     bool refund_timed_out;         /* HUB_REFUND_TIMED_OUT, false */
     int game_timeout_sweep_ms;     /* HUB_GAME_TIMEOUT_SWEEP_MS, 5000 (game_timeout.h) */
+    int events_keep_hours;         /* HUB_EVENTS_KEEP_HOURS, 168; 0: keep acked events forever */
+    int events_expire_sweep_ms;    /* HUB_EVENTS_EXPIRE_SWEEP_MS, 60000 (events_expire.h) */
 } hub_config_t;
 
 /* Fills cfg with the defaults, then the environment. */

@@ -18,6 +18,7 @@
 #include "deploy.h"
 #include "duty.h"
 #include "events.h"
+#include "events_expire.h"
 #include "events_sweep.h"
 #include "fanout.h"
 #include "firebase_keys.h"
@@ -50,6 +51,7 @@ struct hub {
     cabinets_t *cabinets;
     cabinet_lease_t *lease;
     events_sweep_t *sweep;
+    events_expire_t *expire; /* NULL when --events-keep-hours is 0 */
     game_timeout_t *game_timeout;
     payments_t *payments;
     ratelimit_t *ratelimit;
@@ -375,6 +377,8 @@ static void shutdown_now(hub_t *hub)
     hub->lease = NULL;
     events_sweep_close(hub->sweep);
     hub->sweep = NULL;
+    events_expire_close(hub->expire);
+    hub->expire = NULL;
     game_timeout_close(hub->game_timeout);
     hub->game_timeout = NULL;
     payments_close(hub->payments); /* its open charges answer before the pool goes */
@@ -665,6 +669,7 @@ static int start_services(hub_t *hub)
     http_set_routes(route_tables, sizeof route_tables / sizeof route_tables[0]);
     hub->server = hub->sessions ? server_new(hub, cfg) : NULL;
     hub->sweep = hub->server ? events_sweep_new(hub) : NULL;
+    hub->expire = hub->server ? events_expire_new(hub) : NULL;
     hub->game_timeout = hub->server ? game_timeout_new(hub) : NULL;
     return hub->server && hub->game_timeout ? 0 : -1;
 }
@@ -730,6 +735,7 @@ fail:
     payments_close(hub->payments);
     cabinet_lease_close(hub->lease);
     events_sweep_close(hub->sweep);
+    events_expire_close(hub->expire);
     game_timeout_close(hub->game_timeout);
     if (hub->pool)
         pg_pool_close(hub->pool);

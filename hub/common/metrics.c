@@ -33,7 +33,7 @@ static struct {
     unsigned long limit_local, deleted_refused;
     unsigned long http_refused[HTTP_REFUSED_COUNT];
     int worker_index, worker_starts;
-    unsigned long unacked_sweep;
+    unsigned long unacked_sweep, events_expired;
     unsigned long catchup[CATCHUP_EV_COUNT];
 } m = {.worker_starts = 1};
 
@@ -118,6 +118,11 @@ int metrics_worker_index(void)
 void metrics_unacked_sweep(unsigned long n)
 {
     m.unacked_sweep += n;
+}
+
+void metrics_events_expired(unsigned long n)
+{
+    m.events_expired += n;
 }
 
 void metrics_catchup(catchup_event_t ev)
@@ -357,8 +362,10 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
         m.worker_index, (long)getpid(), m.worker_index, m.worker_starts);
     put(&t,
         "# HELP rn_unacked_sweep_events_total Unacked private events the sweep re-pushed.\n"
-        "# TYPE rn_unacked_sweep_events_total counter\nrn_unacked_sweep_events_total %lu\n",
-        m.unacked_sweep);
+        "# TYPE rn_unacked_sweep_events_total counter\nrn_unacked_sweep_events_total %lu\n"
+        "# HELP rn_events_expired_total Acked private events deleted by the retention.\n"
+        "# TYPE rn_events_expired_total counter\nrn_events_expired_total %lu\n",
+        m.unacked_sweep, m.events_expired);
     put(&t,
         "# HELP rn_deploy_processes Live hub processes this one sees on Redis (itself included).\n"
         "# TYPE rn_deploy_processes gauge\nrn_deploy_processes %ld\n"

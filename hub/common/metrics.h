@@ -84,6 +84,9 @@ void metrics_deleted_user_refused(void);
 /* The unacked sweep re-pushed n events (events_sweep.c). */
 void metrics_unacked_sweep(unsigned long n);
 
+/* The retention deleted n acked private events (events_expire.c). */
+void metrics_events_expired(unsigned long n);
+
 /*
  * Which --workers process this is (slot index, how many times that slot was
  * started): /metrics shows it with the pid, so a scrape says which worker

@@ -301,6 +301,61 @@ RETURNS TABLE (id bigint, kind text, payload text, at_ms bigint) LANGUAGE sql ST
      LIMIT p_limit
 $$;
 
+-- Retention of the private inbox (hub/engine/events_expire.c calls it every
+-- --events-expire-sweep-ms): deletes events acked more than p_keep ago (so
+-- created more than p_keep ago too: acked_at >= created_at), at most p_limit
+-- rows, oldest first. An unacked event stays whatever its age: a phone back
+-- after a month still gets it on resume. The readers of user_events keep
+-- working:
+--   rn_events_unacked, rn_events_sweep: unacked rows only;
+--   rn_call_due: a called reservation's acked your_turn. Without it the due
+--     time is the call's maximum (call + 2 x its deadline), never earlier than
+--     with it; the hub keeps events at least that long (config_validate), so
+--     a row deleted here could no longer change an answer;
+--   rn_audit: 'orphan' looks for events naming a missing user; a delete
+--     makes none.
+-- The path: user_events_created_idx (created_at) read from p_after (the
+-- previous batch's `upto`; NULL: the oldest) up to the cut, acked_at checked
+-- on the rows met, their ctids deleted. No new index (one more write per
+-- event); the price is that the old unacked rows in front of the acked ones
+-- are read again by each sweep, once, not by each batch. One sweeper at a
+-- time over every hub: a call that finds another's transaction lock deletes
+-- nothing and returns (0, NULL). Returns (deleted, upto: created_at of the
+-- newest row deleted, NULL when none). A keep under an hour or a limit
+-- outside 1..100000 is refused (22023).
+CREATE OR REPLACE FUNCTION rn_events_expire(p_keep interval, p_limit integer,
+                                            p_after timestamptz DEFAULT NULL)
+RETURNS TABLE (deleted integer, upto timestamptz) LANGUAGE plpgsql AS $$
+DECLARE
+    v_cut timestamptz := now() - p_keep;
+BEGIN
+    IF p_keep IS NULL OR p_keep < interval '1 hour' THEN
+        RAISE EXCEPTION 'events are kept at least 1 hour (p_keep %)', p_keep
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'p_limit must be 1..100000 (got %)', p_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- two int4 keys: a key space apart from rn_idem_lock's and the migrations' int8 keys
+    IF NOT pg_try_advisory_xact_lock(1701, 1) THEN
+        RETURN QUERY SELECT 0, NULL::timestamptz;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH gone AS (
+        DELETE FROM user_events e
+         WHERE e.ctid = ANY (ARRAY(
+                   SELECT x.ctid FROM user_events x
+                    WHERE x.created_at >= coalesce(p_after, '-infinity')
+                      AND x.created_at < v_cut AND x.acked_at < v_cut
+                    ORDER BY x.created_at
+                    LIMIT p_limit))
+        RETURNING e.created_at)
+    SELECT count(*)::integer, max(gone.created_at) FROM gone;
+END
+$$;
+
 -- The unacked-event sweep (hub/events_sweep.c): a hub that died between a
 -- commit and its publish leaves events nobody pushed. Each sweep covers the
 -- events created in (p_since, now() - p_age_ms]: windows that follow each
