@@ -43,7 +43,9 @@ struct hub {
     firebase_keys_t *firebase_keys; /* NULL unless the keys are fetched live */
     pg_pool_t *pool;
     bus_t *bus;
-    pg_bus_t *pgbus; /* the bus's fallback path through PostgreSQL */
+    pg_bus_t *pgbus;        /* the bus's fallback path through PostgreSQL */
+    unsigned listen_only_s; /* seconds on pgbus alone (Redis lost), announced each one */
+    uint64_t copy_until_ms; /* copying to pgbus for a process without Redis until then; 0: not */
     server_t *server;
     sessions_t *sessions;
     fanout_t *fanout;
@@ -92,6 +94,11 @@ pg_pool_t *hub_pool(hub_t *hub)
 bus_t *hub_bus(hub_t *hub)
 {
     return hub->bus;
+}
+
+bool hub_bus_fallback_listening(const hub_t *hub)
+{
+    return hub->pgbus && pg_bus_listening(hub->pgbus);
 }
 
 const auth_t *hub_auth(const hub_t *hub)
@@ -208,9 +215,12 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
  * Once a second: this process's gauges to Redis, and its live stats with the
  * whole deployment's (deploy.h) to its admin dashboards.
  */
+static void bus_watch_tick(hub_t *hub);
+
 static void on_stats_tick(uv_timer_t *t)
 {
     hub_t *hub = t->data;
+    bus_watch_tick(hub);
     metrics_gauges_t g;
     hub_gauges(hub, &g);
     json_t *stats = metrics_stats_json(&g);
@@ -289,6 +299,7 @@ static void on_bus_link(void *arg, int up)
 {
     hub_t *hub = arg;
     log_info(up ? "bus up" : "bus down", NULL);
+    pg_bus_skip_copies(hub->pgbus, up); /* with Redis, its originals come first */
     if (up && hub->fanout) {
         queue_resync(hub); /* duties: retried until PostgreSQL answers */
         events_resync(hub);
@@ -299,11 +310,52 @@ static void on_bus_link(void *arg, int up)
 
 /* ---- the bus's fallback through PostgreSQL (storage/pg_bus.h) ---- */
 
-/* Redis could not take a message: the other processes get it by NOTIFY. */
-static int on_bus_fallback(void *arg, const char *channel, const char *payload, size_t len)
+/* Redis could not take a message (or a process without Redis needs a copy): by NOTIFY. */
+static int on_bus_fallback(void *arg, const char *channel, const char *payload, size_t len,
+                           bool copy)
 {
     hub_t *hub = arg;
-    return pg_bus_publish(hub->pgbus, channel, payload, len);
+    return pg_bus_publish(hub->pgbus, channel, payload, len, copy);
+}
+
+enum { BUS_COPY_MS = 3000 }; /* how long one announce keeps us copying: three missed in a row */
+
+/* Another process hears the bus only through PostgreSQL: copy what we publish there. */
+static void on_pgbus_announce(void *arg)
+{
+    hub_t *hub = arg;
+    if (!hub->copy_until_ms && hub->bus) {
+        log_info("bus: copying to PostgreSQL for a process without Redis", NULL);
+        bus_set_fallback_copies(hub->bus, true);
+    }
+    hub->copy_until_ms = hub_now_ms(hub) + BUS_COPY_MS;
+}
+
+/*
+ * Each second. Without Redis but listening on PostgreSQL: announce it, so
+ * that the processes that kept Redis copy their messages to PostgreSQL too
+ * (on_pgbus_announce); at the second announce they have been copying for a
+ * while, so what they published to Redis alone before that is caught up once
+ * from PostgreSQL. And copying stops once no announce came for BUS_COPY_MS.
+ */
+static void bus_watch_tick(hub_t *hub)
+{
+    if (hub->bus && hub->pgbus && !bus_is_up(hub->bus) && pg_bus_listening(hub->pgbus)) {
+        pg_bus_announce(hub->pgbus);
+        if (++hub->listen_only_s == 2 && hub->fanout) {
+            queue_resync(hub);
+            events_resync(hub);
+            userstate_reload(hub->userstate);
+        }
+    } else {
+        hub->listen_only_s = 0;
+    }
+    if (hub->copy_until_ms && hub_now_ms(hub) >= hub->copy_until_ms) {
+        hub->copy_until_ms = 0;
+        if (hub->bus)
+            bus_set_fallback_copies(hub->bus, false);
+        log_info("bus: copying to PostgreSQL stopped", NULL);
+    }
 }
 
 /* Another process's message by NOTIFY: the same path as one from Redis. */
@@ -337,7 +389,8 @@ static int start_pgbus(hub_t *hub)
 {
     if (!hub->cfg->bus_pg_fallback)
         return 0; /* hubs hear of each other's changes when Redis returns */
-    pg_bus_config_t pc = {.conninfo = hub->cfg->database_url, .log = on_pool_log};
+    pg_bus_config_t pc = {
+        .conninfo = hub->cfg->database_url, .log = on_pool_log, .on_announce = on_pgbus_announce};
     hub->pgbus = pg_bus_new(&hub->loop, &pc, on_pgbus_message, on_pgbus_gap, hub);
     if (!hub->pgbus) {
         log_error("storage configuration",

@@ -41,6 +41,8 @@ uv_loop_t *hub_loop(hub_t *hub);
 const hub_config_t *hub_config(const hub_t *hub);
 pg_pool_t *hub_pool(hub_t *hub);
 bus_t *hub_bus(hub_t *hub);
+/* True while the bus's PostgreSQL path (pg_bus.h) listens: with Redis away, it carries the bus. */
+bool hub_bus_fallback_listening(const hub_t *hub);
 const auth_t *hub_auth(const hub_t *hub);
 /* The live Firebase key fetcher; NULL unless keys come from a URL. */
 struct firebase_keys;

@@ -704,11 +704,11 @@ int bus_unsubscribe(bus_t *bus, const char *channel)
 int bus_publish_fallback(bus_t *bus, const char *channel, const char *payload, size_t len)
 {
     if (bus->fallback != NULL && !bus->closing)
-        bus->fallback(bus->fallback_arg, channel, payload, len);
+        bus->fallback(bus->fallback_arg, channel, payload, len, false);
     return -1;
 }
 
-int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len)
+static int bus_publish_redis(bus_t *bus, const char *channel, const char *payload, size_t len)
 {
     const char *argv[] = {"PUBLISH", channel, payload != NULL ? payload : ""};
     size_t lens[] = {7, strlen(channel), len};
@@ -723,10 +723,24 @@ int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len
     return 0;
 }
 
+int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len)
+{
+    int rc = bus_publish_redis(bus, channel, payload, len);
+
+    if (rc == 0 && bus->fallback_copies && bus->fallback != NULL && !bus->closing)
+        bus->fallback(bus->fallback_arg, channel, payload != NULL ? payload : "", len, true);
+    return rc;
+}
+
 void bus_set_fallback(bus_t *bus, bus_fallback_cb cb, void *arg)
 {
     bus->fallback = cb;
     bus->fallback_arg = arg;
+}
+
+void bus_set_fallback_copies(bus_t *bus, bool on)
+{
+    bus->fallback_copies = on;
 }
 
 static bus_chan_t *bus_interest(bus_t *bus, const char *channel)

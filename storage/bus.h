@@ -26,6 +26,7 @@
 #ifndef RN_BUS_H
 #define RN_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -86,12 +87,19 @@ int bus_publish(bus_t *bus, const char *channel, const char *payload, size_t len
 /*
  * A second path for what Redis cannot carry (storage/pg_bus.h): called by
  * bus_publish() with its arguments (borrowed) whenever the message could not
- * be handed to Redis. In cluster mode also later, from the loop, for a
- * message a master refused or was lost before confirming (bus_publish() had
- * returned 0 for it). Its return value is ignored. NULL clears it.
+ * be handed to Redis (copy false). In cluster mode also later, from the loop,
+ * for a message a master refused or was lost before confirming (bus_publish()
+ * had returned 0 for it). Its return value is ignored. NULL clears it.
  */
-typedef int (*bus_fallback_cb)(void *arg, const char *channel, const char *payload, size_t len);
+typedef int (*bus_fallback_cb)(void *arg, const char *channel, const char *payload, size_t len,
+                               bool copy);
 void bus_set_fallback(bus_t *bus, bus_fallback_cb cb, void *arg);
+/*
+ * While on, every message handed to Redis also goes to the fallback, with
+ * copy true: another process has lost Redis and hears the bus only there.
+ * Off by default.
+ */
+void bus_set_fallback_copies(bus_t *bus, bool on);
 
 /*
  * A message that came by the fallback path: handed to the message callback

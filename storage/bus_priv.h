@@ -60,6 +60,7 @@ struct bus {
     void *arg;
     bus_fallback_cb fallback;
     void *fallback_arg;
+    bool fallback_copies; /* bus_set_fallback_copies */
 
     int connect_timeout_ms;
     int backoff_min_ms;

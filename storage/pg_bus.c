@@ -22,11 +22,13 @@ struct pg_bus {
     pg_pool_t *pool;     /* publishing; borrowed */
     pg_bus_message_cb on_message;
     pg_bus_gap_cb on_gap;
+    pg_bus_announce_cb on_announce;
     void *arg;
     pg_log_cb log;
     void *log_arg;
     char origin[PG_BUS_ORIGIN_LEN + 1];
     int listening; /* LISTEN confirmed on the current connection */
+    bool skip_copies;
     int closing;
     unsigned inflight; /* pg_notify queries whose callback is still due */
     /*
@@ -88,20 +90,30 @@ static void pg_bus_on_up(void *arg)
         pb->log(pb->log_arg, PG_LOG_WARN, "pg_bus: cannot send LISTEN");
 }
 
-/* "<origin> <channel>\n<payload>", or "<origin> <channel>" for a gap. */
+/*
+ * "<origin> <channel>\n<payload>", or "<origin> <channel>" for a gap; '+'
+ * instead of the space for a copy; "<origin>!" for an announce.
+ */
 static void pg_bus_on_notify(void *arg, const char *relname, const char *extra)
 {
     pg_bus_t *pb = arg;
     const char *channel, *nl;
-    char name[256];
+    char name[256], mark;
     size_t n;
 
     if (pb->closing || strcmp(relname, PG_BUS_CHANNEL) != 0 || extra == NULL)
         return;
-    if (strlen(extra) < PG_BUS_ORIGIN_LEN + 2 || extra[PG_BUS_ORIGIN_LEN] != ' ')
-        return;
-    if (memcmp(extra, pb->origin, PG_BUS_ORIGIN_LEN) == 0)
+    if (strlen(extra) < PG_BUS_ORIGIN_LEN + 1 || memcmp(extra, pb->origin, PG_BUS_ORIGIN_LEN) == 0)
         return; /* our own: delivered locally when it was published */
+    mark = extra[PG_BUS_ORIGIN_LEN];
+    if (mark == '!' && extra[PG_BUS_ORIGIN_LEN + 1] == '\0') {
+        if (pb->on_announce)
+            pb->on_announce(pb->arg);
+        return;
+    }
+    if ((mark != ' ' && mark != '+') || extra[PG_BUS_ORIGIN_LEN + 1] == '\0' ||
+        (mark == '+' && pb->skip_copies))
+        return;
     channel = extra + PG_BUS_ORIGIN_LEN + 1;
     nl = strchr(channel, '\n');
     n = nl ? (size_t)(nl - channel) : strlen(channel);
@@ -138,6 +150,7 @@ pg_bus_t *pg_bus_new(uv_loop_t *loop, const pg_bus_config_t *cfg, pg_bus_message
     pb->loop = loop;
     pb->on_message = on_message;
     pb->on_gap = on_gap;
+    pb->on_announce = cfg->on_announce;
     pb->arg = arg;
     pb->log = cfg->log;
     pb->log_arg = cfg->log_arg;
@@ -244,7 +257,7 @@ static int pg_bus_queue(pg_bus_t *pb, char *frame)
     return 0;
 }
 
-int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_t len)
+int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_t len, bool copy)
 {
     size_t clen, head, size;
     char *frame;
@@ -262,7 +275,7 @@ int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_
     if ((frame = malloc(size)) == NULL)
         return -1;
     memcpy(frame, pb->origin, PG_BUS_ORIGIN_LEN);
-    frame[PG_BUS_ORIGIN_LEN] = ' ';
+    frame[PG_BUS_ORIGIN_LEN] = copy ? '+' : ' ';
     memcpy(frame + PG_BUS_ORIGIN_LEN + 1, channel, clen);
     if (payload) {
         frame[head] = '\n';
@@ -274,6 +287,28 @@ int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_
         return -1;
     }
     return 0;
+}
+
+int pg_bus_announce(pg_bus_t *pb)
+{
+    char *frame;
+
+    if (pb == NULL || pb->closing || pb->pool == NULL ||
+        (frame = malloc(PG_BUS_ORIGIN_LEN + 2)) == NULL)
+        return -1;
+    memcpy(frame, pb->origin, PG_BUS_ORIGIN_LEN);
+    memcpy(frame + PG_BUS_ORIGIN_LEN, "!", 2);
+    if (pg_bus_queue(pb, frame) != 0) {
+        free(frame);
+        return -1;
+    }
+    return 0;
+}
+
+void pg_bus_skip_copies(pg_bus_t *pb, bool skip)
+{
+    if (pb)
+        pb->skip_copies = skip;
 }
 
 int pg_bus_listening(const pg_bus_t *pb)

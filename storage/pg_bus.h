@@ -14,8 +14,16 @@
  *
  * A frame is "<origin> <channel>\n<payload>", origin being this process's
  * random id: a process drops its own frames (its caller delivered locally
- * already). NOTIFY payloads are limited to 8000 bytes: a bigger message goes
- * as "<origin> <channel>" alone and the receivers get a gap for that channel
+ * already). "<origin>+<channel>..." is a copy of a message Redis carried too
+ * (bus_set_fallback_copies), for the processes that lost Redis: one that
+ * has Redis drops it (pg_bus_skip_copies).
+ *
+ * A process that lost Redis while others kept it would hear nothing of
+ * theirs: they publish to Redis only. So while it listens here without
+ * Redis it announces so every second (pg_bus_announce, the frame
+ * "<origin>!"), and every process that hears it copies what it publishes
+ * here for a few seconds (the hub's bus watch, hub.c). NOTIFY payloads are limited to 8000 bytes: a
+ * bigger message goes as "<origin> <channel>" alone and the receivers get a gap for that channel
  * (they catch it up from PostgreSQL).
  *
  * Nothing here is atomic with the change it reports: a process that dies
@@ -26,6 +34,7 @@
 #ifndef RN_PG_BUS_H
 #define RN_PG_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -44,12 +53,15 @@ typedef void (*pg_bus_message_cb)(void *arg, const char *channel, const char *pa
  * was sent while it was down is gone). Callers catch up from PostgreSQL.
  */
 typedef void (*pg_bus_gap_cb)(void *arg, const char *channel);
+/* Another process announced that it hears the bus only here (pg_bus_announce). */
+typedef void (*pg_bus_announce_cb)(void *arg);
 
 typedef struct pg_bus_config {
     const char *conninfo;   /* as for pg_pool */
     int connect_timeout_ms; /* default: pg_pool's */
     pg_log_cb log;          /* optional, as for pg_pool */
     void *log_arg;
+    pg_bus_announce_cb on_announce; /* optional; called with the callbacks' arg */
 } pg_bus_config_t;
 
 /* Starts listening. NULL on bad config or out of memory. */
@@ -65,7 +77,11 @@ void pg_bus_set_pool(pg_bus_t *pb, pg_pool_t *pool);
  * message the pool then cannot take (no connection up) is dropped: the
  * receivers' catch-ups cover it.
  */
-int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_t len);
+int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_t len, bool copy);
+/* Tells the other processes that this one hears the bus only here (sent like a message). */
+int pg_bus_announce(pg_bus_t *pb);
+/* While skip, copies (pg_bus_publish's copy) are dropped on arrival: Redis carried them. */
+void pg_bus_skip_copies(pg_bus_t *pb, bool skip);
 
 /* 1 while LISTEN is in force on a live connection. */
 int pg_bus_listening(const pg_bus_t *pb);

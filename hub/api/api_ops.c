@@ -16,20 +16,30 @@ static void get_healthz(http_req_t *req)
     http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-/* 200 only while both PostgreSQL and Redis are reachable and we are not draining. */
+/*
+ * 200 while PostgreSQL is reachable and the bus has a path, and we are not
+ * draining. The bus's path is Redis or, while Redis is away, PostgreSQL
+ * (pg_bus.h): a hub without Redis still serves and pushes through it, so it
+ * stays ready. Were it not, a load balancer checking /readyz would take every
+ * hub out at once when the shared Redis restarts, and cut every socket.
+ */
 static void get_readyz(http_req_t *req)
 {
     hub_t *hub = http_req_hub(req);
     bool pg = pg_pool_connected(hub_pool(hub)) > 0, redis = bus_is_up(hub_bus(hub));
+    bool fallback = !redis && hub_bus_fallback_listening(hub);
     /* Live Firebase keys: not ready before the first key document is loaded. */
     firebase_keys_t *fk = hub_firebase_keys(hub);
     bool keys = !fk || firebase_keys_ready(fk);
-    bool ready = pg && redis && keys && !hub_draining(hub);
-    json_t *body = json_pack("{s:s, s:s, s:s}", "status",
+    bool ready = pg && (redis || fallback) && keys && !hub_draining(hub);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "status",
                              ready               ? "ready"
                              : hub_draining(hub) ? "draining"
                                                  : "unavailable",
-                             "postgres", pg ? "up" : "down", "redis", redis ? "up" : "down");
+                             "postgres", pg ? "up" : "down", "redis", redis ? "up" : "down", "bus",
+                             redis      ? "redis"
+                             : fallback ? "postgres"
+                                        : "down");
     if (fk)
         json_object_set_new(body, "firebase_keys", json_string(keys ? "loaded" : "none"));
     if (!hub_pool(hub)) /* start-up: waiting for PostgreSQL to apply the migrations */

@@ -6,11 +6,17 @@
 // at_ms vs its arrival) and per queue snapshot (a version's arrival on hub A,
 // where it is applied at commit, vs its arrival on hub B), its p99 printed
 // and asserted under 1 s. Redis back: nothing missing, no event id twice on
-// one socket, views equal to the database, Redis the path again.
+// one socket, views equal to the database, Redis the path again. Behind
+// HAProxy checking /readyz (the operators' setup, docker/haproxy.cfg), the
+// same outage takes no hub out of the pool and cuts no socket. And when one
+// hub alone loses Redis (its link cut, the others keep theirs), they copy
+// what they publish to PostgreSQL for it: its phones miss nothing.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { http, parseMetrics, token, waitFor } from '../lib/harness.js';
+import net from 'node:net';
+import { freePort, http, parseMetrics, sleep, token, track, waitFor } from '../lib/harness.js';
+import { haproxySupport, startHaproxy } from '../lib/haproxy.js';
 import { grant, phone, startHub, startWorld } from './queue_world.js';
 
 const QUIET = 2; // no cabinet: reservations there stay waiting
@@ -40,6 +46,13 @@ const metric = async (hub, name, labels = {}) => {
     .reduce((n, s) => n + s.value, 0);
 };
 
+/* Resolves once hub has stopped copying to PostgreSQL for a process without Redis (hub.c's bus watch). */
+const notCopying = (hub) =>
+  waitFor(() => {
+    const n = (re) => (hub.logs().match(re) || []).length;
+    return n(/copying to PostgreSQL for a process/g) === n(/copying to PostgreSQL stopped/g);
+  }, { timeoutMs: 10000, what: 'copies to PostgreSQL to stop' });
+
 const dbEventIds = async (uid) =>
   (await world.pg.psql(`SELECT id FROM user_events WHERE user_id = rn_user_id('${uid}') ORDER BY id`))
     .split('\n')
@@ -63,6 +76,17 @@ async function watcher(hub, uid) {
   assert.equal(r.type, 'ok', JSON.stringify(r));
   await waitFor(() => c.lastSnapshot(QUIET), { what: `${uid}'s first view` });
   return c;
+}
+
+/* PLAYERS new users named prefix<i>-<random>, 1000 tickets each. */
+async function players(pg, prefix) {
+  const uids = [];
+  for (let i = 0; i < PLAYERS; i++) {
+    const uid = `${prefix}${i}-${crypto.randomBytes(3).toString('hex')}`;
+    await grant(pg, uid, 1000, uid);
+    uids.push(uid);
+  }
+  return uids;
 }
 
 /* One round of a player's business through hub: reserve, cancel, buy tickets. */
@@ -118,12 +142,7 @@ test('Redis down 10 s: commits on hub A reach phones on hub B through PostgreSQL
   await waitFor(async () => (await metric(a, 'rn_bus_pg_listening')) === 1 && (await metric(b, 'rn_bus_pg_listening')) === 1, {
     what: 'both hubs listening on PostgreSQL',
   });
-  const uids = [];
-  for (let i = 0; i < PLAYERS; i++) {
-    const uid = `bf${i}-${crypto.randomBytes(3).toString('hex')}`;
-    await grant(pg, uid, 1000, uid);
-    uids.push(uid);
-  }
+  const uids = await players(pg, 'bf');
   const phones = [];
   for (const uid of uids) phones.push(await watcher(b, uid));
   const ref = await watcher(a, `ref-${crypto.randomBytes(3).toString('hex')}`); // snapshots at commit
@@ -187,6 +206,7 @@ test('Redis down 10 s: commits on hub A reach phones on hub B through PostgreSQL
   // Redis back: the normal path again; nothing missing, nothing twice
   await redis.start();
   await seesRedis([a, b], 'up');
+  await notCopying(a); // B's last announces keep A copying a few seconds
   const sentBefore = await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' });
   for (const uid of uids) await round(a, uid);
   await current(phones);
@@ -234,4 +254,131 @@ test('a message too big for NOTIFY: the receiving hub catches the channel up fro
   await seesRedis([a, b], 'up');
   assertNoDuplicates([p]);
   await Promise.all([a.stop(), b.stop()]);
+});
+
+test('behind HAProxy checking /readyz: a Redis restart takes no hub out and cuts no socket', { skip: haproxySupport() || false }, async () => {
+  const { pg, redis } = world;
+  const secret = crypto.randomBytes(24).toString('hex'); // one token works on either hub
+  const a = await startHub({ pg, redis, args: ARGS, secret });
+  const b = await startHub({ pg, redis, args: ARGS, secret });
+  const checkMs = 200; // fall 2: a hub failing /readyz would be out within ~0.4 s
+  const hp = await startHaproxy(
+    [a, b].map((h, i) => ({ name: `hub${i}`, addr: '127.0.0.1', port: h.port })),
+    { checkIntervalMs: checkMs },
+  );
+  await hp.waitStatus({ hub0: 'UP', hub1: 'UP' });
+  const front = { port: hp.port, secret }; // what the clients need: HAProxy's port and the secret
+  const uids = await players(pg, 'hp');
+  const phones = [];
+  for (const uid of uids) phones.push(await watcher(front, uid));
+  for (const h of [a, b]) assert.ok((await metric(h, 'rn_connections', { kind: 'player' })) > 0, 'phones on both hubs');
+
+  await redis.stop();
+  await seesRedis([a, b], 'down');
+  const statuses = [];
+  for (const t0 = Date.now(); Date.now() - t0 < 15 * checkMs; await sleep(checkMs / 2)) statuses.push(await hp.stat());
+  for (const s of statuses) assert.deepEqual(Object.values(s), ['UP', 'UP'], `never a failed check: ${JSON.stringify(s)}`);
+  // business through HAProxy, over both hubs, reaches every phone through PostgreSQL
+  for (const uid of uids) await round(front, uid);
+  await current(phones);
+  for (const p of phones) assert.equal(p.ws.readyState, 1, `${p.uid}'s socket stayed open`);
+  assert.equal((await readyz(a)).bus, 'postgres');
+
+  await redis.start();
+  await seesRedis([a, b], 'up');
+  for (const uid of uids) await round(front, uid);
+  await current(phones);
+  assertNoDuplicates(phones);
+  for (const p of phones) assert.equal(p.ws.readyState, 1, `${p.uid}'s socket stayed open`);
+  await hp.stop();
+  await Promise.all([a.stop(), b.stop()]);
+});
+
+/* A TCP relay to Redis that the test can cut and reopen: the hub behind it loses Redis alone. */
+async function relay(redisPort) {
+  const port = await freePort();
+  const conns = new Set();
+  let server = null;
+  const open = () =>
+    new Promise((resolve, reject) => {
+      server = net.createServer((c) => {
+        const u = net.connect(redisPort, '127.0.0.1');
+        const end = () => {
+          c.destroy();
+          u.destroy();
+          conns.delete(c);
+          conns.delete(u);
+        };
+        for (const s of [c, u]) {
+          conns.add(s);
+          s.on('error', end);
+          s.on('close', end);
+        }
+        c.pipe(u);
+        u.pipe(c);
+      });
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', resolve);
+    });
+  const cut = () => {
+    for (const s of conns) s.destroy();
+    server.close();
+  };
+  await open();
+  track(`redis relay :${port}`, async () => cut(), () => cut()); // a failed test leaves none behind
+  return { port, open, cut };
+}
+
+test('one hub loses Redis, the others keep it: they copy to PostgreSQL for it, its phones miss nothing, it stays ready', async () => {
+  const { pg, redis } = world;
+  const link = await relay(redis.port);
+  const a = await startHub({ pg, redis, args: ARGS });
+  const b = await startHub({ pg, redis: { url: `redis://127.0.0.1:${link.port}` }, args: ARGS });
+  const uids = await players(pg, 'cut');
+  const phones = [];
+  for (const uid of uids) phones.push(await watcher(b, uid));
+  await round(a, uids[0]);
+  await current(phones);
+
+  link.cut(); // B's Redis links drop; A keeps its own
+  await seesRedis([b], 'down');
+  assert.equal((await readyz(a)).redis, 'up', 'A keeps Redis');
+  const rb = await http(b, 'GET', '/readyz');
+  assert.equal(rb.status, 200, rb.text);
+  assert.equal(rb.json.bus, 'postgres');
+  const t0 = Date.now();
+  let rounds = 0;
+  await Promise.all(
+    uids.map(async (uid) => {
+      while (Date.now() - t0 < 4000) {
+        await round(a, uid);
+        rounds++;
+      }
+    }),
+  );
+  await current(phones); // every event and the newest view, with B still cut off
+  assert.equal((await readyz(b)).redis, 'down', 'delivered while B had no Redis');
+  const copies = await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' });
+  // once A heard B's announce (within a second) and B caught up (its second announce), live
+  const settled = t0 + 2500;
+  const late = [];
+  for (const p of phones) for (const { t, m } of p.arrivals) if (m.event_id && m.at_ms >= settled) late.push(t - m.at_ms);
+  console.log(
+    `# B cut from Redis 4 s: ${rounds} rounds through A, ${copies} copies sent by A to PostgreSQL; ` +
+      `A commit -> B phone p99 ${p99(late)} ms over ${late.length} events after the first 2.5 s`,
+  );
+  assert.ok(copies > 0, 'A copied to PostgreSQL');
+  assert.ok(late.length > 0 && p99(late) < P99_MAX_MS, `p99 ${p99(late)} ms over ${late.length}`);
+
+  await link.open();
+  await seesRedis([b], 'up');
+  await notCopying(a);
+  const sent = await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' });
+  for (const uid of uids) await round(a, uid);
+  await current(phones);
+  assert.equal(await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' }), sent, 'both on Redis: no copies');
+  assertNoDuplicates(phones);
+  for (const p of phones) assert.equal(p.ws.readyState, 1, `${p.uid}'s socket stayed open`);
+  await Promise.all([a.stop(), b.stop()]);
+  link.cut();
 });

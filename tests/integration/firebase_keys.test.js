@@ -122,7 +122,7 @@ test('/readyz is 503 until a key document is loaded, then 200; /metrics shows it
   await waitFor(() => served.hits >= 1, { what: 'the first fetch' });
   const r = await http(hub, 'GET', '/readyz');
   assert.equal(r.status, 503);
-  assert.deepEqual(r.json, { status: 'unavailable', postgres: r.json.postgres, redis: r.json.redis, firebase_keys: 'none' });
+  assert.deepEqual(r.json, { status: 'unavailable', postgres: r.json.postgres, redis: r.json.redis, bus: r.json.bus, firebase_keys: 'none' });
   await waitFor(async () => (await fbMetrics()).failures >= 1, { what: 'a counted failure' });
   assert.equal((await fbMetrics()).age, -1, 'no keys yet: age -1');
   assert.match(hub.logs(), /firebase keys refresh failed.*HTTP status 500/);
@@ -135,7 +135,7 @@ test('/readyz is 503 until a key document is loaded, then 200; /metrics shows it
     },
     { timeoutMs: 20000, what: '/readyz 200 once the keys load (retry with backoff)' },
   );
-  assert.deepEqual(ready.json, { status: 'ready', postgres: 'up', redis: 'up', firebase_keys: 'loaded' });
+  assert.deepEqual(ready.json, { status: 'ready', postgres: 'up', redis: 'up', bus: 'redis', firebase_keys: 'loaded' });
   const m = await fbMetrics();
   assert.equal(m.keys, 1);
   assert.ok(m.age >= 0 && m.age < 10, `key age ${m.age}`);

@@ -57,7 +57,7 @@ test('while Postgres is down: 503 db_unavailable in under 2 s, /readyz 503 namin
     },
     { timeoutMs: 5000, what: '/readyz 503 with Postgres down' },
   );
-  assert.deepEqual(ready.json, { status: 'unavailable', postgres: 'down', redis: 'up' });
+  assert.deepEqual(ready.json, { status: 'unavailable', postgres: 'down', redis: 'up', bus: 'redis' });
   assert.equal((await http(hub, 'GET', '/healthz')).status, 200, 'liveness does not depend on Postgres');
 });
 

@@ -1,4 +1,6 @@
-// /healthz, /readyz and /metrics while Redis goes away and comes back.
+// /healthz, /readyz and /metrics while Redis goes away and comes back. A hub
+// without Redis still serves and pushes through PostgreSQL (the bus's
+// fallback): it stays ready, and says which path its bus takes.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPostgres, startRedis, startHub, http, waitFor, parseMetrics } from '../lib/harness.js';
@@ -31,49 +33,60 @@ test('/healthz answers 200 {"status":"ok"}', async () => {
 test('/readyz is 200 with Postgres and Redis up', async () => {
   const res = await readyz();
   assert.equal(res.status, 200, res.text);
-  assert.deepEqual(res.json, { status: 'ready', postgres: 'up', redis: 'up' });
+  assert.deepEqual(res.json, { status: 'ready', postgres: 'up', redis: 'up', bus: 'redis' });
 });
 
-test('/readyz turns 503 naming redis when Redis stops, and 200 when it is back', async () => {
-  await redis.stop();
-  const down = await waitFor(
+/* Waits until /readyz reports redis in state; returns that answer. */
+const redisIs = (state, what, timeoutMs = 15000) =>
+  waitFor(
     async () => {
       const r = await readyz();
-      return r.status === 503 && r;
+      return r.json?.redis === state && r;
     },
-    { timeoutMs: 5000, what: '/readyz 503 after Redis stopped' },
+    { timeoutMs, what },
   );
-  assert.deepEqual(down.json, { status: 'unavailable', postgres: 'up', redis: 'down' });
+
+test('/readyz stays 200 on the PostgreSQL path when Redis stops, and is back on Redis when it returns', async () => {
+  await redis.stop();
+  const down = await redisIs('down', '/readyz to see Redis stopped', 5000);
+  assert.equal(down.status, 200, down.text);
+  assert.deepEqual(down.json, { status: 'ready', postgres: 'up', redis: 'down', bus: 'postgres' });
 
   // Liveness does not depend on Redis.
   assert.equal((await http(hub, 'GET', '/healthz')).status, 200);
 
   await redis.start();
-  const up = await waitFor(
-    async () => {
-      const r = await readyz();
-      return r.status === 200 && r;
-    },
-    { timeoutMs: 15000, what: '/readyz 200 after Redis came back' },
-  );
-  assert.deepEqual(up.json, { status: 'ready', postgres: 'up', redis: 'up' });
+  const up = await redisIs('up', '/readyz to see Redis back');
+  assert.equal(up.status, 200, up.text);
+  assert.deepEqual(up.json, { status: 'ready', postgres: 'up', redis: 'up', bus: 'redis' });
 });
 
 test('a SIGKILLed Redis is noticed and reconnected too', async () => {
   await redis.kill();
+  const down = await redisIs('down', '/readyz to see Redis killed', 5000);
+  assert.equal(down.status, 200, down.text);
+  assert.equal(down.json.bus, 'postgres');
+  await redis.start();
+  const up = await redisIs('up', '/readyz to see the killed Redis back');
+  assert.equal(up.json.bus, 'redis');
+});
+
+test('with --bus-pg-fallback 0 a hub needs Redis: /readyz 503 while it is away', async () => {
+  const strict = await startHub({ pg, redis, args: ['--bus-pg-fallback', '0'] });
+  const get = () => http(strict, 'GET', '/readyz', { timeoutMs: 2000 });
+  assert.deepEqual((await get()).json, { status: 'ready', postgres: 'up', redis: 'up', bus: 'redis' });
+  await redis.stop();
   const down = await waitFor(
     async () => {
-      const r = await readyz();
+      const r = await get();
       return r.status === 503 && r;
     },
-    { timeoutMs: 5000, what: '/readyz 503 after Redis was killed' },
+    { timeoutMs: 5000, what: '/readyz 503 without Redis or its fallback' },
   );
-  assert.equal(down.json.redis, 'down');
+  assert.deepEqual(down.json, { status: 'unavailable', postgres: 'up', redis: 'down', bus: 'down' });
   await redis.start();
-  await waitFor(async () => (await readyz()).status === 200, {
-    timeoutMs: 15000,
-    what: '/readyz 200 after the killed Redis came back',
-  });
+  await waitFor(async () => (await get()).status === 200, { timeoutMs: 15000, what: '/readyz 200 with Redis back' });
+  await strict.stop();
 });
 
 test('/metrics is Prometheus text and counts the bus reconnects', async () => {

@@ -4,7 +4,8 @@
  * fallback with its bytes; a message from the fallback reaches the message
  * callback only for channels with interest, as Redis would; a gap runs the
  * subscribed callback (the caller's catch-up) only for those; a closed bus
- * sends nothing. No Redis: the bus points at a port nothing listens on.
+ * sends nothing; copies (bus_set_fallback_copies) are only of what Redis
+ * took. No Redis: the bus points at a port nothing listens on.
  */
 #include "bus.h"
 #include "check.h"
@@ -14,15 +15,16 @@
 #include <uv.h>
 
 static struct {
-    int fallbacks, messages, gaps;
+    int fallbacks, copies, messages, gaps;
     char channel[64], payload[64];
     size_t len;
 } seen;
 
-static int on_fallback(void *arg, const char *channel, const char *payload, size_t len)
+static int on_fallback(void *arg, const char *channel, const char *payload, size_t len, bool copy)
 {
     (void)arg;
     seen.fallbacks++;
+    seen.copies += copy;
     snprintf(seen.channel, sizeof seen.channel, "%s", channel);
     seen.len = len < sizeof seen.payload ? len : sizeof seen.payload - 1;
     memcpy(seen.payload, payload, seen.len);
@@ -75,6 +77,10 @@ int main(void)
     CHECK(seen.fallbacks == 1, "the fallback got the message");
     CHECK(strcmp(seen.channel, "rn:user:7") == 0, "its channel");
     CHECK(seen.len == 7 && strcmp(seen.payload, "{\"a\":1}") == 0, "its bytes, len of them");
+    bus_set_fallback_copies(bus, true);
+    CHECK(bus_publish(bus, "rn:user:7", "c", 1) == -1 && seen.fallbacks == 2 && seen.copies == 0,
+          "copying, but Redis did not take it: once, and not as a copy");
+    bus_set_fallback_copies(bus, false);
 
     bus_deliver(bus, "rn:user:7", "x", 1);
     CHECK(seen.messages == 0, "no interest: not delivered (Redis would not have sent it)");
@@ -93,7 +99,7 @@ int main(void)
 
     bus_close(bus);
     CHECK(bus_publish(bus, "rn:user:7", "z", 1) == -1, "closed: refused");
-    CHECK(seen.fallbacks == 1, "closed: nothing to the fallback");
+    CHECK(seen.fallbacks == 2, "closed: nothing to the fallback");
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(uv_loop_close(&loop) == 0, "every handle closed");
     return check_report();
