@@ -194,6 +194,7 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
     g->bus_up = hub->bus ? bus_is_up(hub->bus) : 0;
     g->bus_reconnects = hub->bus ? bus_reconnects(hub->bus) : 0;
     g->pgbus_listening = pg_bus_listening(hub->pgbus);
+    g->pgbus_copying = hub->copy_until_ms != 0;
     g->pgbus_sent = pg_bus_sent(hub->pgbus);
     g->pgbus_received = pg_bus_received(hub->pgbus);
     g->firebase_live = hub->firebase_keys != NULL;

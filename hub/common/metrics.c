@@ -316,12 +316,16 @@ char *metrics_render(const metrics_gauges_t *g, size_t *len)
     put(&t,
         "# HELP rn_bus_pg_listening 1 while the bus's PostgreSQL fallback is listening.\n"
         "# TYPE rn_bus_pg_listening gauge\nrn_bus_pg_listening %d\n"
+        "# HELP rn_bus_pg_copying 1 while this process copies its bus messages to PostgreSQL "
+        "for another that lost Redis.\n"
+        "# TYPE rn_bus_pg_copying gauge\nrn_bus_pg_copying %d\n"
         "# HELP rn_bus_pg_messages_total Bus messages carried by PostgreSQL NOTIFY while Redis "
-        "could not (sent by this process, received from others).\n"
+        "could not, or copied for a process without Redis (sent by this process, received "
+        "from others).\n"
         "# TYPE rn_bus_pg_messages_total counter\n"
         "rn_bus_pg_messages_total{direction=\"sent\"} %lu\n"
         "rn_bus_pg_messages_total{direction=\"received\"} %lu\n",
-        g->pgbus_listening, g->pgbus_sent, g->pgbus_received);
+        g->pgbus_listening, g->pgbus_copying, g->pgbus_sent, g->pgbus_received);
     put(&t, "# HELP rn_limit_total Abuse-limit decisions by limit and result.\n"
             "# TYPE rn_limit_total counter\n");
     for (int l = 0; l < LIMIT_COUNT; l++)

@@ -113,7 +113,8 @@ typedef struct metrics_gauges { /* hub_gauges() samples them */
     unsigned long pg_prepares; /* statements prepared (pg_pool_prepares) */
     int bus_up;
     unsigned long bus_reconnects;
-    int pgbus_listening;                      /* the bus's PostgreSQL fallback listens */
+    int pgbus_listening; /* the bus's PostgreSQL fallback listens */
+    int pgbus_copying;   /* copying to it for a process without Redis (hub.c's bus watch) */
     unsigned long pgbus_sent, pgbus_received; /* messages through it */
     int firebase_live;         /* Firebase keys fetched from a URL: the next five are set */
     double firebase_key_age_s; /* since the keys in use were fetched; -1: never */

@@ -368,11 +368,13 @@ test('one hub loses Redis, the others keep it: they copy to PostgreSQL for it, i
       `A commit -> B phone p99 ${p99(late)} ms over ${late.length} events after the first 2.5 s`,
   );
   assert.ok(copies > 0, 'A copied to PostgreSQL');
+  assert.equal(await metric(a, 'rn_bus_pg_copying'), 1, 'and says so');
   assert.ok(late.length > 0 && p99(late) < P99_MAX_MS, `p99 ${p99(late)} ms over ${late.length}`);
 
   await link.open();
   await seesRedis([b], 'up');
   await notCopying(a);
+  assert.equal(await metric(a, 'rn_bus_pg_copying'), 0);
   const sent = await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' });
   for (const uid of uids) await round(a, uid);
   await current(phones);
