@@ -45,6 +45,7 @@ struct hub {
     bus_t *bus;
     pg_bus_t *pgbus;        /* the bus's fallback path through PostgreSQL */
     unsigned listen_only_s; /* seconds on pgbus alone (Redis lost), announced each one */
+    bool bus_ever_up;       /* Redis carried the bus once: its loss may have cost messages */
     uint64_t copy_until_ms; /* copying to pgbus for a process without Redis until then; 0: not */
     server_t *server;
     sessions_t *sessions;
@@ -300,7 +301,7 @@ static void on_bus_link(void *arg, int up)
 {
     hub_t *hub = arg;
     log_info(up ? "bus up" : "bus down", NULL);
-    pg_bus_skip_copies(hub->pgbus, up); /* with Redis, its originals come first */
+    hub->bus_ever_up |= up;
     if (up && hub->fanout) {
         queue_resync(hub); /* duties: retried until PostgreSQL answers */
         events_resync(hub);
@@ -321,6 +322,13 @@ static int on_bus_fallback(void *arg, const char *channel, const char *payload, 
 
 enum { BUS_COPY_MS = 3000 }; /* how long one announce keeps us copying: three missed in a row */
 
+/* A copy is for a process without Redis: with Redis up, its original came that way. */
+static bool pgbus_wants_copies(void *arg)
+{
+    hub_t *hub = arg;
+    return !hub->bus || !bus_is_up(hub->bus);
+}
+
 /* Another process hears the bus only through PostgreSQL: copy what we publish there. */
 static void on_pgbus_announce(void *arg)
 {
@@ -335,17 +343,22 @@ static void on_pgbus_announce(void *arg)
 /*
  * Each second. Without Redis but listening on PostgreSQL: announce it, so
  * that the processes that kept Redis copy their messages to PostgreSQL too
- * (on_pgbus_announce); at the second announce they have been copying for a
- * while, so what they published to Redis alone before that is caught up once
- * from PostgreSQL. And copying stops once no announce came for BUS_COPY_MS.
+ * (on_pgbus_announce). At the second announce they have been copying for a
+ * while: the views this process holds are reloaded once, as what changed
+ * between the loss and the first copy came by Redis alone. The private
+ * events of that gap come from the unacked sweep (events_sweep.h, within
+ * two of its periods): a catch-up of every unacked event now would re-push,
+ * under load, events whose acks are still on their way. Not before Redis
+ * ever answered: the phones' views were read at their subscribe, and the
+ * first bus up catches up. Copying stops once no announce came for
+ * BUS_COPY_MS.
  */
 static void bus_watch_tick(hub_t *hub)
 {
     if (hub->bus && hub->pgbus && !bus_is_up(hub->bus) && pg_bus_listening(hub->pgbus)) {
         pg_bus_announce(hub->pgbus);
-        if (++hub->listen_only_s == 2 && hub->fanout) {
+        if (++hub->listen_only_s == 2 && hub->bus_ever_up && hub->fanout) {
             queue_resync(hub);
-            events_resync(hub);
             userstate_reload(hub->userstate);
         }
     } else {
@@ -391,7 +404,11 @@ static int start_pgbus(hub_t *hub)
     if (!hub->cfg->bus_pg_fallback)
         return 0; /* hubs hear of each other's changes when Redis returns */
     pg_bus_config_t pc = {
-        .conninfo = hub->cfg->database_url, .log = on_pool_log, .on_announce = on_pgbus_announce};
+        .conninfo = hub->cfg->database_url,
+        .log = on_pool_log,
+        .on_announce = on_pgbus_announce,
+        .wants_copies = pgbus_wants_copies,
+    };
     hub->pgbus = pg_bus_new(&hub->loop, &pc, on_pgbus_message, on_pgbus_gap, hub);
     if (!hub->pgbus) {
         log_error("storage configuration",

@@ -23,12 +23,12 @@ struct pg_bus {
     pg_bus_message_cb on_message;
     pg_bus_gap_cb on_gap;
     pg_bus_announce_cb on_announce;
+    pg_bus_wants_copies_cb wants_copies;
     void *arg;
     pg_log_cb log;
     void *log_arg;
     char origin[PG_BUS_ORIGIN_LEN + 1];
     int listening; /* LISTEN confirmed on the current connection */
-    bool skip_copies;
     int closing;
     unsigned inflight; /* pg_notify queries whose callback is still due */
     /*
@@ -112,7 +112,7 @@ static void pg_bus_on_notify(void *arg, const char *relname, const char *extra)
         return;
     }
     if ((mark != ' ' && mark != '+') || extra[PG_BUS_ORIGIN_LEN + 1] == '\0' ||
-        (mark == '+' && pb->skip_copies))
+        (mark == '+' && pb->wants_copies && !pb->wants_copies(pb->arg)))
         return;
     channel = extra + PG_BUS_ORIGIN_LEN + 1;
     nl = strchr(channel, '\n');
@@ -151,6 +151,7 @@ pg_bus_t *pg_bus_new(uv_loop_t *loop, const pg_bus_config_t *cfg, pg_bus_message
     pb->on_message = on_message;
     pb->on_gap = on_gap;
     pb->on_announce = cfg->on_announce;
+    pb->wants_copies = cfg->wants_copies;
     pb->arg = arg;
     pb->log = cfg->log;
     pb->log_arg = cfg->log_arg;
@@ -303,12 +304,6 @@ int pg_bus_announce(pg_bus_t *pb)
         return -1;
     }
     return 0;
-}
-
-void pg_bus_skip_copies(pg_bus_t *pb, bool skip)
-{
-    if (pb)
-        pb->skip_copies = skip;
 }
 
 int pg_bus_listening(const pg_bus_t *pb)

@@ -16,7 +16,7 @@
  * random id: a process drops its own frames (its caller delivered locally
  * already). "<origin>+<channel>..." is a copy of a message Redis carried too
  * (bus_set_fallback_copies), for the processes that lost Redis: one that
- * has Redis drops it (pg_bus_skip_copies).
+ * has Redis drops it (pg_bus_config_t.wants_copies).
  *
  * A process that lost Redis while others kept it would hear nothing of
  * theirs: they publish to Redis only. So while it listens here without
@@ -55,13 +55,16 @@ typedef void (*pg_bus_message_cb)(void *arg, const char *channel, const char *pa
 typedef void (*pg_bus_gap_cb)(void *arg, const char *channel);
 /* Another process announced that it hears the bus only here (pg_bus_announce). */
 typedef void (*pg_bus_announce_cb)(void *arg);
+/* Whether a copy that just arrived is wanted: false while Redis carries the originals. */
+typedef bool (*pg_bus_wants_copies_cb)(void *arg);
 
 typedef struct pg_bus_config {
     const char *conninfo;   /* as for pg_pool */
     int connect_timeout_ms; /* default: pg_pool's */
     pg_log_cb log;          /* optional, as for pg_pool */
     void *log_arg;
-    pg_bus_announce_cb on_announce; /* optional; called with the callbacks' arg */
+    pg_bus_announce_cb on_announce;      /* optional; called with the callbacks' arg */
+    pg_bus_wants_copies_cb wants_copies; /* optional (NULL: every copy); the same arg */
 } pg_bus_config_t;
 
 /* Starts listening. NULL on bad config or out of memory. */
@@ -80,8 +83,6 @@ void pg_bus_set_pool(pg_bus_t *pb, pg_pool_t *pool);
 int pg_bus_publish(pg_bus_t *pb, const char *channel, const char *payload, size_t len, bool copy);
 /* Tells the other processes that this one hears the bus only here (sent like a message). */
 int pg_bus_announce(pg_bus_t *pb);
-/* While skip, copies (pg_bus_publish's copy) are dropped on arrival: Redis carried them. */
-void pg_bus_skip_copies(pg_bus_t *pb, bool skip);
 
 /* 1 while LISTEN is in force on a live connection. */
 int pg_bus_listening(const pg_bus_t *pb);
