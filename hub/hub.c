@@ -214,8 +214,9 @@ void hub_gauges(hub_t *hub, metrics_gauges_t *g)
 }
 
 /*
- * Once a second: this process's gauges to Redis, and its live stats with the
- * whole deployment's (deploy.h) to its admin dashboards.
+ * Once a second: the bus watch (bus_watch_tick), this process's gauges to
+ * Redis, and its live stats with the whole deployment's (deploy.h) to its
+ * admin dashboards.
  */
 static void bus_watch_tick(hub_t *hub);
 
