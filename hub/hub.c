@@ -45,7 +45,6 @@ struct hub {
     bus_t *bus;
     pg_bus_t *pgbus;        /* the bus's fallback path through PostgreSQL */
     unsigned listen_only_s; /* seconds on pgbus alone (Redis lost), announced each one */
-    bool bus_ever_up;       /* Redis carried the bus once: its loss may have cost messages */
     uint64_t copy_until_ms; /* copying to pgbus for a process without Redis until then; 0: not */
     server_t *server;
     sessions_t *sessions;
@@ -302,7 +301,6 @@ static void on_bus_link(void *arg, int up)
 {
     hub_t *hub = arg;
     log_info(up ? "bus up" : "bus down", NULL);
-    hub->bus_ever_up |= up;
     if (up && hub->fanout) {
         queue_resync(hub); /* duties: retried until PostgreSQL answers */
         events_resync(hub);
@@ -358,7 +356,7 @@ static void bus_watch_tick(hub_t *hub)
 {
     if (hub->bus && hub->pgbus && !bus_is_up(hub->bus) && pg_bus_listening(hub->pgbus)) {
         pg_bus_announce(hub->pgbus);
-        if (++hub->listen_only_s == 2 && hub->bus_ever_up && hub->fanout) {
+        if (++hub->listen_only_s == 2 && bus_ever_up(hub->bus) && hub->fanout) {
             queue_resync(hub);
             userstate_reload(hub->userstate);
         }

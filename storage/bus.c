@@ -789,6 +789,11 @@ unsigned long bus_reconnects(const bus_t *bus)
     return bus->reconnects;
 }
 
+int bus_ever_up(const bus_t *bus)
+{
+    return bus->ever_up;
+}
+
 static void bus_on_handle_close(uv_handle_t *handle)
 {
     bus_t *bus = handle->data;

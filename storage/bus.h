@@ -138,6 +138,8 @@ int bus_command(bus_t *bus, int key, int argc, const char **argv, const size_t *
 int bus_is_up(const bus_t *bus);
 /* How many times a lost link has been re-established. */
 unsigned long bus_reconnects(const bus_t *bus);
+/* 1 once the bus has been up (a later down is a loss, not a start). */
+int bus_ever_up(const bus_t *bus);
 
 /* Stops timers, closes both links; frees itself once its handles are closed. */
 void bus_close(bus_t *bus);

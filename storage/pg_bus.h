@@ -14,17 +14,18 @@
  *
  * A frame is "<origin> <channel>\n<payload>", origin being this process's
  * random id: a process drops its own frames (its caller delivered locally
- * already). "<origin>+<channel>..." is a copy of a message Redis carried too
- * (bus_set_fallback_copies), for the processes that lost Redis: one that
- * has Redis drops it (pg_bus_config_t.wants_copies).
- *
- * A process that lost Redis while others kept it would hear nothing of
- * theirs: they publish to Redis only. So while it listens here without
- * Redis it announces so every second (pg_bus_announce, the frame
- * "<origin>!"), and every process that hears it copies what it publishes
- * here for a few seconds (the hub's bus watch, hub.c). NOTIFY payloads are limited to 8000 bytes: a
- * bigger message goes as "<origin> <channel>" alone and the receivers get a gap for that channel
+ * already). NOTIFY payloads are limited to 8000 bytes: a bigger message goes
+ * as "<origin> <channel>" alone and the receivers get a gap for that channel
  * (they catch it up from PostgreSQL).
+ *
+ * "<origin>+<channel>..." is a copy of a message Redis carried too
+ * (bus_set_fallback_copies), for the processes that lost Redis: one that
+ * has Redis drops it (pg_bus_config_t.wants_copies). A process that lost
+ * Redis while others kept it would hear nothing of theirs, as they publish
+ * to Redis only. So while it listens here without Redis it announces so
+ * every second (pg_bus_announce, the frame "<origin>!"), and every process
+ * that hears it copies what it publishes here for a few seconds (the hub's
+ * bus watch, hub.c).
  *
  * Nothing here is atomic with the change it reports: a process that dies
  * between its commit and its NOTIFY leaves the others to their catch-ups.
