@@ -48,10 +48,10 @@ const metric = async (hub, name, labels = {}) => {
 
 /* Resolves once hub has stopped copying to PostgreSQL for a process without Redis (hub.c's bus watch). */
 const notCopying = (hub) =>
-  waitFor(() => {
-    const n = (re) => (hub.logs().match(re) || []).length;
-    return n(/copying to PostgreSQL for a process/g) === n(/copying to PostgreSQL stopped/g);
-  }, { timeoutMs: 10000, what: 'copies to PostgreSQL to stop' });
+  waitFor(async () => (await metric(hub, 'rn_bus_pg_copying')) === 0, {
+    timeoutMs: 10000,
+    what: 'copies to PostgreSQL to stop',
+  });
 
 const dbEventIds = async (uid) =>
   (await world.pg.psql(`SELECT id FROM user_events WHERE user_id = rn_user_id('${uid}') ORDER BY id`))
@@ -127,6 +127,21 @@ const p99 = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)] : NaN;
 };
+
+/*
+ * Both hubs on Redis again: once A stops copying, a round of each player
+ * through A sends nothing through PostgreSQL (why), and every phone is
+ * current, each event id once, its socket open.
+ */
+async function assertBackOnRedis(a, uids, phones, why) {
+  await notCopying(a); // the last announces keep A copying a few seconds
+  const sent = await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' });
+  for (const uid of uids) await round(a, uid);
+  await current(phones);
+  assert.equal(await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' }), sent, why);
+  assertNoDuplicates(phones);
+  for (const p of phones) assert.equal(p.ws.readyState, 1, `${p.uid}'s socket stayed open`);
+}
 
 function assertNoDuplicates(phones) {
   for (const p of phones) {
@@ -206,13 +221,7 @@ test('Redis down 10 s: commits on hub A reach phones on hub B through PostgreSQL
   // Redis back: the normal path again; nothing missing, nothing twice
   await redis.start();
   await seesRedis([a, b], 'up');
-  await notCopying(a); // B's last announces keep A copying a few seconds
-  const sentBefore = await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' });
-  for (const uid of uids) await round(a, uid);
-  await current(phones);
-  assert.equal(await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' }), sentBefore, 'Redis back: no NOTIFY');
-  assertNoDuplicates(phones);
-  for (const p of phones) assert.equal(p.ws.readyState, 1, `${p.uid}'s socket stayed open`);
+  await assertBackOnRedis(a, uids, phones, 'Redis back: no NOTIFY');
   const view = await http(b, 'GET', `/api/v1/arcades/${QUIET}/queue`);
   assert.equal(view.status, 200, view.text);
   for (const p of phones) assert.equal(p.lastSnapshot(QUIET).v, await dbVersion(QUIET), 'view equals the database');
@@ -373,14 +382,8 @@ test('one hub loses Redis, the others keep it: they copy to PostgreSQL for it, i
 
   await link.open();
   await seesRedis([b], 'up');
-  await notCopying(a);
+  await assertBackOnRedis(a, uids, phones, 'both on Redis: no copies');
   assert.equal(await metric(a, 'rn_bus_pg_copying'), 0);
-  const sent = await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' });
-  for (const uid of uids) await round(a, uid);
-  await current(phones);
-  assert.equal(await metric(a, 'rn_bus_pg_messages_total', { direction: 'sent' }), sent, 'both on Redis: no copies');
-  assertNoDuplicates(phones);
-  for (const p of phones) assert.equal(p.ws.readyState, 1, `${p.uid}'s socket stayed open`);
   await Promise.all([a.stop(), b.stop()]);
   link.cut();
 });
