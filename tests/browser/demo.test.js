@@ -97,6 +97,17 @@ async function diagnose(t, pages, run) {
   for (const line of hubLog) t.diagnostic(`hub: ${line}`);
 }
 
+/*
+ * The unlock code a called player's phone shows. The spot turns "called" with
+ * the REST answer or the reservation event; the code comes with your_turn,
+ * which may arrive after (until then the phone shows a placeholder).
+ */
+async function turnCode(page) {
+  const code = page.locator('#spot[data-status="called"] #turn-code', { hasText: /^\d{6}$/ });
+  await code.waitFor(WAIT);
+  return code.textContent();
+}
+
 /* Types digits on the cabinet's physical keyboard, then Enter. */
 async function typeCode(cab, code) {
   await cab.keyboard.type(code);
@@ -218,7 +229,7 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     await p.locator('.tab[data-tab="play"]').click(); // back where she was: Neon Racer, ready to book
     await p.locator('#reserve-go', { hasText: 'Reserve · 1 ticket' }).click();
     await p.locator('#spot[data-status="called"] #spot-title', { hasText: 'Your turn!' }).waitFor(WAIT);
-    carolCode = await p.locator('#turn-code').textContent();
+    carolCode = await turnCode(p);
     assert.match(carolCode, /^\d{6}$/);
     assert.match(await p.locator('#turn-left').textContent(), /^\d:\d\d$/);
     assert.match(await p.locator('#announce').textContent(), /Your turn at Retronova Paris Bastille!/);
@@ -290,7 +301,7 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     // alice and bob are called; the code typed on the keyboard, then Enter.
     const p = alice.page;
     await p.locator('#spot[data-status="called"] #spot-title', { hasText: 'Your turn!' }).waitFor(WAIT);
-    const code = await p.locator('#turn-code').textContent();
+    const code = await turnCode(p);
     await bob.page.locator('#spot[data-status="called"] #turn-code', { hasText: code }).waitFor(WAIT);
     await screenshots(t, p, 'phone-your-turn');
     await c.locator('body[data-phase="called"] #called-players', { hasText: 'alice & bob' }).waitFor(WAIT);
@@ -464,8 +475,7 @@ describe('the demo, as people use it', { skip: !HAVE_CHROMIUM && `no chromium at
     const p = alice.page;
     await p.locator('.tab[data-tab="play"]').click();
     await p.locator('#reserve-go', { hasText: 'Reserve · 1 ticket' }).click(); // still on Neon Racer
-    await p.locator('#spot[data-status="called"] #turn-code').waitFor(WAIT);
-    const code = await p.locator('#turn-code').textContent();
+    const code = await turnCode(p);
     const rid = await p.locator('#spot').getAttribute('data-reservation-id');
     const c = cab.page;
     await c.locator('body[data-phase="called"] #called-players', { hasText: 'alice' }).waitFor(WAIT);
